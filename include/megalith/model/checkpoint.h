@@ -1,0 +1,53 @@
+// A loaded Hugging Face checkpoint: the parsed config and a validated, memory-mapped view of
+// every weight the architecture needs.
+//
+//   MEGALITH_ASSIGN_OR_RETURN(auto ckpt, load_checkpoint("models/qwen3-0.6b"));
+//   TensorView wq = ckpt->weight("model.layers.0.self_attn.q_proj.weight");
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "megalith/core/status.h"
+#include "megalith/core/tensor.h"
+#include "megalith/model/config.h"
+#include "megalith/model/safetensors.h"
+
+namespace megalith {
+
+struct WeightSpec {
+  std::string name;  // the Hugging Face parameter name
+  Shape shape;
+};
+
+// Every weight the architecture of `cfg` reads, in model order. lm_head.weight is absent when
+// the embeddings are tied.
+std::vector<WeightSpec> model_weight_specs(const ModelConfig& cfg);
+
+// Hugging Face name of a per-layer parameter: layer_weight_name(3, "self_attn.q_proj.weight").
+std::string layer_weight_name(int64_t layer, std::string_view suffix);
+
+class Checkpoint {
+ public:
+  const ModelConfig& config() const { return config_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  // Aborts on a name that is not in model_weight_specs(): loading already proved they exist.
+  TensorView weight(const std::string& name) const;
+  TensorView lm_head() const;  // lm_head.weight, or the embeddings when tied
+
+ private:
+  friend StatusOr<std::unique_ptr<Checkpoint>> load_checkpoint(const std::filesystem::path&);
+  ModelConfig config_;
+  std::filesystem::path dir_;
+  TensorStore store_;
+  std::map<std::string, TensorView> weights_;
+};
+
+// Reads DIR/config.json and DIR's safetensors; every missing, unexpected, misshapen or
+// unsupported-dtype tensor is an error naming the file and the tensor.
+StatusOr<std::unique_ptr<Checkpoint>> load_checkpoint(const std::filesystem::path& dir);
+
+}  // namespace megalith

@@ -1,0 +1,38 @@
+// Shared pieces of the megalith subcommands: registration, argument parsing, output.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "megalith/core/status.h"
+
+namespace megalith::cli {
+
+// Each subcommand registers itself and returns what to run when it is chosen.
+struct Command {
+  CLI::App* app;
+  std::function<Status()> run;
+};
+Command add_make_checkpoint(CLI::App& app);
+Command add_generate(CLI::App& app);
+Command add_score(CLI::App& app);
+
+// Parses "1,2,3" (spaces allowed) into token ids.
+StatusOr<std::vector<int32_t>> parse_ids(const std::string& text, const std::string& flag);
+
+// The model directory to use: the one given, or the built-in default model.
+StatusOr<std::string> resolve_model_dir(const std::string& given);
+
+// Options every model-running subcommand takes.
+struct DeviceOptions {
+  std::string model;
+  std::string device = "cpu";
+};
+void add_device_options(CLI::App& cmd, DeviceOptions& opts);
+Status check_device(const DeviceOptions& opts);
+
+}  // namespace megalith::cli

@@ -1,0 +1,78 @@
+// megalith generate: continue a prompt of token ids.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "megalith/engine/generation.h"
+#include "megalith/model/checkpoint.h"
+
+namespace megalith::cli {
+
+namespace {
+struct GenerateArgs {
+  DeviceOptions device;
+  std::string prompt_ids;
+  int64_t max_new_tokens = 32;
+  SamplingParams sampling;
+  bool ignore_eos = false;
+  bool json = false;
+};
+
+Status run(const GenerateArgs& a) {
+  MEGALITH_RETURN_IF_ERROR(check_device(a.device));
+  MEGALITH_RETURN_IF_ERROR(validate(a.sampling));
+  if (a.max_new_tokens < 0 || a.max_new_tokens > 1'000'000) {
+    return invalid_argument("--max-new-tokens must be between 0 and 1000000, got {}",
+                            a.max_new_tokens);
+  }
+  MEGALITH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, parse_ids(a.prompt_ids, "--prompt-ids"));
+  MEGALITH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(a.device.model));
+  MEGALITH_ASSIGN_OR_RETURN(auto ckpt, load_checkpoint(dir));
+  ReferenceModel model(*ckpt);
+  Sampler sampler(a.sampling);
+  GenerationOptions options{a.max_new_tokens, {}};
+  if (!a.ignore_eos) options.stop_token_ids = ckpt->config().eos_token_ids;
+  MEGALITH_ASSIGN_OR_RETURN(GenerationResult r, generate(model, prompt, options, sampler));
+
+  const double ms_per_token = r.tokens.size() > 1 ? r.decode_ms / double(r.tokens.size() - 1) : 0;
+  if (a.json) {
+    nlohmann::json out = {{"tokens", r.tokens},
+                          {"prompt_tokens", prompt.size()},
+                          {"finish_reason", r.finish_reason},
+                          {"device", a.device.device},
+                          {"model", dir},
+                          {"prefill_ms", r.prefill_ms},
+                          {"decode_ms", r.decode_ms},
+                          {"ms_per_token", ms_per_token}};
+    fmt::print("{}\n", out.dump());
+  } else {
+    fmt::print("{}\n", fmt::join(r.tokens, ","));
+    fmt::print(stderr, "{} tokens ({}), prefill {:.1f} ms, {:.2f} ms/token on {}\n",
+               r.tokens.size(), r.finish_reason, r.prefill_ms, ms_per_token, a.device.device);
+  }
+  return {};
+}
+}  // namespace
+
+Command add_generate(CLI::App& app) {
+  auto args = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt given as token ids");
+  add_device_options(*cmd, args->device);
+  cmd->add_option("--prompt-ids", args->prompt_ids, "prompt token ids, e.g. 1,2,3")->required();
+  cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to generate")
+      ->capture_default_str();
+  cmd->add_option("--temperature", args->sampling.temperature, "0 is greedy")
+      ->capture_default_str();
+  cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")->capture_default_str();
+  cmd->add_option("--top-k", args->sampling.top_k, "keep the k likeliest tokens; 0 keeps all")
+      ->capture_default_str();
+  cmd->add_option("--seed", args->sampling.seed, "sampling seed")->capture_default_str();
+  cmd->add_flag("--ignore-eos", args->ignore_eos, "keep generating past end-of-sequence tokens");
+  cmd->add_flag("--json", args->json, "print one JSON object: {\"tokens\": [...], ...}");
+  return {cmd, [args] { return run(*args); }};
+}
+
+}  // namespace megalith::cli
