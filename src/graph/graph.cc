@@ -96,6 +96,15 @@ std::string tensor_type_to_string(const Tensor& t) {
 
 namespace {
 
+std::string_view rope_type_name(RopeType t) {
+  switch (t) {
+    case RopeType::kDefault: return "default";
+    case RopeType::kLinear: return "linear";
+    case RopeType::kLlama3: return "llama3";
+  }
+  return "?";
+}
+
 std::string attrs_to_string(const OpAttrs& attrs) {
   struct Visitor {
     std::string operator()(std::monostate) const { return ""; }
@@ -104,8 +113,8 @@ std::string attrs_to_string(const OpAttrs& attrs) {
       return fmt::format(" {{eps={}, head_dim={}}}", a.eps, a.head_dim);
     }
     std::string operator()(const RopeAttrs& a) const {
-      return fmt::format(" {{theta={}, factor={}, head_dim={}}}", a.rope.theta, a.rope.factor,
-                         a.head_dim);
+      return fmt::format(" {{{}, theta={}, factor={}, head_dim={}}}", rope_type_name(a.rope.type),
+                         a.rope.theta, a.rope.factor, a.head_dim);
     }
     std::string operator()(const AttentionAttrs& a) const {
       return fmt::format(" {{heads={}, kv_heads={}, head_dim={}, scale={:.6g}}}", a.num_heads,
@@ -154,7 +163,10 @@ std::string graph_to_string(const Graph& g) {
     std::string outputs;
     for (TensorId id : op.outputs) {
       if (!outputs.empty()) outputs += ", ";
-      outputs += tensor_type_to_string(g.tensor(id));
+      // Name an output only where it is not the op's own name (graph outputs, state updates).
+      const Tensor& t = g.tensor(id);
+      outputs += t.name == op.name ? tensor_type_to_string(t)
+                                   : fmt::format("{} {}", t.name, tensor_type_to_string(t));
     }
     out += fmt::format("{:4} {:<13} {:<{}} ({}) -> {}{}\n", i, op_kind_name(op.kind), op.name,
                        name_width, tensor_list(g, op.inputs), outputs, attrs_to_string(op.attrs));

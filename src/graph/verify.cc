@@ -143,8 +143,8 @@ StatusOr<std::vector<TensorType>> infer(OpKind kind, const OpAttrs& attrs, const
       if (num_inputs == 3) {
         MEGALITH_RETURN_IF_ERROR(in.weight(2, 1));
         if (in.dim(2, 0) != in.dim(1, 0)) {
-          return invalid_argument("{} does not match the {} output features of {}",
-                                  in.describe(2), in.dim(1, 0), in.describe(1));
+          return invalid_argument("{} does not match the {} output features of {}", in.describe(2),
+                                  in.dim(1, 0), in.describe(1));
         }
       }
       return std::vector<TensorType>{{in[0].type, {in.dim(0, 0), in.dim(1, 0)}}};
@@ -291,9 +291,9 @@ StatusOr<std::vector<int64_t>> producers(const Graph& g) {
                                 op_label(op, i), tensor_kind_name(t.kind), t.name);
       }
       if (producer[size_t(id)] >= 0) {
-        return invalid_argument("{}: tensor '{}' is already produced by {}", op_label(op, i),
-                                t.name, op_label(g.ops[size_t(producer[size_t(id)])],
-                                                 size_t(producer[size_t(id)])));
+        return invalid_argument(
+            "{}: tensor '{}' is already produced by {}", op_label(op, i), t.name,
+            op_label(g.ops[size_t(producer[size_t(id)])], size_t(producer[size_t(id)])));
       }
       producer[size_t(id)] = int64_t(i);
     }
@@ -318,8 +318,8 @@ Status check_outputs(const Graph& g, const Op& op, size_t index,
     const Tensor& t = g.tensor(op.outputs[j]);
     const TensorType& e = expected[j];
     if (t.type != e.type || t.shape != e.shape) {
-      return invalid_argument("{}: output '{}' is {}, expected {} {}", op_label(op, index),
-                              t.name, tensor_type_to_string(t), shape_to_string(e.shape),
+      return invalid_argument("{}: output '{}' is {}, expected {} {}", op_label(op, index), t.name,
+                              tensor_type_to_string(t), shape_to_string(e.shape),
                               elem_type_name(e.type));
     }
     const TensorId state_of = e.state_input >= 0 ? op.inputs[size_t(e.state_input)] : kNoTensor;
@@ -327,11 +327,10 @@ Status check_outputs(const Graph& g, const Op& op, size_t index,
                              ? t.kind == TensorKind::kState
                              : t.kind == TensorKind::kActivation || t.kind == TensorKind::kOutput;
     if (!kind_ok || t.state_of != state_of) {
-      return invalid_argument(
-          "{}: output '{}' must be {}", op_label(op, index), t.name,
-          state_of == kNoTensor
-              ? std::string("an activation or output")
-              : fmt::format("a state tensor updating '{}'", g.tensor(state_of).name));
+      return invalid_argument("{}: output '{}' must be {}", op_label(op, index), t.name,
+                              state_of == kNoTensor ? std::string("an activation or output")
+                                                    : fmt::format("a state tensor updating '{}'",
+                                                                  g.tensor(state_of).name));
     }
   }
   return {};

@@ -6,47 +6,6 @@
 
 namespace megalith {
 
-std::string layer_weight_name(int64_t layer, std::string_view suffix) {
-  return fmt::format("model.layers.{}.{}", layer, suffix);
-}
-
-std::vector<WeightSpec> model_weight_specs(const ModelConfig& c) {
-  const int64_t h = c.hidden_size, q = c.q_size(), kv = c.kv_size(), ff = c.intermediate_size;
-  std::vector<WeightSpec> specs = {{"model.embed_tokens.weight", {c.vocab_size, h}}};
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    auto add = [&](std::string_view suffix, Shape shape) {
-      specs.push_back({layer_weight_name(i, suffix), std::move(shape)});
-    };
-    add("input_layernorm.weight", {h});
-    add("self_attn.q_proj.weight", {q, h});
-    add("self_attn.k_proj.weight", {kv, h});
-    add("self_attn.v_proj.weight", {kv, h});
-    if (c.attention_bias) {
-      add("self_attn.q_proj.bias", {q});
-      add("self_attn.k_proj.bias", {kv});
-      add("self_attn.v_proj.bias", {kv});
-    }
-    if (c.qk_norm) {
-      add("self_attn.q_norm.weight", {c.head_dim});
-      add("self_attn.k_norm.weight", {c.head_dim});
-    }
-    add("self_attn.o_proj.weight", {h, q});
-    if (c.attention_out_bias) add("self_attn.o_proj.bias", {h});
-    add("post_attention_layernorm.weight", {h});
-    add("mlp.gate_proj.weight", {ff, h});
-    add("mlp.up_proj.weight", {ff, h});
-    add("mlp.down_proj.weight", {h, ff});
-    if (c.mlp_bias) {
-      add("mlp.gate_proj.bias", {ff});
-      add("mlp.up_proj.bias", {ff});
-      add("mlp.down_proj.bias", {h});
-    }
-  }
-  specs.push_back({"model.norm.weight", {h}});
-  if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", {c.vocab_size, h}});
-  return specs;
-}
-
 TensorView Checkpoint::weight(const std::string& name) const {
   auto it = weights_.find(name);
   MEGALITH_CHECK(it != weights_.end(), "no weight {}", name);

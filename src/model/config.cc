@@ -219,9 +219,10 @@ StatusOr<ModelConfig> parse_model_config(const json& j, const std::string& sourc
     return r.error(fmt::format("num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                                c.num_heads, c.num_kv_heads));
   }
-  // Qwen3 defaults head_dim to 128; the others derive it from the hidden size.
+  // Qwen3 defaults head_dim to 128; the others derive it from the hidden size. transformers
+  // requires Llama's hidden size to divide evenly among the heads even with its own head_dim.
   const bool derive_head_dim = !r.has("head_dim") && c.arch != Architecture::kQwen3;
-  if (derive_head_dim && c.hidden_size % c.num_heads != 0) {
+  if ((derive_head_dim || llama) && c.hidden_size % c.num_heads != 0) {
     return r.error(fmt::format("hidden_size ({}) is not a multiple of num_attention_heads ({})",
                                c.hidden_size, c.num_heads));
   }

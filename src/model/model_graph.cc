@@ -10,12 +10,15 @@ namespace megalith {
 namespace {
 
 Status check_config(const ModelConfig& cfg, int64_t max_tokens, int64_t max_seq_len) {
-  const std::pair<const char*, int64_t> sizes[] = {
-      {"vocab_size", cfg.vocab_size},     {"hidden_size", cfg.hidden_size},
-      {"intermediate_size", cfg.intermediate_size}, {"num_layers", cfg.num_layers},
-      {"num_heads", cfg.num_heads},       {"num_kv_heads", cfg.num_kv_heads},
-      {"head_dim", cfg.head_dim},         {"max_tokens", max_tokens},
-      {"max_seq_len", max_seq_len}};
+  const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", cfg.vocab_size},
+                                                   {"hidden_size", cfg.hidden_size},
+                                                   {"intermediate_size", cfg.intermediate_size},
+                                                   {"num_layers", cfg.num_layers},
+                                                   {"num_heads", cfg.num_heads},
+                                                   {"num_kv_heads", cfg.num_kv_heads},
+                                                   {"head_dim", cfg.head_dim},
+                                                   {"max_tokens", max_tokens},
+                                                   {"max_seq_len", max_seq_len}};
   for (const auto& [field, value] : sizes) {
     if (value <= 0) return invalid_argument("decode graph: {} ({}) must be positive", field, value);
   }
@@ -39,7 +42,7 @@ Status check_config(const ModelConfig& cfg, int64_t max_tokens, int64_t max_seq_
 class LayerWeights {
  public:
   LayerWeights(GraphBuilder& b, const ModelConfig& cfg, int64_t layer)
-      : b_(b), dtype_(cfg.dtype), prefix_(fmt::format("model.layers.{}.", layer)) {}
+      : b_(b), dtype_(cfg.dtype), prefix_(layer_weight_name(layer, "")) {}
 
   TensorId get(const std::string& suffix, Shape shape) {
     return b_.weight(prefix_ + suffix, dtype_, std::move(shape));
@@ -98,14 +101,13 @@ StatusOr<Graph> build_decode_graph(const ModelConfig& cfg, int64_t max_tokens,
     const auto [k_all, v_all] = b.kv_append(l + "attn.kv_append", k, v, pos, k_cache, v_cache);
     TensorId a = b.attention(l + "attn.attention", q, k_all, v_all, pos, cfg.num_heads,
                              cfg.num_kv_heads, cfg.head_dim);
-    a = w.linear(l + "attn.o_proj", a, "self_attn.o_proj", hidden, q_size,
-                 cfg.attention_out_bias);
+    a = w.linear(l + "attn.o_proj", a, "self_attn.o_proj", hidden, q_size, cfg.attention_out_bias);
     x = b.add(l + "attn_residual", x, a);
 
     h = b.rms_norm(l + "post_attention_layernorm", x,
                    w.get("post_attention_layernorm.weight", {hidden}), cfg.rms_norm_eps);
-    const TensorId gate = w.linear(l + "mlp.gate_proj", h, "mlp.gate_proj", inter, hidden,
-                                   cfg.mlp_bias);
+    const TensorId gate =
+        w.linear(l + "mlp.gate_proj", h, "mlp.gate_proj", inter, hidden, cfg.mlp_bias);
     const TensorId up = w.linear(l + "mlp.up_proj", h, "mlp.up_proj", inter, hidden, cfg.mlp_bias);
     TensorId m = b.silu_mul(l + "mlp.silu_mul", gate, up);
     m = w.linear(l + "mlp.down_proj", m, "mlp.down_proj", hidden, inter, cfg.mlp_bias);
@@ -123,8 +125,8 @@ StatusOr<Graph> build_decode_graph(const ModelConfig& cfg, int64_t max_tokens,
   return g;
 }
 
-std::vector<GraphWeightSpec> weight_specs(const Graph& g) {
-  std::vector<GraphWeightSpec> specs;
+std::vector<WeightSpec> weight_specs(const Graph& g) {
+  std::vector<WeightSpec> specs;
   std::set<TensorId> seen;
   for (const Op& op : g.ops) {
     for (TensorId id : op.inputs) {
@@ -134,6 +136,16 @@ std::vector<GraphWeightSpec> weight_specs(const Graph& g) {
     }
   }
   return specs;
+}
+
+std::vector<WeightSpec> model_weight_specs(const ModelConfig& cfg) {
+  StatusOr<Graph> g = build_decode_graph(cfg, 1, 1);
+  MEGALITH_CHECK(g.ok(), "decode graph of a parsed config: {}", g.status().message());
+  return weight_specs(*g);
+}
+
+std::string layer_weight_name(int64_t layer, std::string_view suffix) {
+  return fmt::format("model.layers.{}.{}", layer, suffix);
 }
 
 }  // namespace megalith

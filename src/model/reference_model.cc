@@ -12,7 +12,9 @@ namespace {
 void linear(const float* x, int64_t n, const TensorView& w, const TensorView* bias, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
   const std::vector<float> b = bias ? bias->to_float() : std::vector<float>(size_t(out), 0.0f);
-#pragma omp parallel
+  // Threads only pay for themselves on large matrices; tiny test models stay single-threaded.
+  const bool parallel = out * in * n >= (int64_t(1) << 20);
+#pragma omp parallel if (parallel)
   {
     std::vector<float> row(static_cast<size_t>(in));
 #pragma omp for schedule(static)

@@ -14,6 +14,7 @@ expected.json (prompt, greedy tokens, provenance) and logits.safetensors ("logit
 import argparse
 import json
 import math
+import random
 import shutil
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def make_fixture(out_dir, name, config_cls, kwargs, dtype, style, shard):
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.to(dtype).to(torch.float32))
-        prompt = torch.randint(3, COMMON["vocab_size"], (PROMPT_LEN,), generator=generator).tolist()
+        prompt = torch.randint(3, config.vocab_size, (PROMPT_LEN,), generator=generator).tolist()
         with torch.no_grad():
             tokens, margin = greedy(model, prompt)
             logits = model(torch.tensor([prompt])).logits[0].float().contiguous()
@@ -157,13 +158,51 @@ def make_fixture(out_dir, name, config_cls, kwargs, dtype, style, shard):
     print(f"{name}: seed {seed}, margin {margin:.3g}, reload diff {reload_diff:.2g}, files {files}")
 
 
+def random_case(rng, index):
+    """A model no test has seen: random architecture, shape, options, dtype and config style."""
+    arch, config_cls = rng.choice([("llama", LlamaConfig), ("qwen2", Qwen2Config),
+                                   ("qwen3", Qwen3Config)])
+    kv_heads = rng.choice([1, 2, 4])
+    heads = kv_heads * rng.choice([1, 2, 3])
+    head_dim = rng.choice([8, 16, 24, 32])
+    # Llama requires hidden_size to be a multiple of the head count even with its own head_dim.
+    kwargs = dict(vocab_size=rng.randint(64, 400), hidden_size=heads * rng.choice([8, 16, 24]),
+                  intermediate_size=rng.randint(40, 200), num_hidden_layers=rng.randint(1, 3),
+                  num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                  tie_word_embeddings=rng.random() < 0.5,
+                  rms_norm_eps=rng.choice([1e-6, 1e-5]))
+    rope_type = rng.choice(["default", "linear", "llama3"])
+    rope = dict(rope_type=rope_type, rope_theta=rng.choice([10000.0, 500000.0, 1e6]))
+    if rope_type == "linear":
+        rope["factor"] = rng.choice([2.0, 4.0])
+    if rope_type == "llama3":
+        rope.update(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                    original_max_position_embeddings=rng.choice([16, 32, 64]))
+    kwargs["rope_parameters"] = rope
+    if arch in ("llama", "qwen3"):
+        kwargs["attention_bias"] = rng.random() < 0.5
+    if arch == "llama":
+        kwargs["mlp_bias"] = rng.random() < 0.5
+    if arch == "qwen2":  # Qwen2's config has no head_dim: it is hidden_size / heads
+        kwargs["hidden_size"] = heads * kwargs.pop("head_dim")
+    dtype = rng.choice([torch.bfloat16, torch.float16, torch.float32])
+    style = rng.choice(["hub", "v5"])
+    shard = rng.choice([None, "60KB"])
+    return (f"unseen{index:02d}_{arch}", config_cls, kwargs, dtype, style, shard)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "fixtures")
+    parser.add_argument("--unseen", type=int, default=0,
+                        help="instead of the committed cases, make this many random models")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --unseen")
     args = parser.parse_args()
     torch.set_num_threads(4)
     args.out.mkdir(parents=True, exist_ok=True)
-    for case in CASES:
+    rng = random.Random(args.seed)
+    cases = [random_case(rng, i) for i in range(args.unseen)] if args.unseen else CASES
+    for case in cases:
         make_fixture(args.out, *case)
 
 

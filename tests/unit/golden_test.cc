@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -19,6 +21,13 @@ namespace fs = std::filesystem;
 constexpr double kLogprobTolerance = 1e-4;
 
 const fs::path kFixtures = fs::path(MEGALITH_SOURCE_DIR) / "tests/golden/fixtures";
+
+// MEGALITH_GOLDEN_FIXTURES points the comparison at another set, e.g. models made by
+// `make_fixtures.py --unseen N`.
+fs::path fixture_root() {
+  const char* env = std::getenv("MEGALITH_GOLDEN_FIXTURES");
+  return env ? fs::path(env) : kFixtures;
+}
 
 struct Fixture {
   std::vector<int32_t> prompt, greedy_tokens;
@@ -68,7 +77,7 @@ Comparison compare(const fs::path& model_dir, const Fixture& f) {
 
 std::vector<fs::path> fixture_dirs() {
   std::vector<fs::path> dirs;
-  for (const auto& e : fs::directory_iterator(kFixtures)) dirs.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(fixture_root())) dirs.push_back(e.path());
   std::sort(dirs.begin(), dirs.end());
   return dirs;
 }
@@ -91,6 +100,9 @@ TEST(Golden, ReferenceMatchesTransformers) {
     SCOPED_TRACE(dir.filename().string());
     const Fixture f = read_fixture(dir);
     const Comparison c = compare(dir, f);
+    std::printf("%-40s max |log-prob diff| %.2e, %zu greedy tokens %s\n",
+                dir.filename().c_str(), c.max_logprob_diff, c.tokens.size(),
+                c.tokens == f.greedy_tokens ? "identical" : "DIFFER");
     EXPECT_LE(c.max_logprob_diff, kLogprobTolerance);
     EXPECT_EQ(c.tokens, f.greedy_tokens);
   }

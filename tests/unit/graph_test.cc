@@ -1,10 +1,11 @@
+#include "megalith/graph/graph.h"
+
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <string>
 
 #include "megalith/graph/builder.h"
-#include "megalith/graph/graph.h"
 #include "megalith/graph/verify.h"
 
 namespace megalith {
@@ -107,7 +108,9 @@ void expect_builder_error(const std::function<void(Tiny&)>& misuse, const std::s
 
 TEST(GraphBuilder, ReportsShapeErrorsWithTheOpName) {
   expect_builder_error(
-      [](Tiny& t) { t.b.linear("layers.0.attn.q_proj", t.x, t.b.weight("w", DType::kBF16, {16, 5})); },
+      [](Tiny& t) {
+        t.b.linear("layers.0.attn.q_proj", t.x, t.b.weight("w", DType::kBF16, {16, 5}));
+      },
       "layers.0.attn.q_proj", "expects 5 input features");
   expect_builder_error(
       [](Tiny& t) {
@@ -136,19 +139,18 @@ TEST(GraphBuilder, ReportsShapeErrorsWithTheOpName) {
         t.b.attention("attn", q, kc, vc, t.pos, 4, 2, 4);
       },
       "attn", "must have 2 kv heads x 4 = 8 features");
-  expect_builder_error(
-      [](Tiny& t) { t.b.rope("rope", t.x, t.pos, RopeConfig{}, /*head_dim=*/3); },
-      "rope", "head_dim 3 must be positive and even");
+  expect_builder_error([](Tiny& t) { t.b.rope("rope", t.x, t.pos, RopeConfig{}, /*head_dim=*/3); },
+                       "rope", "head_dim 3 must be positive and even");
   expect_builder_error(
       [](Tiny& t) { t.b.head_rms_norm("q_norm", t.x, t.b.weight("w", DType::kBF16, {3}), 1e-6); },
       "q_norm", "not a multiple of head_dim 3");
   expect_builder_error(
-      [](Tiny& t) {
-        t.b.embedding("embed2", t.b.input("f", ElemType::kF32, {kTokens}), t.table);
-      },
+      [](Tiny& t) { t.b.embedding("embed2", t.b.input("f", ElemType::kF32, {kTokens}), t.table); },
       "embed2", "ids 'f' [3] f32 must be i32");
   expect_builder_error(
-      [](Tiny& t) { t.b.linear("proj", t.x, t.b.input("w", ElemType::kBF16, {4, kHidden})); },
+      [](Tiny& t) {
+        t.b.linear("proj", t.x, t.b.input("w", ElemType::kBF16, {4, kHidden}));
+      },
       "proj", "must be a weight, not input");
   expect_builder_error(
       [](Tiny& t) {
@@ -239,11 +241,8 @@ Op& mutable_op(Graph& g, const std::string& name) {
 }
 
 TEST(GraphVerify, CatchesUseBeforeDefinition) {
-  expect_verify_error(
-      [](Graph& g) {
-        std::swap(mutable_op(g, "q_proj"), mutable_op(g, "ln"));
-      },
-      "op 1 'q_proj' (linear): reads 'ln' before op 2 'ln' (rms_norm) produces it");
+  expect_verify_error([](Graph& g) { std::swap(mutable_op(g, "q_proj"), mutable_op(g, "ln")); },
+                      "op 1 'q_proj' (linear): reads 'ln' before op 2 'ln' (rms_norm) produces it");
 }
 
 TEST(GraphVerify, CatchesDoubleProducer) {
@@ -253,20 +252,28 @@ TEST(GraphVerify, CatchesDoubleProducer) {
 }
 
 TEST(GraphVerify, CatchesWrongShapeAndType) {
-  expect_verify_error([](Graph& g) { g.tensors[size_t(g.find("q_proj"))].shape = {3, 15}; },
-                      "'q_proj' (linear): output 'q_proj' is [3, 15] bf16, expected [3, 16] bf16");
   expect_verify_error(
-      [](Graph& g) { g.tensors[size_t(g.find("silu_mul"))].type = ElemType::kF32; },
-      "output 'silu_mul' is [3, 12] f32, expected [3, 12] bf16");
+      [](Graph& g) {
+        g.tensors[size_t(g.find("q_proj"))].shape = {3, 15};
+      },
+      "'q_proj' (linear): output 'q_proj' is [3, 15] bf16, expected [3, 16] bf16");
+  expect_verify_error([](Graph& g) { g.tensors[size_t(g.find("silu_mul"))].type = ElemType::kF32; },
+                      "output 'silu_mul' is [3, 12] f32, expected [3, 12] bf16");
   // Inference re-runs on the inputs, so a corrupted weight shape is caught at its reader.
-  expect_verify_error([](Graph& g) { g.tensors[size_t(g.find("o.w"))].shape = {8, 15}; },
-                      "'o_proj' (linear): weight 'o.w' [8, 15] bf16 expects 15 input features");
+  expect_verify_error(
+      [](Graph& g) {
+        g.tensors[size_t(g.find("o.w"))].shape = {8, 15};
+      },
+      "'o_proj' (linear): weight 'o.w' [8, 15] bf16 expects 15 input features");
 }
 
 TEST(GraphVerify, CatchesUnusedWeight) {
   expect_verify_error(
       [](Graph& g) {
-        g.tensors.push_back({TensorId(g.tensors.size()), "stray.weight", ElemType::kBF16, {4},
+        g.tensors.push_back({TensorId(g.tensors.size()),
+                             "stray.weight",
+                             ElemType::kBF16,
+                             {4},
                              TensorKind::kWeight});
       },
       "weight 'stray.weight' is read by no op");
@@ -275,8 +282,8 @@ TEST(GraphVerify, CatchesUnusedWeight) {
 TEST(GraphVerify, CatchesActivationWithoutProducer) {
   expect_verify_error(
       [](Graph& g) {
-        g.tensors.push_back({TensorId(g.tensors.size()), "orphan", ElemType::kBF16, {4},
-                             TensorKind::kActivation});
+        g.tensors.push_back(
+            {TensorId(g.tensors.size()), "orphan", ElemType::kBF16, {4}, TensorKind::kActivation});
       },
       "activation tensor 'orphan' is produced by no op");
 }

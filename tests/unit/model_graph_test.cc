@@ -79,10 +79,10 @@ Graph build(const ModelConfig& cfg, int64_t tokens = 2, int64_t seq = 64) {
 void expect_weights(const ModelConfig& cfg, Features f) {
   Graph g = build(cfg);
   EXPECT_TRUE(verify(g).ok());
-  std::vector<GraphWeightSpec> specs = weight_specs(g);
+  std::vector<WeightSpec> specs = weight_specs(g);
   std::vector<std::string> names;
   int64_t params = 0;
-  for (const GraphWeightSpec& w : specs) {
+  for (const WeightSpec& w : specs) {
     names.push_back(w.name);
     EXPECT_EQ(w.dtype, cfg.dtype) << w.name;
     params += shape_numel(w.shape);

@@ -38,12 +38,10 @@ class GraphBuilder {
                 int64_t head_dim);
   // Returns the updated (k_cache, v_cache); read those, not the originals, afterwards.
   std::pair<TensorId, TensorId> kv_append(std::string name, TensorId k, TensorId v,
-                                          TensorId positions, TensorId k_cache,
-                                          TensorId v_cache);
+                                          TensorId positions, TensorId k_cache, TensorId v_cache);
   // Scaled by 1/sqrt(head_dim).
   TensorId attention(std::string name, TensorId q, TensorId k_cache, TensorId v_cache,
-                     TensorId positions, int64_t num_heads, int64_t num_kv_heads,
-                     int64_t head_dim);
+                     TensorId positions, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim);
   TensorId silu_mul(std::string name, TensorId gate, TensorId up);
   TensorId add(std::string name, TensorId a, TensorId b);
   TensorId argmax(std::string name, TensorId x);
@@ -59,8 +57,7 @@ class GraphBuilder {
   TensorId leaf(std::string name, ElemType type, Shape shape, TensorKind kind);
   std::vector<TensorId> add_op(OpKind kind, std::string name, std::vector<TensorId> inputs,
                                OpAttrs attrs);
-  TensorId add_one(OpKind kind, std::string name, std::vector<TensorId> inputs,
-                   OpAttrs attrs = {});
+  TensorId add_one(OpKind kind, std::string name, std::vector<TensorId> inputs, OpAttrs attrs = {});
   bool claim_name(std::set<std::string>& names, const std::string& name, const char* what);
 
   Graph graph_;

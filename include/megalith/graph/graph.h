@@ -36,7 +36,9 @@ constexpr ElemType elem_type(DType t) {
 }
 std::optional<DType> elem_dtype(ElemType t);  // nullopt for kI32
 constexpr bool is_float(ElemType t) { return t != ElemType::kI32; }
-constexpr size_t elem_size(ElemType t) { return t == ElemType::kBF16 || t == ElemType::kF16 ? 2 : 4; }
+constexpr size_t elem_size(ElemType t) {
+  return t == ElemType::kBF16 || t == ElemType::kF16 ? 2 : 4;
+}
 std::string_view elem_type_name(ElemType t);  // "f32", "bf16", "f16", "i32"
 
 // Index into Graph::tensors.
@@ -107,7 +109,7 @@ using OpAttrs = std::variant<std::monostate, NormAttrs, HeadNormAttrs, RopeAttrs
 
 struct Op {
   OpKind kind = OpKind::kAdd;
-  std::string name;  // unique and readable: "layers.3.attn.q_proj"
+  std::string name;              // unique and readable: "layers.3.attn.q_proj"
   std::vector<TensorId> inputs;  // in the order of the OpKind comment; an absent bias is omitted
   std::vector<TensorId> outputs;
   OpAttrs attrs;
@@ -134,8 +136,9 @@ struct GraphStats {
 };
 GraphStats graph_stats(const Graph& g);
 
-// A header (inputs, state, outputs, stats) and one line per op:
-//   "  12 linear        layers.0.attn.q_proj  (x [4, 1024] bf16, ...) -> [4, 2048] bf16"
+// For a verified graph: a header (inputs, states, outputs, stats) and one line per op:
+//   "   2 linear        layers.0.attn.q_proj  (layers.0.input_layernorm [4, 1024] bf16,
+//    model.layers.0.self_attn.q_proj.weight [2048, 1024] bf16) -> [4, 2048] bf16" (one line)
 std::string graph_to_string(const Graph& g);
 std::string graph_stats_to_string(const GraphStats& s);
 // "[4, 2048] bf16"

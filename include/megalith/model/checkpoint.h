@@ -14,21 +14,10 @@
 #include "megalith/core/status.h"
 #include "megalith/core/tensor.h"
 #include "megalith/model/config.h"
+#include "megalith/model/model_graph.h"
 #include "megalith/model/safetensors.h"
 
 namespace megalith {
-
-struct WeightSpec {
-  std::string name;  // the Hugging Face parameter name
-  Shape shape;
-};
-
-// Every weight the architecture of `cfg` reads, in model order. lm_head.weight is absent when
-// the embeddings are tied.
-std::vector<WeightSpec> model_weight_specs(const ModelConfig& cfg);
-
-// Hugging Face name of a per-layer parameter: layer_weight_name(3, "self_attn.q_proj.weight").
-std::string layer_weight_name(int64_t layer, std::string_view suffix);
 
 class Checkpoint {
  public:

@@ -4,12 +4,13 @@
 // names, dtypes and shapes.
 //
 //   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, /*max_tokens=*/1, 4096));
-//   for (const GraphWeightSpec& w : weight_specs(g)) fmt::print("{}\n", w.name);
+//   for (const WeightSpec& w : weight_specs(g)) fmt::print("{}\n", w.name);
 //   TensorId logits = g.find(kLogitsOutput);
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "megalith/core/status.h"
@@ -28,16 +29,22 @@ inline constexpr std::string_view kNextTokensOutput = "next_token_ids";
 
 // Activations and the KV cache are in cfg.dtype, like the weights. Errors name the config
 // field that cannot be built (non-positive sizes, heads that do not divide, odd head_dim).
-StatusOr<Graph> build_decode_graph(const ModelConfig& cfg, int64_t max_tokens,
-                                   int64_t max_seq_len);
+StatusOr<Graph> build_decode_graph(const ModelConfig& cfg, int64_t max_tokens, int64_t max_seq_len);
 
-struct GraphWeightSpec {
+struct WeightSpec {
   std::string name;  // the Hugging Face parameter name
   DType dtype = DType::kBF16;
   Shape shape;
 };
 
 // Every weight of `g` in graph order (the order the decode step first reads them).
-std::vector<GraphWeightSpec> weight_specs(const Graph& g);
+std::vector<WeightSpec> weight_specs(const Graph& g);
+
+// Every weight the architecture of a valid `cfg` reads: weight_specs of its decode graph.
+// lm_head.weight is absent when the embeddings are tied.
+std::vector<WeightSpec> model_weight_specs(const ModelConfig& cfg);
+
+// Hugging Face name of a per-layer parameter: layer_weight_name(3, "self_attn.q_proj.weight").
+std::string layer_weight_name(int64_t layer, std::string_view suffix);
 
 }  // namespace megalith
