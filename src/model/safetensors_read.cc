@@ -143,8 +143,7 @@ Status parse_entry(const std::string& file, const std::string& name, const json&
     overflow |= numel > uint64_t(std::numeric_limits<int64_t>::max());
     overflow |= __builtin_mul_overflow(numel, *elem_size, &nbytes);
     if (overflow) {
-      return data_loss("{}: shape {} has more bytes than fit in 64 bits", where,
-                       brief(*shape_it));
+      return data_loss("{}: shape {} has more bytes than fit in 64 bits", where, brief(*shape_it));
     }
   }
 
@@ -206,9 +205,10 @@ Status check_layout(const std::string& file, const std::map<std::string, Safeten
   const std::string* previous = nullptr;
   for (const auto& [name, e] : order) {
     if (e->begin < cursor) {
-      return data_loss("{}: tensors '{}' and '{}' overlap: '{}' begins at byte {}, before '{}' "
-                       "ends at byte {}",
-                       file, *previous, *name, *name, e->begin, *previous, cursor);
+      return data_loss(
+          "{}: tensors '{}' and '{}' overlap: '{}' begins at byte {}, before '{}' "
+          "ends at byte {}",
+          file, *previous, *name, *name, e->begin, *previous, cursor);
     }
     if (e->begin > cursor) {
       return data_loss("{}: hole in the data section: bytes [{}, {}) belong to no tensor", file,

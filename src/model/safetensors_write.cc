@@ -32,8 +32,8 @@ StatusOr<uint64_t> tensor_bytes(const fs::path& path, const TensorToWrite& t) {
   bool overflow = false;
   for (int64_t d : t.shape) {
     if (d < 0) {
-      return invalid_argument("{}: tensor '{}' has a negative dimension in shape {}",
-                              path.string(), t.name, shape_to_string(t.shape));
+      return invalid_argument("{}: tensor '{}' has a negative dimension in shape {}", path.string(),
+                              t.name, shape_to_string(t.shape));
     }
     overflow |= __builtin_mul_overflow(numel, uint64_t(d), &numel);
   }
@@ -45,8 +45,8 @@ StatusOr<uint64_t> tensor_bytes(const fs::path& path, const TensorToWrite& t) {
                             shape_to_string(t.shape));
   }
   if (numel > 0 && !t.fill) {
-    return invalid_argument("{}: tensor '{}' has {} elements but no fill function",
-                            path.string(), t.name, numel);
+    return invalid_argument("{}: tensor '{}' has {} elements but no fill function", path.string(),
+                            t.name, numel);
   }
   return bytes;
 }
@@ -86,7 +86,8 @@ Status write_tensor_data(FILE* f, const fs::path& path, const TensorToWrite& t) 
   const int64_t numel = shape_numel(t.shape);
   const size_t elem = dtype_size(t.dtype);
   // unique_ptr<std::byte[]> from new is aligned for any scalar type fill() may store.
-  std::unique_ptr<std::byte[]> buffer(new std::byte[size_t(std::min(numel, kChunkElements)) * elem]);
+  std::unique_ptr<std::byte[]> buffer(
+      new std::byte[size_t(std::min(numel, kChunkElements)) * elem]);
   for (int64_t first = 0; first < numel; first += kChunkElements) {
     const int64_t count = std::min(kChunkElements, numel - first);
     t.fill(first, count, buffer.get());
@@ -218,10 +219,9 @@ Status write_checkpoint_tensors(const fs::path& dir, const std::vector<TensorToW
     for (const TensorToWrite& t : shards[k]) weight_map[t.name] = name;
     written.insert(name);
   }
-  const nlohmann::json index = {{"metadata", {{"total_size", total}}},
-                                {"weight_map", weight_map}};
-  MEGALITH_RETURN_IF_ERROR(write_text_file(dir / "model.safetensors.index.json",
-                                           index.dump(2) + "\n"));
+  const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  MEGALITH_RETURN_IF_ERROR(
+      write_text_file(dir / "model.safetensors.index.json", index.dump(2) + "\n"));
   written.insert("model.safetensors.index.json");
   return remove_stale_weight_files(dir, written);
 }

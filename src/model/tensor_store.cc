@@ -58,8 +58,7 @@ StatusOr<std::map<std::string, std::string>> parse_index(const fs::path& index) 
   auto map_it = root.find("weight_map");
   if (map_it == root.end()) return data_loss("{}: missing \"weight_map\"", file);
   if (!map_it->is_object() || map_it->empty()) {
-    return data_loss("{}: \"weight_map\" must be a non-empty object of tensor -> shard file",
-                     file);
+    return data_loss("{}: \"weight_map\" must be a non-empty object of tensor -> shard file", file);
   }
   std::map<std::string, std::string> weight_map;
   for (const auto& [tensor, shard] : map_it->items()) {
@@ -68,9 +67,10 @@ StatusOr<std::map<std::string, std::string>> parse_index(const fs::path& index) 
     }
     std::string name = shard.get<std::string>();
     if (!is_plain_file_name(name)) {
-      return data_loss("{}: weight_map puts '{}' in '{}', which is not a plain file name in the "
-                       "checkpoint directory",
-                       file, tensor, name);
+      return data_loss(
+          "{}: weight_map puts '{}' in '{}', which is not a plain file name in the "
+          "checkpoint directory",
+          file, tensor, name);
     }
     weight_map.emplace(tensor, std::move(name));
   }
@@ -102,9 +102,9 @@ StatusOr<TensorStore> TensorStore::open_dir(const fs::path& dir) {
   if (!fs::exists(index, ec)) {
     const bool has_bin = fs::exists(dir / "pytorch_model.bin", ec) ||
                          fs::exists(dir / "pytorch_model.bin.index.json", ec);
-    return not_found("{}: no {} or {} found{}", dir.string(), kSingleFile, kIndexFile,
-                     has_bin ? " (pytorch_model.bin is not supported: convert it to safetensors)"
-                             : "");
+    return not_found(
+        "{}: no {} or {} found{}", dir.string(), kSingleFile, kIndexFile,
+        has_bin ? " (pytorch_model.bin is not supported: convert it to safetensors)" : "");
   }
 
   MEGALITH_ASSIGN_OR_RETURN(const auto weight_map, parse_index(index));

@@ -23,9 +23,8 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            fmt::format("megalith_{}_{}_{}_{}", info->test_suite_name(), info->name(), ::getpid(),
-                        counter++);
+    path_ = fs::temp_directory_path() / fmt::format("megalith_{}_{}_{}_{}", info->test_suite_name(),
+                                                    info->name(), ::getpid(), counter++);
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -63,7 +62,8 @@ std::string raw_file(const std::string& header, const std::string& data = "") {
 // A tensor whose element i is element i of `bits`.
 template <typename T>
 TensorToWrite tensor_from(std::string name, DType dtype, Shape shape, const std::vector<T>& bits) {
-  return {std::move(name), dtype, std::move(shape), [&bits](int64_t first, int64_t count, void* out) {
+  return {std::move(name), dtype, std::move(shape),
+          [&bits](int64_t first, int64_t count, void* out) {
             std::memcpy(out, bits.data() + first, size_t(count) * sizeof(T));
           }};
 }
@@ -133,8 +133,8 @@ TEST(SafetensorsWrite, HeaderIsPaddedJsonWithMetadata) {
   TempDir tmp;
   const std::vector<uint16_t> w = {1, 2, 3};
   const fs::path path = tmp.path() / "x.safetensors";
-  ASSERT_TRUE(write_safetensors(path, {tensor_from("w", DType::kBF16, {3}, w)}, {{"format", "pt"}})
-                  .ok());
+  ASSERT_TRUE(
+      write_safetensors(path, {tensor_from("w", DType::kBF16, {3}, w)}, {{"format", "pt"}}).ok());
   const std::string bytes = read_file(path);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(bytes[i]);
@@ -190,14 +190,15 @@ TEST(SafetensorsWrite, RejectsBadTensorsAndReportsIoErrors) {
     EXPECT_NE(s.message().find(p.filename().string()), std::string::npos) << s.message();
     EXPECT_NE(s.message().find(problem), std::string::npos) << s.message();
   };
-  expect_error(path, {tensor_from("w", DType::kBF16, {2}, w), tensor_from("w", DType::kBF16, {2}, w)},
+  expect_error(path,
+               {tensor_from("w", DType::kBF16, {2}, w), tensor_from("w", DType::kBF16, {2}, w)},
                "given twice");
   expect_error(path, {tensor_from("w", DType::kBF16, {-2}, w)}, "negative dimension");
   expect_error(path, {tensor_from("__metadata__", DType::kBF16, {2}, w)}, "reserved");
   expect_error(path, {TensorToWrite{"w", DType::kBF16, {2}, nullptr}}, "no fill function");
   expect_error(path, {tensor_from("w", DType::kBF16, {int64_t{1} << 62, 8}, w)}, "too large");
-  expect_error(tmp.path() / "no_such_dir" / "x.safetensors", {tensor_from("w", DType::kBF16, {2}, w)},
-               "cannot create");
+  expect_error(tmp.path() / "no_such_dir" / "x.safetensors",
+               {tensor_from("w", DType::kBF16, {2}, w)}, "cannot create");
   if (fs::exists("/dev/full")) {  // a disk that is always full
     expect_error("/dev/full", {tensor_from("w", DType::kBF16, {2}, w)}, "write failed");
   }
@@ -252,42 +253,41 @@ std::vector<MalformedCase> malformed_cases() {
        "non-negative integers"},
       {"string_dim", one(R"("dtype":"F32","shape":["2"],"data_offsets":[0,8])"),
        "non-negative integers"},
-      {"dim_beyond_int64", one(R"("dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,8])"),
-       "beyond 2^63"},
-      {"numel_overflow", one(R"("dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8])"),
-       "64 bits"},
+      {"dim_beyond_int64",
+       one(R"("dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,8])"), "beyond 2^63"},
+      {"numel_overflow",
+       one(R"("dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8])"), "64 bits"},
       {"bytes_overflow", one(R"("dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8])"),
        "64 bits"},
       {"missing_offsets", one(R"("dtype":"F32","shape":[2])"), "missing \"data_offsets\""},
       {"offsets_not_array", one(R"("dtype":"F32","shape":[2],"data_offsets":8)"), "[begin, end]"},
-      {"offsets_one_value", one(R"("dtype":"F32","shape":[2],"data_offsets":[8])"),
-       "[begin, end]"},
+      {"offsets_one_value", one(R"("dtype":"F32","shape":[2],"data_offsets":[8])"), "[begin, end]"},
       {"offsets_three_values", one(R"("dtype":"F32","shape":[2],"data_offsets":[0,8,8])"),
        "[begin, end]"},
       {"offsets_negative", one(R"("dtype":"F32","shape":[2],"data_offsets":[-8,0])"),
        "[begin, end]"},
-      {"offsets_float", one(R"("dtype":"F32","shape":[2],"data_offsets":[0,8.5])"),
-       "[begin, end]"},
-      {"begin_after_end", one(R"("dtype":"F32","shape":[0],"data_offsets":[8,0])"),
-       "begin after"},
+      {"offsets_float", one(R"("dtype":"F32","shape":[2],"data_offsets":[0,8.5])"), "[begin, end]"},
+      {"begin_after_end", one(R"("dtype":"F32","shape":[0],"data_offsets":[8,0])"), "begin after"},
       {"end_beyond_data", one(R"("dtype":"F32","shape":[4],"data_offsets":[0,16])"),
        "beyond the data section"},
-      {"end_huge", one(R"("dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,18446744073709551615])"),
+      {"end_huge",
+       one(R"("dtype":"F32","shape":[2],)"
+           R"("data_offsets":[18446744073709551608,18446744073709551615])"),
        "beyond the data section"},
       {"size_mismatch", one(R"("dtype":"BF16","shape":[2],"data_offsets":[0,8])"), "needs 4 bytes"},
       {"overlap",
        raw_file("{" + ok_w + "," +
-                entry_json("v", R"("dtype":"F32","shape":[1],"data_offsets":[4,8])") + "}",
+                    entry_json("v", R"("dtype":"F32","shape":[1],"data_offsets":[4,8])") + "}",
                 data8),
        "overlap"},
       {"empty_inside_another",
        raw_file("{" + ok_w + "," +
-                entry_json("e", R"("dtype":"F32","shape":[0],"data_offsets":[4,4])") + "}",
+                    entry_json("e", R"("dtype":"F32","shape":[0],"data_offsets":[4,4])") + "}",
                 data8),
        "overlap"},
       {"hole_in_middle",
        raw_file("{" + entry_json("a", R"("dtype":"F32","shape":[1],"data_offsets":[0,4])") + "," +
-                entry_json("b", R"("dtype":"F32","shape":[1],"data_offsets":[8,12])") + "}",
+                    entry_json("b", R"("dtype":"F32","shape":[1],"data_offsets":[8,12])") + "}",
                 std::string(12, 'x')),
        "hole"},
       {"hole_at_start", one(R"("dtype":"F32","shape":[1],"data_offsets":[4,8])"), "hole"},
@@ -448,19 +448,19 @@ TEST(SafetensorsFuzz, HeaderMutationsNeverCrash) {
   const std::vector<uint16_t> a = {1, 2, 3, 4, 5, 6};
   const std::vector<uint32_t> b = {7, 8};
   const fs::path valid = tmp.path() / "valid.safetensors";
-  ASSERT_TRUE(write_safetensors(valid,
-                                {tensor_from("a", DType::kBF16, {2, 3}, a),
-                                 tensor_from("b", DType::kF32, {2}, b)},
-                                {{"format", "pt"}})
-                  .ok());
+  ASSERT_TRUE(
+      write_safetensors(
+          valid, {tensor_from("a", DType::kBF16, {2, 3}, a), tensor_from("b", DType::kF32, {2}, b)},
+          {{"format", "pt"}})
+          .ok());
   const std::string base = read_file(valid);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | uint8_t(base[i]);
   ASSERT_LT(8 + header_len, base.size());
   // Truncation at every length.
   for (size_t n = 0; n < base.size(); ++n) {
-    expect_open_is_safe(tmp.path() / fmt::format("truncated_{}.safetensors", n),
-                        base.substr(0, n), fmt::format("truncated to {}", n));
+    expect_open_is_safe(tmp.path() / fmt::format("truncated_{}.safetensors", n), base.substr(0, n),
+                        fmt::format("truncated to {}", n));
   }
 
   int opened = 0;
@@ -605,7 +605,8 @@ TEST(TensorStore, DirectoryErrors) {
 void write_shards(const fs::path& dir, int shards, const std::string& index) {
   for (int k = 1; k <= shards; ++k) {
     const std::string header =
-        "{" + entry_json(fmt::format("t{}", k), R"("dtype":"F32","shape":[1],"data_offsets":[0,4])") +
+        "{" +
+        entry_json(fmt::format("t{}", k), R"("dtype":"F32","shape":[1],"data_offsets":[0,4])") +
         "}";
     write_file(dir / fmt::format("s{}.safetensors", k), raw_file(header, "abcd"));
   }
@@ -619,8 +620,8 @@ TEST(TensorStore, IndexErrors) {
   };
   const std::vector<IndexCase> cases = {
       {"bad_json", R"({"weight_map": {"t1": "s1.safetensors",}})", kIndex, "not valid JSON"},
-      {"nul_byte", std::string("{\"weight_map\": {\"t1\": \"s1.safetensors\"}}\0junk", 45),
-       kIndex, "NUL"},
+      {"nul_byte", std::string("{\"weight_map\": {\"t1\": \"s1.safetensors\"}}\0junk", 45), kIndex,
+       "NUL"},
       {"not_object", R"(["s1.safetensors"])", kIndex, "must be a JSON object"},
       {"no_weight_map", R"({"metadata": {}})", kIndex, "missing \"weight_map\""},
       {"weight_map_not_object", R"({"weight_map": ["s1.safetensors"]})", kIndex, "weight_map"},
@@ -634,11 +635,11 @@ TEST(TensorStore, IndexErrors) {
        "not a plain file name"},
       {"empty_name", R"({"weight_map": {"t1": ""}})", kIndex, "not a plain file name"},
       {"missing_shard",
-       R"({"weight_map": {"t1": "s1.safetensors", "t2": "s2.safetensors", "t3": "s9.safetensors"}})",
+       R"({"weight_map": {"t1": "s1.safetensors", "t2": "s2.safetensors",
+                          "t3": "s9.safetensors"}})",
        "s9.safetensors", "no such file"},
-      {"tensor_not_in_shard",
-       R"({"weight_map": {"t1": "s1.safetensors", "t2": "s1.safetensors"}})", "s1.safetensors",
-       "does not hold it"},
+      {"tensor_not_in_shard", R"({"weight_map": {"t1": "s1.safetensors", "t2": "s1.safetensors"}})",
+       "s1.safetensors", "does not hold it"},
   };
   for (const IndexCase& c : cases) {
     SCOPED_TRACE(c.name);
@@ -654,7 +655,8 @@ TEST(TensorStore, ShardContentsMustMatchTheIndex) {
       "{" + entry_json("t1", R"("dtype":"F32","shape":[1],"data_offsets":[0,4])") + "," +
       entry_json("t2", R"("dtype":"F32","shape":[1],"data_offsets":[4,8])") + "}";
   // s2 also holds t1: which copy is meant?
-  write_shards(tmp.path(), 2, R"({"weight_map": {"t1": "s1.safetensors", "t2": "s2.safetensors"}})");
+  write_shards(tmp.path(), 2,
+               R"({"weight_map": {"t1": "s1.safetensors", "t2": "s2.safetensors"}})");
   write_file(tmp.path() / "s2.safetensors", raw_file(two_tensors, "abcdefgh"));
   expect_store_error(tmp.path(), "s2.safetensors", "is in both");
 
@@ -665,7 +667,8 @@ TEST(TensorStore, ShardContentsMustMatchTheIndex) {
 
   // And the valid layout loads.
   write_shards(tmp.path(), 2, R"({"metadata": {"total_size": 8},
-                                   "weight_map": {"t1": "s1.safetensors", "t2": "s2.safetensors"}})");
+                                 "weight_map": {"t1": "s1.safetensors",
+                                                "t2": "s2.safetensors"}})");
   auto store = TensorStore::open_dir(tmp.path());
   ASSERT_TRUE(store.ok()) << store.status().message();
   EXPECT_EQ(store->names(), (std::vector<std::string>{"t1", "t2"}));

@@ -98,7 +98,8 @@ struct TensorToWrite {
 
 // Writes one file; tensors are laid out in the given order, header padded to 8 bytes.
 // `metadata` becomes "__metadata__" when non-empty (transformers writes {"format": "pt"}).
-Status write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+Status write_safetensors(const std::filesystem::path& path,
+                         const std::vector<TensorToWrite>& tensors,
                          const std::map<std::string, std::string>& metadata);
 
 // Writes `dir/model.safetensors` when everything fits in `max_shard_bytes`, otherwise
@@ -107,6 +108,7 @@ Status write_safetensors(const std::filesystem::path& path, const std::vector<Te
 // `max_shard_bytes` gets a shard of its own. Weight files of an earlier layout left in `dir`
 // are removed, since TensorStore would otherwise prefer a stale model.safetensors.
 Status write_checkpoint_tensors(const std::filesystem::path& dir,
-                                const std::vector<TensorToWrite>& tensors, uint64_t max_shard_bytes);
+                                const std::vector<TensorToWrite>& tensors,
+                                uint64_t max_shard_bytes);
 
 }  // namespace megalith
