@@ -82,7 +82,9 @@ StatusOr<std::map<std::string, std::string>> parse_index(const fs::path& index) 
 StatusOr<TensorStore> TensorStore::open_dir(const fs::path& dir) {
   std::error_code ec;
   const fs::file_status dir_status = fs::status(dir, ec);
-  if (!fs::exists(dir_status)) return not_found("{}: no such directory", dir.string());
+  if (dir_status.type() == fs::file_type::not_found) {
+    return not_found("{}: no such directory", dir.string());
+  }
   if (ec) return io_error("{}: cannot stat: {}", dir.string(), ec.message());
   if (!fs::is_directory(dir_status)) {
     return invalid_argument("{}: is not a directory (expected a checkpoint directory)",

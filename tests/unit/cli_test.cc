@@ -9,11 +9,17 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+// ctest runs every test in its own process, concurrently: scratch files carry the pid.
+fs::path scratch_path(const std::string& what) {
+  return fs::temp_directory_path() / ("megalith_cli_" + what + "_" + std::to_string(getpid()));
+}
 
 struct Result {
   int exit_code;
@@ -21,7 +27,7 @@ struct Result {
 };
 
 Result run(const std::string& args) {
-  const fs::path err_file = fs::temp_directory_path() / "megalith_cli_test.err";
+  const fs::path err_file = scratch_path("stderr");
   const std::string cmd = std::string(MEGALITH_CLI) + " " + args + " 2>" + err_file.string();
   FILE* pipe = popen(cmd.c_str(), "r");
   std::string out;
@@ -37,12 +43,15 @@ Result run(const std::string& args) {
 class CliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / "megalith_cli_model";
+    dir_ = scratch_path("model");
     fs::remove_all(dir_);
     const Result r = run("make-checkpoint --arch qwen3 --preset tiny --seed 3 --out " + dir_.string());
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static void TearDownTestSuite() {
+    fs::remove_all(dir_);
+    fs::remove(scratch_path("stderr"));
+  }
   static std::string model() { return " --model " + dir_.string(); }
   static fs::path dir_;
 };
@@ -88,7 +97,7 @@ TEST_F(CliTest, SampledGenerationDependsOnSeed) {
 }
 
 TEST_F(CliTest, MakeCheckpointIsReproducible) {
-  const fs::path other = fs::temp_directory_path() / "megalith_cli_model_again";
+  const fs::path other = scratch_path("model_again");
   fs::remove_all(other);
   ASSERT_EQ(run("make-checkpoint --arch qwen3 --preset tiny --seed 3 --out " + other.string()).exit_code, 0);
   auto bytes = [](const fs::path& p) {
@@ -101,7 +110,7 @@ TEST_F(CliTest, MakeCheckpointIsReproducible) {
 }
 
 TEST_F(CliTest, BadInputFailsWithOneLineError) {
-  const fs::path empty_dir = fs::temp_directory_path() / "megalith_cli_empty";
+  const fs::path empty_dir = scratch_path("empty");
   fs::create_directories(empty_dir);
   const std::string cases[] = {
       "generate" + model() + " --prompt-ids 1,x,3",

@@ -69,7 +69,9 @@ TEST(DType, RoundingIsNearestEvenOnRandomFloats) {
     const float x = std::ldexp(mantissa(rng), exponent(rng));
     EXPECT_EQ(float_to_bf16(x), nearest_even(x, bf16_to_float)) << x;
     // Beyond 65520 IEEE rounding overflows to infinity (checked in F16KnownValues).
-    if (std::fabs(x) < 65520.0f) EXPECT_EQ(float_to_f16(x), nearest_even(x, f16_to_float)) << x;
+    if (std::fabs(x) < 65520.0f) {
+      EXPECT_EQ(float_to_f16(x), nearest_even(x, f16_to_float)) << x;
+    }
   }
   // Exact ties: 1 + 2^-8 lies halfway between two bf16 values; the even one (1.0) wins.
   EXPECT_EQ(float_to_bf16(1.0f + std::ldexp(1.0f, -8)), float_to_bf16(1.0f));
