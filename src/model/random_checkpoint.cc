@@ -145,8 +145,10 @@ float random_weight(uint64_t seed, const std::string& name, const std::vector<in
     const bool norm = name.ends_with("norm.weight");
     return norm ? 1.0f + 0.25f * u : 0.1f * u;
   }
+  // Embeddings small enough that the layers, not the token's own embedding, pick the next
+  // token (tied models otherwise just repeat their input).
   const bool embedding = name == "model.embed_tokens.weight";
-  const float std_dev = embedding ? 1.0f : 1.0f / std::sqrt(float(shape[1]));
+  const float std_dev = embedding ? 0.3f : 1.0f / std::sqrt(float(shape[1]));
   return u * std_dev * std::sqrt(3.0f);
 }
 
@@ -158,6 +160,7 @@ Status write_random_checkpoint(const ModelConfig& cfg, const RandomCheckpointOpt
                        [&cfg, seed = options.seed, name = spec.name, shape = spec.shape](
                            int64_t first, int64_t count, void* out) {
                          std::vector<float> values(static_cast<size_t>(count));
+#pragma omp parallel for schedule(static) if (count >= 65536)
                          for (int64_t i = 0; i < count; ++i) {
                            values[size_t(i)] = random_weight(seed, name, shape, first + i);
                          }

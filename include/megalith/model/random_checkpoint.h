@@ -27,7 +27,7 @@ struct RandomCheckpointOptions {
 
 // Element `index` of the weight named `name`: a pure function of (seed, name, index), so any
 // executor (a GPU filling weights in place, for one) reproduces the checkpoint exactly.
-// Matrices get std 1/sqrt(fan_in), embeddings std 1, norm weights 1 +- 0.25, biases +-0.1,
+// Matrices get std 1/sqrt(fan_in), embeddings std 0.3, norm weights 1 +- 0.25, biases +-0.1,
 // which keeps activations O(1) at every depth and greedy choices well separated.
 float random_weight(uint64_t seed, const std::string& name, const std::vector<int64_t>& shape,
                     int64_t index);
