@@ -20,6 +20,7 @@ struct Command {
 Command add_make_checkpoint(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_score(CLI::App& app);
+Command add_inspect(CLI::App& app);
 
 // Parses "1,2,3" (spaces allowed) into token ids.
 StatusOr<std::vector<int32_t>> parse_ids(const std::string& text, const std::string& flag);

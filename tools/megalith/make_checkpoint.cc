@@ -1,7 +1,10 @@
 // megalith make-checkpoint: a random-weight checkpoint in the Hugging Face format.
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "megalith/model/random_checkpoint.h"
@@ -13,6 +16,7 @@ struct MakeCheckpointArgs {
   std::string arch, preset, out, dtype = "bf16", config_style = "hub";
   uint64_t seed = 0;
   uint64_t max_shard_mb = 5120;
+  bool config_only = false;
 };
 
 Status run(const MakeCheckpointArgs& a) {
@@ -42,6 +46,15 @@ Status run(const MakeCheckpointArgs& a) {
   }
   if (a.max_shard_mb == 0) return invalid_argument("--max-shard-mb must be positive");
   options.max_shard_bytes = a.max_shard_mb << 20;
+  if (a.config_only) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.out, ec);
+    std::ofstream out(std::filesystem::path(a.out) / "config.json");
+    out << model_config_to_json(cfg, options.style).dump(2) << "\n";
+    if (ec || !out) return io_error("{}: cannot write config.json", a.out);
+    fmt::print("wrote {}/config.json ({} {}, no weights)\n", a.out, a.arch, a.preset);
+    return {};
+  }
   MEGALITH_RETURN_IF_ERROR(write_random_checkpoint(cfg, options, a.out));
   fmt::print("wrote {} ({} {}, {:.1f}M parameters, seed {})\n", a.out, a.arch, a.preset,
              double(cfg.num_parameters()) / 1e6, a.seed);
@@ -68,6 +81,8 @@ Command add_make_checkpoint(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-shard-mb", args->max_shard_mb, "largest safetensors shard, in MiB")
       ->capture_default_str();
+  cmd->add_flag("--config-only", args->config_only,
+                "write only config.json (enough for inspect and for --random-weights)");
   return {cmd, [args] { return run(*args); }};
 }
 

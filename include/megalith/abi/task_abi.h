@@ -1,0 +1,129 @@
+// The task ABI: the plain-data descriptors the compiler writes and both executors (the CPU
+// threads and the CUDA megakernel) read. This header and tasks.def are the only ones g++ and
+// nvcc both compile, so they use fixed-width types and no standard library.
+//
+//   const TaskDesc& t = graph.tasks[i];
+//   const TensorRef& x = t.refs[0];                      // meaning per kind: tasks.def
+//   float eps = t.params.linear.eps;
+//   for (uint32_t w = t.wait_begin; w < t.wait_begin + t.wait_count; ++w) wait(graph.waits[w]);
+#pragma once
+
+#include <stdint.h>
+
+namespace megalith::abi {
+
+enum class TaskKind : uint16_t {
+#define MEGALITH_TASK(Name, snake, refs) k##Name,
+#include "megalith/abi/tasks.def"
+#undef MEGALITH_TASK
+};
+inline constexpr int kNumTaskKinds = 0
+#define MEGALITH_TASK(Name, snake, refs) +1
+#include "megalith/abi/tasks.def"
+#undef MEGALITH_TASK
+    ;
+
+inline constexpr uint32_t kNoBuffer = 0xffffffffu;
+inline constexpr uint32_t kNoEvent = 0xffffffffu;
+inline constexpr int kMaxTaskRefs = 10;
+
+// Element types, numbered as megalith::ElemType.
+enum class RefType : uint8_t { kF32 = 0, kBF16 = 1, kF16 = 2, kI32 = 3 };
+enum class RefAccess : uint8_t { kRead = 0, kWrite = 1, kReadWrite = 2 };
+
+// A 2-D window of a buffer: `rows` rows of `cols` elements, `row_stride` elements apart,
+// starting `offset` bytes into the buffer. It is exactly what the task may touch; the
+// dependency analysis and the verifier reason about these windows.
+struct TensorRef {
+  uint32_t buffer = kNoBuffer;
+  RefType type = RefType::kF32;
+  RefAccess access = RefAccess::kRead;
+  uint16_t reserved = 0;
+  uint64_t offset = 0;
+  int32_t rows = 0;
+  int32_t cols = 0;
+  int64_t row_stride = 0;
+};
+
+// Per-kind parameters (the rest of the shape information is in the refs).
+struct LinearParams {  // RmsNormLinear, LinearResidual, RmsNormGateUpSilu, LmHead
+  float eps;           // rms_norm epsilon
+  int32_t tile;        // LmHead: index of this tile among the partials
+  int32_t row_begin;   // LmHead: first vocabulary row of the tile
+};
+struct RopeParams {  // QkNormRopeKvAppend
+  float eps;
+  int32_t head_dim;
+  int32_t group;  // query heads per KV head
+};
+struct AttentionParams {  // AttentionPartial, AttentionMerge
+  float scale;
+  int32_t head_dim;
+  int32_t group;
+  int32_t split;       // AttentionPartial: which slice of the cache
+  int32_t num_splits;
+};
+struct SampleParams {  // Sample
+  int32_t num_tiles;
+  int32_t vocab;
+};
+union TaskParams {
+  LinearParams linear;
+  RopeParams rope;
+  AttentionParams attention;
+  SampleParams sample;
+  uint32_t words[8];
+};
+
+struct TaskDesc {
+  TaskKind kind = TaskKind::kEmbedding;
+  uint16_t num_refs = 0;
+  uint32_t op = 0;          // the fused op it belongs to (inspect, profiling)
+  uint32_t worker = 0;      // static mode: the worker whose queue holds it
+  uint32_t wait_begin = 0;  // waits[wait_begin, wait_begin + wait_count)
+  uint32_t wait_count = 0;
+  uint32_t signal = kNoEvent;  // the one event it increments when done
+  TaskParams params = {};
+  TensorRef refs[kMaxTaskRefs] = {};
+};
+
+// A task at step s waiting on `event` proceeds once
+//   counter[event] >= triggers[event] * (s + 1 - step_offset).
+// Offset 0 waits for this step's producers, offset 1 for the previous step's.
+struct EventWait {
+  uint32_t event = 0;
+  uint32_t step_offset = 0;
+};
+
+struct EventDesc {
+  uint32_t triggers = 0;        // producer tasks per step
+  uint32_t consumer_begin = 0;  // consumers[consumer_begin, +consumer_count): dynamic mode
+  uint32_t consumer_count = 0;
+};
+
+// One dependent task of an event, for the dynamic scheduler.
+struct EventConsumer {
+  uint32_t task = 0;
+  uint32_t step_offset = 0;
+};
+
+// The control block the host fills before a launch (buffer "control").
+struct StepControl {
+  int32_t first_step;   // global step at which the current sequence began (its position 0)
+  int32_t num_prompt;   // prompt tokens; positions below it take the prompt's token
+  float temperature;    // 0: greedy
+  uint32_t seed_lo, seed_hi;
+  int32_t reserved[3];
+};
+
+// One lm_head tile's summary of one token row (buffer "lm_partials").
+struct LmPartial {
+  float max_logit;
+  int32_t argmax;
+  float sum_exp;      // sum of exp(logit - max_logit) over the tile
+  float sample_key;   // max over the tile of logit / temperature + Gumbel noise
+  int32_t sample_id;
+  int32_t reserved;
+};
+
+}  // namespace megalith::abi

@@ -1,0 +1,36 @@
+// The compiler: a model's decode-step graph in, an SM-level task graph out.
+//
+//   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, 4096));
+//   MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = 132}));
+//
+// Passes (docs/compiler.md): fusion and partitioning (lower.cc) -> tile-level dependencies
+// from the exact windows each task touches, transitively reduced (dependencies.cc) -> events,
+// one per set of producers with the same consumers (events.cc) -> placement on workers
+// (placement.cc) -> the activation buffer plan with reuse (buffer_plan.cc) -> the verifier.
+#pragma once
+
+#include <cstdint>
+
+#include "megalith/compiler/task_graph.h"
+#include "megalith/core/status.h"
+#include "megalith/graph/graph.h"
+#include "megalith/model/config.h"
+
+namespace megalith {
+
+struct CompileOptions {
+  int32_t num_workers = 132;  // one per SM of an H100/H200
+  // A linear's tiles are sized so each task moves at most about this many weight bytes; more
+  // tasks than workers only when a single round would exceed it.
+  int64_t max_task_weight_bytes = 4 << 20;
+  // Estimated per-worker streaming bandwidth and per-task overhead, for placement.
+  double worker_gbps = 34.0;
+  double task_overhead_us = 0.5;
+  bool verify = true;  // run verify_task_graph() on the result
+};
+
+// `g` must come from build_decode_graph(cfg, ...). Errors name the op that has no task
+// pattern or the option that is out of range.
+StatusOr<TaskGraph> compile(const Graph& g, const ModelConfig& cfg, const CompileOptions& options);
+
+}  // namespace megalith

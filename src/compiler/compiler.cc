@@ -1,0 +1,53 @@
+#include "megalith/compiler/compiler.h"
+
+#include <chrono>
+
+#include "lower.h"
+#include "megalith/compiler/verify_task_graph.h"
+#include "megalith/core/logging.h"
+#include "passes.h"
+
+namespace megalith {
+
+namespace {
+// Logs the time since the previous lap at debug level.
+class PassTimer {
+ public:
+  void lap(const char* pass) {
+    const auto now = std::chrono::steady_clock::now();
+    MEGALITH_LOG_DEBUG("compiler: {} took {:.1f} ms", pass,
+                       std::chrono::duration<double, std::milli>(now - last_).count());
+    last_ = now;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+}  // namespace
+
+StatusOr<TaskGraph> compile(const Graph& g, const ModelConfig& cfg, const CompileOptions& options) {
+  PassTimer timer;
+  MEGALITH_ASSIGN_OR_RETURN(compiler::Program program, compiler::lower(g, cfg, options));
+  timer.lap("lowering");
+  MEGALITH_ASSIGN_OR_RETURN(compiler::DependencyStats deps, compiler::add_dependencies(program));
+  timer.lap("dependencies");
+  MEGALITH_LOG_DEBUG("compiler: {} tasks, {} read-after-write edges, {} orderings added, {} "
+                     "implied edges removed", program.tasks.size(), deps.raw_edges,
+                     deps.ordering_edges, deps.reduced_edges);
+  const std::vector<uint32_t> worker = compiler::place_tasks(program, options);
+  timer.lap("placement");
+  const compiler::BufferPlan plan = compiler::plan_buffers(program);
+  timer.lap("buffer plan");
+  MEGALITH_LOG_DEBUG("compiler: activation arena {} bytes ({} without reuse)", plan.arena_bytes,
+                     plan.unshared_bytes);
+  TaskGraph tg = compiler::assemble(program, worker, plan, options.num_workers);
+  timer.lap("assembly");
+  if (options.verify) {
+    Status s = verify_task_graph(tg);
+    timer.lap("verification");
+    if (!s.ok()) return s.with_context("compiler produced an invalid task graph");
+  }
+  return tg;
+}
+
+}  // namespace megalith
