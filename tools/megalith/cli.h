@@ -5,10 +5,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "megalith/core/status.h"
+#include "megalith/model/checkpoint.h"
+#include "megalith/runtime/cpu_executor.h"
 
 namespace megalith::cli {
 
@@ -31,9 +34,18 @@ StatusOr<std::string> resolve_model_dir(const std::string& given);
 // Options every model-running subcommand takes.
 struct DeviceOptions {
   std::string model;
-  std::string device = "cpu";
+  std::string device = "cpu";  // cpu: compiled task graph on threads; ref: the reference model
+  int32_t cpu_workers = 4;
+  std::string schedule = "static";
+  uint64_t shuffle_seed = 0;
+  int64_t max_seq_len = 0;  // 0: what the request needs
 };
 void add_device_options(CLI::App& cmd, DeviceOptions& opts);
 Status check_device(const DeviceOptions& opts);
+
+// Compiles the checkpoint's decode graph for `positions` KV-cache rows (or --max-seq-len) and
+// binds it to a CPU executor with the device options.
+StatusOr<std::unique_ptr<CpuExecutor>> make_cpu_executor(const DeviceOptions& opts,
+                                                         const Checkpoint& ckpt, int64_t positions);
 
 }  // namespace megalith::cli

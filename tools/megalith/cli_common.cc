@@ -1,6 +1,8 @@
 #include <filesystem>
 
 #include "cli.h"
+#include "megalith/compiler/compiler.h"
+#include "megalith/model/model_graph.h"
 
 namespace megalith::cli {
 
@@ -44,15 +46,52 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
   cmd.add_option("--model", opts.model,
                  "Hugging Face model directory (config.json + safetensors); default: the "
                  "built-in model");
-  cmd.add_option("--device", opts.device, "where to run: cpu")->capture_default_str();
+  cmd.add_option("--device", opts.device,
+                 "where to run: cpu (the compiled task graph on threads) or ref (the reference "
+                 "model, no compiler)")
+      ->capture_default_str();
+  cmd.add_option("--cpu-workers", opts.cpu_workers, "threads playing worker SMs (--device cpu)")
+      ->capture_default_str();
+  cmd.add_option("--schedule", opts.schedule,
+                 "static (compiler-ordered queues) or dynamic (scheduler threads)")
+      ->capture_default_str();
+  cmd.add_option("--shuffle-seed", opts.shuffle_seed,
+                 "non-zero: random delays and placement, to shake out ordering bugs")
+      ->capture_default_str();
+  cmd.add_option("--max-seq-len", opts.max_seq_len,
+                 "KV-cache positions to compile for; default: what the request needs");
 }
 
 Status check_device(const DeviceOptions& opts) {
-  if (opts.device == "cpu") return {};
   if (opts.device == "cuda") {
     return unimplemented("--device cuda is not available yet; use --device cpu");
   }
-  return invalid_argument("unknown --device '{}' (use cpu)", opts.device);
+  if (opts.device != "cpu" && opts.device != "ref") {
+    return invalid_argument("unknown --device '{}' (use cpu or ref)", opts.device);
+  }
+  if (opts.cpu_workers < 1 || opts.cpu_workers > 1024) {
+    return invalid_argument("--cpu-workers must be between 1 and 1024, got {}", opts.cpu_workers);
+  }
+  if (opts.schedule != "static" && opts.schedule != "dynamic") {
+    return invalid_argument("unknown --schedule '{}' (use static or dynamic)", opts.schedule);
+  }
+  if (opts.max_seq_len < 0 || opts.max_seq_len > (1 << 24)) {
+    return invalid_argument("--max-seq-len must be between 1 and 16777216, got {}",
+                            opts.max_seq_len);
+  }
+  return {};
+}
+
+StatusOr<std::unique_ptr<CpuExecutor>> make_cpu_executor(const DeviceOptions& opts,
+                                                         const Checkpoint& ckpt, int64_t positions) {
+  const ModelConfig& cfg = ckpt.config();
+  const int64_t max_seq = opts.max_seq_len > 0 ? opts.max_seq_len : std::max<int64_t>(positions, 1);
+  MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = opts.cpu_workers}));
+  CpuExecutorOptions options;
+  options.mode = opts.schedule == "dynamic" ? SchedulingMode::kDynamic : SchedulingMode::kStatic;
+  options.shuffle_seed = opts.shuffle_seed;
+  return CpuExecutor::create(tg, ckpt, options);
 }
 
 }  // namespace megalith::cli

@@ -24,8 +24,14 @@ Status run(const ScoreArgs& a) {
   if (ids.size() < 2) return invalid_argument("--ids needs at least two token ids");
   MEGALITH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(a.device.model));
   MEGALITH_ASSIGN_OR_RETURN(auto ckpt, load_checkpoint(dir));
-  ReferenceModel model(*ckpt);
-  MEGALITH_ASSIGN_OR_RETURN(std::vector<double> logprobs, score(model, ids));
+  std::vector<double> logprobs;
+  if (a.device.device == "ref") {
+    ReferenceModel model(*ckpt);
+    MEGALITH_ASSIGN_OR_RETURN(logprobs, score(model, ids));
+  } else {
+    MEGALITH_ASSIGN_OR_RETURN(auto exec, make_cpu_executor(a.device, *ckpt, int64_t(ids.size())));
+    MEGALITH_ASSIGN_OR_RETURN(logprobs, score(*exec, ids));
+  }
   double total = 0;
   for (double lp : logprobs) total += lp;
   const double perplexity = std::exp(-total / double(logprobs.size()));

@@ -10,6 +10,12 @@
 
 #include <stdint.h>
 
+#if defined(__CUDACC__)
+#define MEGALITH_HOST_DEVICE __host__ __device__
+#else
+#define MEGALITH_HOST_DEVICE
+#endif
+
 namespace megalith::abi {
 
 enum class TaskKind : uint16_t {
@@ -125,5 +131,17 @@ struct LmPartial {
   int32_t sample_id;
   int32_t reserved;
 };
+
+// The uniform in (0, 1) behind the Gumbel noise of token `id` at sequence position
+// `position`: a pure function of its arguments (splitmix64 finalizer), so every executor
+// samples the same token for the same seed.
+inline MEGALITH_HOST_DEVICE double sampling_uniform(uint64_t seed, int32_t position, int32_t id) {
+  uint64_t z = seed ^ (uint64_t(uint32_t(position)) << 32 | uint32_t(id));
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return (double(z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
 
 }  // namespace megalith::abi

@@ -16,7 +16,15 @@
 
 namespace megalith {
 
-enum class StatusCode { kOk, kInvalidArgument, kNotFound, kIoError, kDataLoss, kUnimplemented };
+enum class StatusCode {
+  kOk,
+  kInvalidArgument,
+  kNotFound,
+  kIoError,
+  kDataLoss,
+  kUnimplemented,
+  kInternal,  // a broken run (a deadlocked executor), not bad input
+};
 
 class [[nodiscard]] Status {
  public:

@@ -14,6 +14,7 @@
 
 #include "megalith/core/status.h"
 #include "megalith/model/reference_model.h"
+#include "megalith/runtime/cpu_executor.h"
 
 namespace megalith {
 
@@ -56,5 +57,12 @@ StatusOr<GenerationResult> generate(ReferenceModel& model, std::span<const int32
 
 // log P(ids[i] | ids[0..i-1]) for i = 1 .. n-1.
 StatusOr<std::vector<double>> score(ReferenceModel& model, std::span<const int32_t> ids);
+
+// The same through a compiled task graph. Greedy and temperature sampling run inside the
+// launch (Gumbel-max: deterministic for a seed, but a different stream than Sampler's);
+// top-k and top-p sample on the host between single-step launches.
+StatusOr<GenerationResult> generate(CpuExecutor& exec, std::span<const int32_t> prompt,
+                                    const GenerationOptions& options, const SamplingParams& sampling);
+StatusOr<std::vector<double>> score(CpuExecutor& exec, std::span<const int32_t> ids);
 
 }  // namespace megalith

@@ -1,0 +1,74 @@
+// The CPU executor: threads play the worker SMs (and, in dynamic mode, the scheduler warps)
+// with exactly the event and queue protocol of the megakernel, on std::atomic
+// acquire/release. Every task runs its CPU reference (src/runtime/cpu/tasks/), so results
+// are identical for every worker count, schedule and seed.
+//
+//   MEGALITH_ASSIGN_OR_RETURN(auto exec, CpuExecutor::create(tg, *ckpt, {}));
+//   MEGALITH_RETURN_IF_ERROR(exec->start_sequence(prompt, {}));
+//   MEGALITH_RETURN_IF_ERROR(exec->run(prompt.size() + 15));   // one launch, 16 new tokens
+//   int32_t first_new = exec->token(prompt.size() - 1);
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "megalith/compiler/task_graph.h"
+#include "megalith/core/status.h"
+#include "megalith/model/checkpoint.h"
+
+namespace megalith {
+
+enum class SchedulingMode { kStatic, kDynamic };
+std::string_view scheduling_mode_name(SchedulingMode m);  // "static", "dynamic"
+
+struct CpuExecutorOptions {
+  SchedulingMode mode = SchedulingMode::kStatic;
+  int32_t scheduler_threads = 1;  // dynamic mode
+  uint64_t shuffle_seed = 0;      // non-zero: random delays and, in dynamic mode, random placement
+  double deadlock_timeout_s = 20.0;
+};
+
+class CpuExecutor {
+ public:
+  // Binds the task graph's weight buffers to the checkpoint (which must outlive the executor)
+  // and allocates the rest. The task graph is copied.
+  static StatusOr<std::unique_ptr<CpuExecutor>> create(const TaskGraph& tg, const Checkpoint& ckpt,
+                                                       const CpuExecutorOptions& options);
+  ~CpuExecutor();
+
+  // Starts a new sequence at the next step: `prompt` are the tokens forced at positions
+  // 0..n-1; later positions take the sampled token (greedy at temperature 0, else Gumbel-max
+  // with `seed`).
+  Status start_sequence(std::span<const int32_t> prompt, double temperature = 0.0,
+                        uint64_t seed = 0);
+  // Forces the token at the next position not yet forced (host-side sampling).
+  Status force_token(int32_t token);
+  // One launch: `steps` steps, each one position of the sequence.
+  Status run(int64_t steps);
+
+  int64_t position() const { return position_; }  // positions computed so far
+  int64_t max_positions() const { return tg_.max_seq_len; }
+  // The token that follows position p (forced or sampled), and its log-probability.
+  int32_t token(int64_t p) const;
+  float logprob(int64_t p) const;
+  // The logits of the last position computed.
+  std::span<const float> logits() const;
+  const TaskGraph& task_graph() const { return tg_; }
+
+ private:
+  struct Runtime;
+  CpuExecutor(const TaskGraph& tg, const CpuExecutorOptions& options);
+  Status bind(const Checkpoint& ckpt);
+
+  TaskGraph tg_;
+  CpuExecutorOptions options_;
+  std::vector<std::vector<uint8_t>> owned_;  // state, activation, io and constant buffers
+  std::vector<uint8_t*> base_;               // every buffer's base pointer
+  std::unique_ptr<Runtime> runtime_;         // event counters and queues; persist across launches
+  int64_t next_step_ = 0, position_ = 0, sequence_first_step_ = 0;
+  bool poisoned_ = false;
+};
+
+}  // namespace megalith
