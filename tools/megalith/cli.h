@@ -35,7 +35,8 @@ StatusOr<std::string> resolve_model_dir(const std::string& given);
 struct DeviceOptions {
   std::string model;
   std::string device = "cpu";  // cpu: compiled task graph on threads; ref: the reference model
-  int32_t cpu_workers = 4;
+  int32_t workers = 132;    // the task graph's workers (SMs of an H100/H200)
+  int32_t cpu_workers = 0;  // threads playing them; 0: one per core
   std::string schedule = "static";
   uint64_t shuffle_seed = 0;
   int64_t max_seq_len = 0;  // 0: what the request needs

@@ -50,7 +50,12 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
                  "where to run: cpu (the compiled task graph on threads) or ref (the reference "
                  "model, no compiler)")
       ->capture_default_str();
-  cmd.add_option("--cpu-workers", opts.cpu_workers, "threads playing worker SMs (--device cpu)")
+  cmd.add_option("--workers", opts.workers,
+                 "worker SMs to compile the task graph for (the numerics follow its tiles)")
+      ->capture_default_str();
+  cmd.add_option("--cpu-workers", opts.cpu_workers,
+                 "threads playing the workers on --device cpu; 0: one per core (results do not "
+                 "depend on it)")
       ->capture_default_str();
   cmd.add_option("--schedule", opts.schedule,
                  "static (compiler-ordered queues) or dynamic (scheduler threads)")
@@ -69,8 +74,11 @@ Status check_device(const DeviceOptions& opts) {
   if (opts.device != "cpu" && opts.device != "ref") {
     return invalid_argument("unknown --device '{}' (use cpu or ref)", opts.device);
   }
-  if (opts.cpu_workers < 1 || opts.cpu_workers > 1024) {
-    return invalid_argument("--cpu-workers must be between 1 and 1024, got {}", opts.cpu_workers);
+  if (opts.workers < 1 || opts.workers > 4096) {
+    return invalid_argument("--workers must be between 1 and 4096, got {}", opts.workers);
+  }
+  if (opts.cpu_workers < 0 || opts.cpu_workers > 1024) {
+    return invalid_argument("--cpu-workers must be between 0 and 1024, got {}", opts.cpu_workers);
   }
   if (opts.schedule != "static" && opts.schedule != "dynamic") {
     return invalid_argument("unknown --schedule '{}' (use static or dynamic)", opts.schedule);
@@ -87,10 +95,11 @@ StatusOr<std::unique_ptr<CpuExecutor>> make_cpu_executor(const DeviceOptions& op
   const ModelConfig& cfg = ckpt.config();
   const int64_t max_seq = opts.max_seq_len > 0 ? opts.max_seq_len : std::max<int64_t>(positions, 1);
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
-  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = opts.cpu_workers}));
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = opts.workers}));
   CpuExecutorOptions options;
   options.mode = opts.schedule == "dynamic" ? SchedulingMode::kDynamic : SchedulingMode::kStatic;
   options.shuffle_seed = opts.shuffle_seed;
+  options.threads = opts.cpu_workers;
   return CpuExecutor::create(tg, ckpt, options);
 }
 

@@ -1,7 +1,8 @@
 // The CPU executor: threads play the worker SMs (and, in dynamic mode, the scheduler warps)
 // with exactly the event and queue protocol of the megakernel, on std::atomic
 // acquire/release. Every task runs its CPU reference (src/runtime/cpu/tasks/), so results
-// are identical for every worker count, schedule and seed.
+// are identical for every thread count, schedule and seed (the task graph, compiled for a
+// number of workers, fixes the numerics).
 //
 //   MEGALITH_ASSIGN_OR_RETURN(auto exec, CpuExecutor::create(tg, *ckpt, {}));
 //   MEGALITH_RETURN_IF_ERROR(exec->start_sequence(prompt, {}));
@@ -25,9 +26,18 @@ std::string_view scheduling_mode_name(SchedulingMode m);  // "static", "dynamic"
 
 struct CpuExecutorOptions {
   SchedulingMode mode = SchedulingMode::kStatic;
+  // Threads that play the task graph's workers, each thread taking turns among its workers'
+  // queues; 0: one per worker up to the machine's cores. Results do not depend on it.
+  int32_t threads = 0;
   int32_t scheduler_threads = 1;  // dynamic mode
   uint64_t shuffle_seed = 0;      // non-zero: random delays and, in dynamic mode, random placement
   double deadlock_timeout_s = 20.0;
+  // Race testing: refill the activation arena with NaN at the start of every step (when the
+  // source task runs, nothing else can), and hold these tasks back before they run, so a
+  // missing dependency makes its consumer read garbage.
+  bool poison_each_step = false;
+  std::vector<uint32_t> slow_tasks;
+  double slow_task_ms = 20.0;
 };
 
 class CpuExecutor {

@@ -69,14 +69,17 @@ class Launch {
       : tg_(tg), opts_(options), buffers_(buffers), counters_(counters), joins_(joins),
         done_(done), worker_queues_(worker_queues), scheduler_queues_(scheduler_queues),
         completed_(completed), abort_(abort), first_(first), end_(end),
-        target_(completed.load() + uint64_t(end - first) * tg.tasks.size()) {}
+        target_(completed.load() + uint64_t(end - first) * tg.tasks.size()),
+        threads_(options.threads > 0 ? std::min(options.threads, tg.num_workers)
+                                     : std::min<int32_t>(tg.num_workers,
+                                                         std::max(2u, std::thread::hardware_concurrency()))) {}
 
   Status run() {
     std::vector<std::thread> threads;
     const bool dynamic = opts_.mode == SchedulingMode::kDynamic;
     if (dynamic) seed_ready_tasks();
-    for (int32_t w = 0; w < tg_.num_workers; ++w) {
-      threads.emplace_back([this, w, dynamic] { dynamic ? dynamic_worker(w) : static_worker(w); });
+    for (int32_t i = 0; i < threads_; ++i) {
+      threads.emplace_back([this, i, dynamic] { dynamic ? dynamic_workers(i) : static_workers(i); });
     }
     if (dynamic) {
       for (size_t s = 0; s < scheduler_queues_.size(); ++s) {
@@ -123,6 +126,10 @@ class Launch {
   }
 
   void execute(uint32_t t, int64_t step) {
+    if (t == tg_.source_task && opts_.poison_each_step) poison_activations();
+    if (std::find(opts_.slow_tasks.begin(), opts_.slow_tasks.end(), t) != opts_.slow_tasks.end()) {
+      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(opts_.slow_task_ms));
+    }
     const cpu::TaskContext ctx{step, buffers_};
     cpu::run_task(ctx, tg_.tasks[t]);
     const uint32_t e = tg_.tasks[t].signal;
@@ -136,13 +143,58 @@ class Launch {
     completed_.fetch_add(1, std::memory_order_release);
   }
 
-  void static_worker(int32_t w) {
-    std::mt19937_64 rng(opts_.shuffle_seed * 1000003 + uint64_t(w));
-    for (int64_t step = first_; step < end_; ++step) {
-      for (uint32_t t : tg_.queue(w)) {
-        if (!wait_events(t, step)) return;
-        maybe_delay(rng);
-        execute(t, step);
+  void poison_activations() const {
+    for (size_t b = 0; b < tg_.buffers.size(); ++b) {
+      if (tg_.buffers[b].kind == BufferKind::kActivation) {
+        std::memset(buffers_[b], 0xff, tg_.buffers[b].bytes);
+      }
+    }
+  }
+
+  // Whether every event task `t` waits on is satisfied at `step` (acquire).
+  bool events_ready(uint32_t t, int64_t step) const {
+    const abi::TaskDesc& d = tg_.tasks[t];
+    for (uint32_t i = 0; i < d.wait_count; ++i) {
+      const abi::EventWait& w = tg_.waits[d.wait_begin + i];
+      if (counters_[w.event].load(std::memory_order_acquire) < step_target(w.event, step, w.step_offset)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Thread `i` plays workers i, i + threads, ...: it runs the head of any of their queues whose
+  // events are ready. The earliest unfinished task is always at the head of its queue with its
+  // events ready, so this never deadlocks however few threads there are.
+  void static_workers(int32_t i) {
+    std::mt19937_64 rng(opts_.shuffle_seed * 1000003 + uint64_t(i));
+    struct Cursor {
+      int32_t worker;
+      int64_t step;
+      size_t next;
+    };
+    std::vector<Cursor> cursors;
+    for (int32_t w = i; w < tg_.num_workers; w += threads_) {
+      if (!tg_.queue(w).empty()) cursors.push_back({w, first_, 0});
+    }
+    size_t active = cursors.size();
+    for (uint32_t idle = 0; active > 0;) {
+      bool progressed = false;
+      for (Cursor& c : cursors) {
+        const auto queue = tg_.queue(c.worker);
+        while (c.step < end_ && events_ready(queue[c.next], c.step)) {
+          maybe_delay(rng);
+          execute(queue[c.next], c.step);
+          progressed = true;
+          if (++c.next == queue.size()) {
+            c.next = 0;
+            if (++c.step == end_) --active;
+          }
+        }
+      }
+      if (!progressed && ++idle % 64 == 0) {
+        if (abort_.load(std::memory_order_relaxed)) return;
+        std::this_thread::yield();
       }
     }
   }
@@ -183,20 +235,23 @@ class Launch {
     }
   }
 
-  void dynamic_worker(int32_t w) {
-    std::mt19937_64 rng(opts_.shuffle_seed * 1000003 + uint64_t(w));
-    MpscRing& queue = *worker_queues_[size_t(w)];
+  // Thread `i` takes tasks from the queues of workers i, i + threads, ... in turn. A task is
+  // queued only once all its events fired, so waiting on them is only the acquire.
+  void dynamic_workers(int32_t i) {
+    std::mt19937_64 rng(opts_.shuffle_seed * 1000003 + uint64_t(i));
     uint64_t value = 0;
     for (uint32_t idle = 0; !finished();) {
-      if (!queue.try_pop(value)) {
-        if (++idle % 64 == 0) std::this_thread::yield();
-        continue;
+      bool progressed = false;
+      for (int32_t w = i; w < tg_.num_workers; w += threads_) {
+        if (!worker_queues_[size_t(w)]->try_pop(value)) continue;
+        const uint32_t t = uint32_t(value);
+        const int64_t step = int64_t(value >> 32);
+        if (!wait_events(t, step)) return;
+        maybe_delay(rng);
+        execute(t, step);
+        progressed = true;
       }
-      const uint32_t t = uint32_t(value);
-      const int64_t step = int64_t(value >> 32);
-      if (!wait_events(t, step)) return;
-      maybe_delay(rng);
-      execute(t, step);
+      if (!progressed && ++idle % 64 == 0) std::this_thread::yield();
     }
   }
 
@@ -264,6 +319,7 @@ class Launch {
   std::atomic<bool>& abort_;
   const int64_t first_, end_;
   const uint64_t target_;
+  const int32_t threads_;
 };
 
 }  // namespace

@@ -1,0 +1,362 @@
+// The compiler and the task-graph verifier: every architecture compiles for any worker count,
+// tiles cover every weight once, dependencies are exactly the producer tiles a task reads,
+// every single dependency edge is necessary (removing one is caught), and the binary format
+// round-trips and rejects damaged files.
+#include "megalith/compiler/compiler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "megalith/compiler/task_graph_stats.h"
+#include "megalith/compiler/verify_task_graph.h"
+#include "megalith/model/model_graph.h"
+#include "megalith/model/random_checkpoint.h"
+
+namespace megalith {
+namespace {
+
+using abi::TaskKind;
+
+// Sizes that divide nothing evenly.
+ModelConfig odd_config(Architecture arch) {
+  ModelConfig c;
+  c.arch = arch;
+  c.vocab_size = 301;
+  c.hidden_size = 72;
+  c.intermediate_size = 200;
+  c.num_layers = 2;
+  c.num_heads = 6;
+  c.num_kv_heads = 2;
+  c.head_dim = 18;
+  c.max_position_embeddings = 256;
+  c.attention_bias = arch == Architecture::kQwen2;
+  c.qk_norm = arch == Architecture::kQwen3;
+  c.tie_word_embeddings = arch != Architecture::kLlama;
+  return c;
+}
+
+TaskGraph compile_or_die(const ModelConfig& cfg, int32_t workers, int64_t max_seq = 40) {
+  StatusOr<Graph> g = build_decode_graph(cfg, 1, max_seq);
+  EXPECT_TRUE(g.ok()) << g.status().message();
+  StatusOr<TaskGraph> tg = compile(*g, cfg, {.num_workers = workers});
+  EXPECT_TRUE(tg.ok()) << tg.status().message();
+  return std::move(tg).value();
+}
+
+std::vector<std::vector<uint32_t>> producers_of_events(const TaskGraph& tg) {
+  std::vector<std::vector<uint32_t>> p(tg.events.size());
+  for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
+    if (tg.tasks[t].signal != abi::kNoEvent) p[tg.tasks[t].signal].push_back(t);
+  }
+  return p;
+}
+
+// Same-step producer tasks of task t, through its events.
+std::set<uint32_t> producers_of(const TaskGraph& tg, uint32_t t) {
+  const auto producers = producers_of_events(tg);
+  std::set<uint32_t> out;
+  const abi::TaskDesc& d = tg.tasks[t];
+  for (uint32_t w = d.wait_begin; w < d.wait_begin + d.wait_count; ++w) {
+    if (tg.waits[w].step_offset == 0) {
+      for (uint32_t p : producers[tg.waits[w].event]) out.insert(p);
+    }
+  }
+  return out;
+}
+
+// Whether two refs touch a common byte, row by row.
+bool refs_overlap(const abi::TensorRef& a, const abi::TensorRef& b) {
+  if (a.buffer != b.buffer || a.buffer == abi::kNoBuffer) return false;
+  const uint64_t esize = a.type == abi::RefType::kBF16 || a.type == abi::RefType::kF16 ? 2 : 4;
+  for (int64_t i = 0; i < a.rows; ++i) {
+    const uint64_t a0 = a.offset + uint64_t(i * a.row_stride) * esize, a1 = a0 + uint64_t(a.cols) * esize;
+    for (int64_t j = 0; j < b.rows; ++j) {
+      const uint64_t b0 = b.offset + uint64_t(j * b.row_stride) * esize, b1 = b0 + uint64_t(b.cols) * esize;
+      if (a0 < b1 && b0 < a1) return true;
+    }
+  }
+  return false;
+}
+
+class CompilerArchTest : public ::testing::TestWithParam<Architecture> {};
+
+TEST_P(CompilerArchTest, CompilesAndVerifiesForAnyWorkerCount) {
+  for (const ModelConfig& cfg : {*preset_config(GetParam(), "tiny"), odd_config(GetParam())}) {
+    for (int32_t workers : {1, 2, 3, 7, 16, 132}) {
+      const TaskGraph tg = compile_or_die(cfg, workers);
+      ASSERT_FALSE(tg.tasks.empty());
+      EXPECT_EQ(tg.tasks[tg.source_task].kind, TaskKind::kEmbedding);
+      EXPECT_EQ(tg.tasks[tg.sink_task].kind, TaskKind::kSample);
+      EXPECT_EQ(tg.queue_begin.back(), tg.tasks.size());
+      std::set<TaskKind> kinds;
+      for (const abi::TaskDesc& t : tg.tasks) kinds.insert(t.kind);
+      EXPECT_EQ(kinds.size(), size_t(abi::kNumTaskKinds)) << "every fused kind is used";
+      for (const FusedOpInfo& op : tg.ops) {
+        EXPECT_GE(op.task_count, 1u) << op.name;
+        if (op.kind != TaskKind::kEmbedding && op.kind != TaskKind::kSample &&
+            op.kind != TaskKind::kQkNormRopeKvAppend && op.kind != TaskKind::kAttentionMerge &&
+            op.kind != TaskKind::kAttentionPartial) {
+          EXPECT_LE(op.task_count, uint32_t(workers) * 2 + 2) << op.name << " on " << workers;
+        }
+      }
+    }
+  }
+}
+
+// Each weight's rows are split among the linear tasks of one op, each row exactly once.
+TEST_P(CompilerArchTest, LinearTilesCoverEveryWeightRowOnce) {
+  const ModelConfig cfg = odd_config(GetParam());
+  const TaskGraph tg = compile_or_die(cfg, 5);
+  std::map<uint32_t, std::vector<int>> row_uses;  // weight buffer -> uses per row
+  for (const abi::TaskDesc& t : tg.tasks) {
+    std::vector<int> weight_refs;
+    switch (t.kind) {
+      case TaskKind::kRmsNormLinear: weight_refs = {2}; break;
+      case TaskKind::kLinearResidual: weight_refs = {1}; break;
+      case TaskKind::kRmsNormGateUpSilu: weight_refs = {2, 3}; break;
+      case TaskKind::kLmHead: weight_refs = {2}; break;
+      default: continue;
+    }
+    for (int r : weight_refs) {
+      const abi::TensorRef& ref = t.refs[r];
+      const BufferDesc& b = tg.buffers[ref.buffer];
+      ASSERT_EQ(b.kind, BufferKind::kWeight);
+      const int64_t row_bytes = ref.row_stride * int64_t(elem_size(b.type));
+      std::vector<int>& uses = row_uses[ref.buffer];
+      uses.resize(size_t(int64_t(b.bytes) / row_bytes));
+      EXPECT_EQ(ref.cols, ref.row_stride) << "a tile spans whole rows";
+      for (int64_t row = int64_t(ref.offset) / row_bytes; row < int64_t(ref.offset) / row_bytes + ref.rows; ++row) {
+        ++uses[size_t(row)];
+      }
+    }
+  }
+  EXPECT_EQ(row_uses.size(), size_t(cfg.num_layers * 7 + 1));  // q k v o gate up down, lm_head
+  for (const auto& [buffer, uses] : row_uses) {
+    for (size_t row = 0; row < uses.size(); ++row) {
+      ASSERT_EQ(uses[row], 1) << tg.buffers[buffer].name << " row " << row;
+    }
+  }
+}
+
+// A rope task waits for exactly the q/k/v tiles whose columns it reads; an attention split for
+// exactly its head's rope task (tile-level dependencies, no whole-op barriers).
+TEST_P(CompilerArchTest, DependenciesAreExactlyTheTilesRead) {
+  const TaskGraph tg = compile_or_die(odd_config(GetParam()), 7);
+  int checked = 0;
+  for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
+    const abi::TaskDesc& d = tg.tasks[t];
+    if (d.kind != TaskKind::kQkNormRopeKvAppend && d.kind != TaskKind::kAttentionPartial) continue;
+    std::set<uint32_t> expected;
+    for (uint32_t p = 0; p < t; ++p) {
+      const abi::TaskDesc& pd = tg.tasks[p];
+      const bool producer_kind = d.kind == TaskKind::kQkNormRopeKvAppend
+                                     ? pd.kind == TaskKind::kRmsNormLinear
+                                     : pd.kind == TaskKind::kQkNormRopeKvAppend;
+      if (!producer_kind || tg.ops[pd.op].name.substr(0, 9) != tg.ops[d.op].name.substr(0, 9)) continue;
+      for (int r = 0; r < d.num_refs; ++r) {
+        for (int w = 0; w < pd.num_refs; ++w) {
+          if (pd.refs[w].access != abi::RefAccess::kRead && refs_overlap(d.refs[r], pd.refs[w])) {
+            expected.insert(p);
+          }
+        }
+      }
+    }
+    EXPECT_EQ(producers_of(tg, t), expected) << "task " << t << " of " << tg.ops[d.op].name;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllArchitectures, CompilerArchTest,
+                         ::testing::Values(Architecture::kLlama, Architecture::kQwen2,
+                                           Architecture::kQwen3),
+                         [](const auto& info) {
+                           return std::string(architecture_short_name(info.param));
+                         });
+
+// Removes task c's wait on event w (c stops waiting for those producers).
+TaskGraph without_wait(const TaskGraph& tg, uint32_t c, uint32_t w) {
+  TaskGraph m = tg;
+  const abi::EventWait removed = m.waits[w];
+  m.waits.erase(m.waits.begin() + w);
+  for (abi::TaskDesc& t : m.tasks) {
+    if (t.wait_begin > w) --t.wait_begin;
+  }
+  --m.tasks[c].wait_count;
+  abi::EventDesc& e = m.events[removed.event];
+  for (uint32_t i = e.consumer_begin; i < e.consumer_begin + e.consumer_count; ++i) {
+    if (m.consumers[i].task == c && m.consumers[i].step_offset == removed.step_offset) {
+      m.consumers[i] = m.consumers[e.consumer_begin + e.consumer_count - 1];
+      --e.consumer_count;
+      break;
+    }
+  }
+  return m;
+}
+
+// Removes task p's signal (its event expects one trigger fewer); an event left with no
+// producer disappears, and with it its consumers' waits.
+TaskGraph without_signal(const TaskGraph& tg, uint32_t p) {
+  TaskGraph m = tg;
+  const uint32_t e = m.tasks[p].signal;
+  m.tasks[p].signal = abi::kNoEvent;
+  if (--m.events[e].triggers > 0) return m;
+  for (uint32_t t = 0; t < m.tasks.size(); ++t) {
+    for (uint32_t w = m.tasks[t].wait_begin; w < m.tasks[t].wait_begin + m.tasks[t].wait_count; ++w) {
+      if (m.waits[w].event == e) {
+        m = without_wait(m, t, w);
+        break;
+      }
+    }
+  }
+  m.events.erase(m.events.begin() + e);
+  for (abi::EventWait& w : m.waits) w.event -= w.event > e ? 1 : 0;
+  for (abi::TaskDesc& t : m.tasks) t.signal -= t.signal != abi::kNoEvent && t.signal > e ? 1 : 0;
+  return m;
+}
+
+bool is_ordering_error(const Status& s) {
+  const std::string& m = s.message();
+  return m.find("nothing orders them") != std::string::npos ||
+         m.find("does not wait") != std::string::npos ||
+         m.find("source must wait") != std::string::npos;
+}
+
+// The mutation test: every wait and every signal of a compiled graph carries an ordering the
+// program needs, and the verifier catches the loss of any single one.
+TEST(CompilerMutation, RemovingAnyDependencyEdgeIsCaught) {
+  for (Architecture arch : {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3}) {
+    const TaskGraph tg = compile_or_die(odd_config(arch), 3);
+    ASSERT_TRUE(verify_task_graph(tg).ok());
+    int mutations = 0;
+    for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
+      const abi::TaskDesc& d = tg.tasks[t];
+      for (uint32_t w = d.wait_begin; w < d.wait_begin + d.wait_count; ++w) {
+        const Status s = verify_task_graph(without_wait(tg, t, w));
+        EXPECT_FALSE(s.ok()) << "wait " << w << " of task " << t << " is not needed";
+        EXPECT_TRUE(is_ordering_error(s)) << s.message();
+        ++mutations;
+      }
+      if (d.signal != abi::kNoEvent) {
+        const Status s = verify_task_graph(without_signal(tg, t));
+        EXPECT_FALSE(s.ok()) << "signal of task " << t << " is not needed";
+        EXPECT_TRUE(is_ordering_error(s)) << s.message();
+        ++mutations;
+      }
+    }
+    EXPECT_GT(mutations, 50);
+  }
+}
+
+TEST(CompilerVerifier, RejectsMalformedGraphsWithClearErrors) {
+  const TaskGraph tg = compile_or_die(odd_config(Architecture::kQwen3), 4);
+  auto expect_error = [](TaskGraph m, const std::string& fragment) {
+    const Status s = verify_task_graph(m);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find(fragment), std::string::npos) << s.message();
+  };
+  TaskGraph m = tg;
+  m.tasks[5].refs[0].buffer = 9999;
+  expect_error(m, "names buffer");
+  m = tg;
+  m.tasks[5].refs[0].rows += 100000;
+  expect_error(m, "does not fit");
+  m = tg;
+  ++m.events[0].triggers;
+  expect_error(m, "triggers");
+  m = tg;
+  m.tasks[3].worker = 999;
+  expect_error(m, "worker");
+  m = tg;
+  std::swap(m.queue_tasks[0], m.queue_tasks[1]);
+  expect_error(m, "queue");
+  m = tg;
+  m.tasks[4].kind = abi::TaskKind(200);
+  expect_error(m, "unknown kind");
+  m = tg;
+  m.waits[m.tasks[tg.sink_task].wait_begin].step_offset = 1;
+  expect_error(m, "previous step");
+}
+
+TEST(CompilerErrors, BadOptionsAndGraphsAreErrors) {
+  const ModelConfig cfg = *preset_config(Architecture::kQwen3, "tiny");
+  StatusOr<Graph> g = build_decode_graph(cfg, 1, 16);
+  ASSERT_TRUE(g.ok());
+  EXPECT_FALSE(compile(*g, cfg, {.num_workers = 0}).ok());
+  EXPECT_FALSE(compile(*g, cfg, {.num_workers = 100000}).ok());
+  StatusOr<Graph> prefill = build_decode_graph(cfg, 4, 16);
+  ASSERT_TRUE(prefill.ok());
+  const auto r = compile(*prefill, cfg, {.num_workers = 4});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("one token per step"), std::string::npos);
+}
+
+TEST(TaskGraphFormat, RoundTripsAndRejectsDamage) {
+  const TaskGraph tg = compile_or_die(odd_config(Architecture::kLlama), 4);
+  const std::vector<uint8_t> bytes = serialize_task_graph(tg);
+  StatusOr<TaskGraph> back = deserialize_task_graph(bytes, "mem");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(serialize_task_graph(*back), bytes);
+  EXPECT_TRUE(verify_task_graph(*back).ok());
+  EXPECT_EQ(back->tasks.size(), tg.tasks.size());
+  EXPECT_EQ(back->ops[3].name, tg.ops[3].name);
+
+  for (size_t cut : {size_t(0), size_t(5), size_t(40), bytes.size() / 2, bytes.size() - 1}) {
+    const auto r = deserialize_task_graph(std::span(bytes.data(), cut), "cut");
+    ASSERT_FALSE(r.ok()) << cut;
+    EXPECT_NE(r.status().message().find("cut"), std::string::npos);
+  }
+  std::vector<uint8_t> bad = bytes;
+  bad[0] = 'X';
+  EXPECT_NE(deserialize_task_graph(bad, "m").status().message().find("magic"), std::string::npos);
+  bad = bytes;
+  bad[12] = 99;  // format version
+  EXPECT_NE(deserialize_task_graph(bad, "m").status().message().find("format"), std::string::npos);
+  bad = bytes;
+  bad.push_back(0);
+  EXPECT_NE(deserialize_task_graph(bad, "m").status().message().find("trailing"), std::string::npos);
+  // Flipping bytes anywhere never crashes: it is an error, or a graph the verifier judges.
+  for (size_t i = 0; i < bytes.size(); i += 97) {
+    bad = bytes;
+    bad[i] ^= 0x5a;
+    StatusOr<TaskGraph> r = deserialize_task_graph(bad, "m");
+    if (r.ok()) (void)verify_task_graph(*r);
+  }
+}
+
+TEST(TaskGraphFormat, JsonAndStatsDescribeTheGraph) {
+  const TaskGraph tg = compile_or_die(odd_config(Architecture::kQwen2), 4);
+  const nlohmann::json j = task_graph_to_json(tg);
+  EXPECT_EQ(j["tasks"].size(), tg.tasks.size());
+  EXPECT_EQ(j["events"].size(), tg.events.size());
+  EXPECT_EQ(j["tasks"][tg.source_task]["kind"], "embedding");
+  const TaskGraphStats s = task_graph_stats(tg);
+  EXPECT_EQ(s.tasks, int64_t(tg.tasks.size()));
+  EXPECT_GT(s.dependency_edges, s.tasks - 1);
+  EXPECT_GT(s.critical_path_us, 0);
+  EXPECT_EQ(s.critical_path_ops.front(), "embed_tokens");
+  EXPECT_EQ(s.critical_path_ops.back(), "sample");
+  const std::string dot = task_graph_to_dot(tg);
+  EXPECT_NE(dot.find("digraph"), std::string::npos);
+  EXPECT_NE(dot.find("next step"), std::string::npos);
+}
+
+// Real shapes: one round of tasks per linear on 132 workers, fewer than that idle.
+TEST(CompilerShapes, RealModelLinearsFillTheWorkers) {
+  const ModelConfig cfg = *preset_config(Architecture::kQwen3, "qwen3-0.6b");
+  const TaskGraph tg = compile_or_die(cfg, 132, 256);
+  for (const FusedOpInfo& op : tg.ops) {
+    if (op.kind == TaskKind::kRmsNormLinear || op.kind == TaskKind::kLinearResidual ||
+        op.kind == TaskKind::kRmsNormGateUpSilu) {
+      EXPECT_GE(op.task_count, 100u) << op.name;
+      EXPECT_LE(op.task_count, 132u) << op.name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace megalith
