@@ -2,6 +2,7 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace megalith::tokenizer_internal {
@@ -43,6 +44,10 @@ StatusOr<Normalizer> Normalizer::parse(const Json& normalizer, std::string_view 
 }
 
 std::string Normalizer::apply(std::string_view text) const {
+  // ASCII is in every normal form already, and most prompts are ASCII.
+  const bool ascii = std::all_of(text.begin(), text.end(),
+                                 [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (ascii) return std::string(text);
   std::string current(text);
   for (int form : forms_) {
     utf8proc_uint8_t* mapped = nullptr;

@@ -82,6 +82,13 @@ StatusOr<Tokenizer> Tokenizer::load(const std::filesystem::path& tokenizer_json)
     return invalid_argument("{}: is a directory, not a tokenizer.json file",
                             tokenizer_json.string());
   }
+  // The largest real tokenizer.json files are tens of MB; refuse to slurp a weights file.
+  constexpr std::uintmax_t kMaxBytes = std::uintmax_t{1} << 30;
+  if (const auto size = std::filesystem::file_size(tokenizer_json, error);
+      !error && size > kMaxBytes) {
+    return invalid_argument("{}: {} bytes is too large for a tokenizer.json",
+                            tokenizer_json.string(), size);
+  }
   std::ifstream file(tokenizer_json, std::ios::binary);
   if (!file) return not_found("{}: cannot open the file", tokenizer_json.string());
   std::ostringstream text;

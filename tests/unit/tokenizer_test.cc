@@ -1,7 +1,10 @@
 #include "megalith/tokenizer/tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -269,6 +272,13 @@ TEST(Tokenizer, RejectsMissingAndTruncatedFiles) {
     expect_error(Tokenizer::from_json(text.substr(0, cut), "cut.json"),
                  StatusCode::kInvalidArgument, {"cut.json", "not valid JSON"});
   }
+  // A weights file passed by mistake is refused before it is read (sparse, so nothing is written).
+  const auto huge = std::filesystem::temp_directory_path() /
+                    ("megalith_huge_tokenizer_" + std::to_string(::getpid()) + ".json");
+  { std::ofstream{huge}; }
+  std::filesystem::resize_file(huge, (std::uintmax_t{1} << 30) + 1);
+  expect_error(Tokenizer::load(huge), StatusCode::kInvalidArgument, {"too large"});
+  std::filesystem::remove(huge);
   expect_error(Tokenizer::from_json("[1, 2]", "list.json"), StatusCode::kInvalidArgument,
                {"list.json", "top level must be an object"});
 }
