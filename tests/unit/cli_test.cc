@@ -145,4 +145,57 @@ TEST_F(CliTest, EverySubcommandHasHelp) {
   }
 }
 
+TEST_F(CliTest, InspectReportsTheTaskGraph) {
+  const Result r = run("inspect" + model() + " --workers 4 --max-seq-len 64 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_TRUE(j["tasks"].is_array());
+  ASSERT_TRUE(j["events"].is_array());
+  EXPECT_EQ(j["stats"]["tasks"], j["tasks"].size());
+  EXPECT_EQ(j["num_workers"], 4);
+  EXPECT_EQ(j["tasks"][0]["kind"], "embedding");
+  EXPECT_GT(j["stats"]["critical_path_us"].get<double>(), 0);
+  EXPECT_GT(j["stats"]["dependency_edges"].get<int64_t>(), 0);
+
+  const Result text = run("inspect" + model() + " --workers 4");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("critical path"), std::string::npos);
+}
+
+TEST_F(CliTest, InspectNeedsOnlyTheConfigAndWritesDotAndBinaryGraphs) {
+  const fs::path dir = scratch_path("config_only");
+  fs::remove_all(dir);
+  ASSERT_EQ(run("make-checkpoint --arch llama --preset llama-3.2-1b --config-only --out " +
+                dir.string()).exit_code, 0);
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+  const fs::path dot = scratch_path("graph.dot"), saved = scratch_path("graph.mtg");
+  const Result r = run("inspect --model " + dir.string() + " --workers 132 --dot " + dot.string() +
+                       " --save " + saved.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("16 layers"), std::string::npos) << r.out;
+  EXPECT_GT(fs::file_size(dot), 100u);
+  EXPECT_GT(fs::file_size(saved), 100u);
+  const Result bad = run("inspect --model " + dir.string() + " --workers 0");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("num_workers"), std::string::npos) << bad.err;
+  fs::remove_all(dir);
+  fs::remove(dot);
+  fs::remove(saved);
+}
+
+TEST_F(CliTest, CompiledCpuMatchesTheReferenceForAnyThreadsAndSchedule) {
+  const std::string args = "generate" + model() + " --prompt-ids 9,8,7 --max-new-tokens 12 --json";
+  const Result ref = run(args + " --device ref");
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  const auto expected = json::parse(ref.out)["tokens"];
+  for (const char* extra : {" --cpu-workers 1", " --cpu-workers 3 --schedule dynamic --shuffle-seed 5",
+                            " --workers 5 --schedule dynamic"}) {
+    const Result r = run(args + " --device cpu" + extra);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["tokens"], expected) << extra;
+  }
+  EXPECT_NE(run(args + " --schedule sideways").exit_code, 0);
+  EXPECT_NE(run(args + " --cpu-workers -2").exit_code, 0);
+}
+
 }  // namespace

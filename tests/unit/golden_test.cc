@@ -10,9 +10,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "megalith/compiler/compiler.h"
 #include "megalith/engine/generation.h"
 #include "megalith/model/checkpoint.h"
+#include "megalith/model/model_graph.h"
 #include "megalith/model/safetensors.h"
+#include "megalith/runtime/cpu_executor.h"
 
 namespace megalith {
 namespace {
@@ -121,6 +124,43 @@ TEST(Golden, PerturbedReferenceFails) {
   const Comparison c = compare(dir, read_fixture(src));
   EXPECT_GT(c.max_logprob_diff, kLogprobTolerance);
   fs::remove_all(dir);
+}
+
+// The compiled task graph on the CPU executor against the same fixtures: the log-prob of
+// each next prompt token, and the greedy tokens. Its KV cache keeps the checkpoint's dtype,
+// as transformers' does, so 16-bit checkpoints get a looser tolerance.
+TEST(Golden, CompiledExecutorMatchesTransformers) {
+  for (const fs::path& dir : fixture_dirs()) {
+    SCOPED_TRACE(dir.filename().string());
+    const Fixture f = read_fixture(dir);
+    auto ckpt = load_checkpoint(dir);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
+    const ModelConfig& cfg = (*ckpt)->config();
+    const int64_t positions = int64_t(f.prompt.size() + f.greedy_tokens.size());
+    auto graph = build_decode_graph(cfg, 1, positions);
+    ASSERT_TRUE(graph.ok());
+    auto tg = compile(*graph, cfg, {.num_workers = 7});
+    ASSERT_TRUE(tg.ok()) << tg.status().message();
+    auto exec = CpuExecutor::create(*tg, **ckpt, {});
+    ASSERT_TRUE(exec.ok()) << exec.status().message();
+
+    const double tolerance = cfg.dtype == DType::kF32 ? kLogprobTolerance : 3e-2;
+    auto scores = score(**exec, f.prompt);
+    ASSERT_TRUE(scores.ok()) << scores.status().message();
+    const size_t vocab = size_t(cfg.vocab_size);
+    double max_diff = 0;
+    for (size_t row = 0; row + 1 < f.prompt.size(); ++row) {
+      const auto theirs = log_softmax(std::span(f.logits.data() + row * vocab, vocab));
+      max_diff = std::max(max_diff, std::fabs((*scores)[row] - theirs[size_t(f.prompt[row + 1])]));
+    }
+    auto gen = generate(**exec, f.prompt, {int64_t(f.greedy_tokens.size()), {}}, SamplingParams{});
+    ASSERT_TRUE(gen.ok()) << gen.status().message();
+    std::printf("%-40s compiled: max |log-prob diff| %.2e, %zu greedy tokens %s\n",
+                dir.filename().c_str(), max_diff, gen->tokens.size(),
+                gen->tokens == f.greedy_tokens ? "identical" : "DIFFER");
+    EXPECT_LE(max_diff, tolerance);
+    EXPECT_EQ(gen->tokens, f.greedy_tokens);
+  }
 }
 
 }  // namespace
