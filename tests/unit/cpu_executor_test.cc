@@ -16,6 +16,7 @@
 #include "megalith/engine/generation.h"
 #include "megalith/model/model_graph.h"
 #include "megalith/model/random_checkpoint.h"
+#include "task_graph_mutations.h"
 
 namespace megalith {
 namespace {
@@ -162,26 +163,6 @@ INSTANTIATE_TEST_SUITE_P(AllArchitectures, CpuExecutorArchTest,
                          [](const auto& info) {
                            return std::string(architecture_short_name(info.param));
                          });
-
-// Drops task c's wait on event w consistently (its consumer list too).
-TaskGraph without_wait(const TaskGraph& tg, uint32_t c, uint32_t w) {
-  TaskGraph m = tg;
-  const abi::EventWait removed = m.waits[w];
-  m.waits.erase(m.waits.begin() + w);
-  for (abi::TaskDesc& t : m.tasks) {
-    if (t.wait_begin > w) --t.wait_begin;
-  }
-  --m.tasks[c].wait_count;
-  abi::EventDesc& e = m.events[removed.event];
-  for (uint32_t i = e.consumer_begin; i < e.consumer_begin + e.consumer_count; ++i) {
-    if (m.consumers[i].task == c) {
-      m.consumers[i] = m.consumers[e.consumer_begin + e.consumer_count - 1];
-      --e.consumer_count;
-      break;
-    }
-  }
-  return m;
-}
 
 // The stress run catches a removed dependency: the consumer, no longer waiting, runs while
 // its (deliberately slow) producers have not, and reads poison or stale data.
