@@ -353,13 +353,13 @@ Status DeviceProgram::fault_report() const {
   switch (MegakernelFault(err.fault)) {
     case MegakernelFault::kEventTimeout:
       return {StatusCode::kInternal,
-              fmt::format("deadlock: worker {} waited {:.0f} s on {} at step {} for event {}: "
+              fmt::format("deadlock: worker {} waited {:g} s on {} at step {} for event {}: "
                           "counter {} of {} ({} signals per step)",
                           err.worker, timeout, task, err.step, err.event, err.counter, err.target,
                           err.event < tg_.events.size() ? tg_.events[err.event].triggers : 0)};
     case MegakernelFault::kRingTimeout:
       return {StatusCode::kInternal,
-              fmt::format("weight ring stalled: worker {} waited {:.0f} s on a stage during {} at "
+              fmt::format("weight ring stalled: worker {} waited {:g} s on a stage during {} at "
                           "step {}", err.worker, timeout, task, err.step)};
     case MegakernelFault::kUnsupportedTask:
       return {StatusCode::kInternal, fmt::format("worker {} cannot run {}", err.worker, task)};
