@@ -48,6 +48,12 @@ struct MegakernelError {
   uint64_t target;   // ... and the value the task needed
 };
 
+// When a task's wait began, when its events were ready, and when it had signalled, in
+// nanoseconds of the GPU's global timer.
+struct TaskTrace {
+  uint64_t wait_ns, ready_ns, done_ns;
+};
+
 struct MegakernelArgs {
   const abi::TaskDesc* tasks;
   const abi::EventWait* waits;
@@ -62,6 +68,10 @@ struct MegakernelArgs {
   uint64_t watchdog_ns;     // a spin longer than this is a fault; 0 waits forever
   uint32_t scratch_floats;  // per-task shared-memory scratch, max of task_scratch_floats()
   uint32_t num_stages;      // ring stages, MIN_STAGES..MAX_STAGES
+  // Optional timing trace (nullptr: off): for queue entry q at step s, TaskTrace record
+  // (s - first_step) * queue_length + q.
+  TaskTrace* trace;
+  uint32_t queue_length;  // entries of all queues together
 };
 
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }

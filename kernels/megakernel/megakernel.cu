@@ -79,7 +79,12 @@ __device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8
     for (uint32_t q = q_begin; q < q_end; ++q) {
       const uint32_t task = args.queue_tasks[q];
       const abi::TaskDesc& t = args.tasks[task];
-      if (env.tid == 0) *stop = wait_events(args, task, step) ? 0u : 1u;
+      TaskTrace trace{};
+      if (env.tid == 0) {
+        if (args.trace) trace.wait_ns = global_timer_ns();
+        *stop = wait_events(args, task, step) ? 0u : 1u;
+        if (args.trace) trace.ready_ns = global_timer_ns();
+      }
       consumer_sync();
       if (*stop != 0) return;
       env.step = step;
@@ -92,6 +97,10 @@ __device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8
       if (env.tid == 0 && t.signal != abi::kNoEvent) {
         __threadfence();
         red_release_gpu_add(args.counters + t.signal, 1);
+      }
+      if (env.tid == 0 && args.trace) {
+        trace.done_ns = global_timer_ns();
+        args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
       }
     }
   }

@@ -36,6 +36,14 @@ struct CudaExecutorOptions {
   double watchdog_timeout_s = 20.0;
 };
 
+// One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
+// wait began, when its events were ready, and when it had signalled its own.
+struct TaskTiming {
+  uint32_t task = 0, worker = 0;
+  int64_t step = 0;
+  uint64_t wait_ns = 0, ready_ns = 0, done_ns = 0;
+};
+
 class CudaExecutor {
  public:
   // Uploads the checkpoint's weights (which need not outlive the executor) and the task graph
@@ -49,8 +57,9 @@ class CudaExecutor {
                         uint64_t seed = 0);
   // Forces the token at the next position not yet forced (host-side sampling).
   Status force_token(int32_t token);
-  // One launch: `steps` steps, each one position of the sequence.
-  Status run(int64_t steps);
+  // One launch: `steps` steps, each one position of the sequence. With `timings`, every
+  // task's wait and finish times are recorded too (for profiling; it costs a little).
+  Status run(int64_t steps, std::vector<TaskTiming>* timings = nullptr);
 
   int64_t position() const { return position_; }
   int64_t max_positions() const { return tg_.max_seq_len; }

@@ -102,7 +102,7 @@ Status CudaExecutor::force_token(int32_t token) {
   return {};
 }
 
-Status CudaExecutor::run(int64_t steps) {
+Status CudaExecutor::run(int64_t steps, std::vector<TaskTiming>* timings) {
   if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
   if (steps < 0) return invalid_argument("steps must not be negative");
   if (control_.num_prompt == 0) return invalid_argument("start a sequence before running");
@@ -118,7 +118,7 @@ Status CudaExecutor::run(int64_t steps) {
   MEGALITH_RETURN_IF_ERROR(program_->write(control_buffer_, &control_, sizeof(control_)));
   MEGALITH_RETURN_IF_ERROR(
       program_->write(prompt_buffer_, prompt_.data(), size_t(control_.num_prompt) * 4));
-  MEGALITH_RETURN_IF_ERROR(program_->run(next_step_, next_step_ + steps));
+  MEGALITH_RETURN_IF_ERROR(program_->run(next_step_, next_step_ + steps, timings));
   MEGALITH_RETURN_IF_ERROR(program_->read(tokens_buffer_, tokens_.data(), tokens_.size() * 4));
   MEGALITH_RETURN_IF_ERROR(
       program_->read(logprobs_buffer_, logprobs_.data(), logprobs_.size() * 4));

@@ -317,7 +317,8 @@ Status DeviceProgram::fill(uint32_t buffer, uint8_t byte) {
   return {};
 }
 
-Status DeviceProgram::run(int64_t first_step, int64_t end_step) {
+Status DeviceProgram::run(int64_t first_step, int64_t end_step,
+                          std::vector<TaskTiming>* timings) {
   if (broken_) return invalid_argument("the device program stopped after an error");
   if (first_step < 0 || end_step < first_step) {
     return invalid_argument("bad step range [{}, {})", first_step, end_step);
@@ -327,6 +328,15 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step) {
   kernels::MegakernelArgs args = d.args;
   args.first_step = first_step;
   args.end_step = end_step;
+  const uint64_t trace_records = uint64_t(end_step - first_step) * tg_.queue_tasks.size();
+  std::unique_ptr<kernels::TaskTrace, decltype(&cudaFree)> trace(nullptr, &cudaFree);
+  if (timings) {
+    kernels::TaskTrace* p = nullptr;
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, trace_records * sizeof(kernels::TaskTrace)));
+    trace.reset(p);
+    args.trace = p;
+    args.queue_length = uint32_t(tg_.queue_tasks.size());
+  }
   broken_ = true;  // until the launch is known to have finished cleanly
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.error, 0, sizeof(kernels::MegakernelError), d.stream));
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.abort_flag, 0, sizeof(uint32_t), d.stream));
@@ -334,6 +344,22 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step) {
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
   MEGALITH_RETURN_IF_ERROR(fault_report());
   broken_ = false;
+  if (timings) {
+    std::vector<kernels::TaskTrace> records(trace_records);
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpy(records.data(), trace.get(),
+                                             trace_records * sizeof(kernels::TaskTrace),
+                                             cudaMemcpyDeviceToHost));
+    timings->clear();
+    timings->reserve(trace_records);
+    for (int64_t step = first_step; step < end_step; ++step) {
+      for (uint32_t w = 0; w < uint32_t(tg_.num_workers); ++w) {
+        for (uint32_t q = tg_.queue_begin[w]; q < tg_.queue_begin[w + 1]; ++q) {
+          const kernels::TaskTrace& r = records[uint64_t(step - first_step) * tg_.queue_tasks.size() + q];
+          timings->push_back({tg_.queue_tasks[q], w, step, r.wait_ns, r.ready_ns, r.done_ns});
+        }
+      }
+    }
+  }
   return {};
 }
 

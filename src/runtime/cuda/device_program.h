@@ -15,6 +15,7 @@
 
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
+#include "megalith/runtime/cuda_executor.h"
 
 namespace megalith::cuda {
 
@@ -44,8 +45,8 @@ class DeviceProgram {
 
   // One launch: every worker's queue once per step for steps [first, end). Returns when the
   // launch has finished; a watchdog fault or a CUDA error comes back as a Status, after which
-  // the program must not run again.
-  Status run(int64_t first_step, int64_t end_step);
+  // the program must not run again. With `timings`, every task's times at every step.
+  Status run(int64_t first_step, int64_t end_step, std::vector<TaskTiming>* timings = nullptr);
 
   uint32_t num_stages() const { return num_stages_; }
   uint64_t shared_memory_bytes() const { return smem_bytes_; }
