@@ -1,7 +1,7 @@
 // Typed element access: the model's element types (bf16, f16, f32) as floats, one element or a
 // 16-byte vector at a time, and a view of a task's TensorRef.
 //
-//   Ref w = make_ref(buffers, t.refs[2]);
+//   Ref w = make_ref(t.refs[2]);            // a ref whose offset is an absolute address
 //   float v = w.get(row, col);              // any element type, converted exactly
 //   float8 x = load_vec<__nv_bfloat16>(p);  // 8 bf16 from one 16-byte load
 #pragma once
@@ -99,8 +99,10 @@ struct Ref {
   }
 };
 
-__device__ __forceinline__ Ref make_ref(uint8_t* const* buffers, const abi::TensorRef& r) {
-  uint8_t* data = r.buffer == abi::kNoBuffer ? nullptr : buffers[r.buffer] + r.offset;
+// The device's copies of the descriptors hold absolute addresses in TensorRef::offset
+// (megakernel/layout.h, QueueEntry).
+__device__ __forceinline__ Ref make_ref(const abi::TensorRef& r) {
+  uint8_t* data = r.buffer == abi::kNoBuffer ? nullptr : reinterpret_cast<uint8_t*>(r.offset);
   return {data, r.type, r.rows, r.cols, r.row_stride};
 }
 

@@ -54,14 +54,32 @@ struct TaskTrace {
   uint64_t wait_ns, ready_ns, done_ns;
 };
 
+// An event wait with its trigger count, so a waiting thread needs no second lookup.
+struct WaitTarget {
+  uint32_t event;
+  uint32_t triggers;  // of the event, per step
+  uint32_t step_offset;
+  uint32_t reserved;
+};
+
+constexpr int INLINE_WAITS = 4;
+
+// One entry of a worker's queue as the device reads it: the task's descriptor, where every
+// present ref's `offset` is the absolute device address of its window (the host resolves the
+// buffers once, so no task looks a base pointer up), and its first waits. A worker copies the
+// next entry into shared memory while it runs the current one.
+struct alignas(16) QueueEntry {
+  abi::TaskDesc task;
+  uint32_t task_index;  // in the task graph
+  uint32_t reserved;
+  WaitTarget waits[INLINE_WAITS];  // waits beyond these: MegakernelArgs::waits[wait_begin + i]
+};
+
 struct MegakernelArgs {
-  const abi::TaskDesc* tasks;
-  const abi::EventWait* waits;
-  const abi::EventDesc* events;
+  const QueueEntry* entries;    // every worker's queue, concatenated
   const uint32_t* queue_begin;  // num_workers + 1 entries
-  const uint32_t* queue_tasks;
-  uint8_t* const* buffers;  // the device base pointer of every buffer
-  uint64_t* counters;       // one per event; they only grow, across launches
+  const WaitTarget* waits;      // indexed by TaskDesc::wait_begin
+  uint64_t* counters;           // one per event; they only grow, across launches
   MegakernelError* error;
   uint32_t* abort_flag;  // set with the error record; every spinning thread leaves
   int64_t first_step, end_step;
@@ -77,11 +95,12 @@ struct MegakernelArgs {
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }
 
 // Shared memory, in order: 2 * MAX_STAGES mbarriers (full, empty), the reduction area (two
-// double buffers of CONSUMER_WARPS * 2 words each), the task scratch, then the ring, aligned
-// to 128 bytes for the bulk copies.
+// double buffers of CONSUMER_WARPS * 2 words each), two queue entries (the current task's and
+// the next one's), the task scratch, then the ring, aligned to 128 bytes for the bulk copies.
 constexpr uint32_t SMEM_BARRIER_BYTES = 2 * MAX_STAGES * 8;
 constexpr uint32_t SMEM_REDUCE_BYTES = 2 * 2 * CONSUMER_WARPS * 8;
-constexpr uint32_t SMEM_SCRATCH_OFFSET = SMEM_BARRIER_BYTES + SMEM_REDUCE_BYTES;
+constexpr uint32_t SMEM_ENTRY_OFFSET = SMEM_BARRIER_BYTES + SMEM_REDUCE_BYTES;
+constexpr uint32_t SMEM_SCRATCH_OFFSET = SMEM_ENTRY_OFFSET + 2 * sizeof(QueueEntry);
 MEGALITH_HOST_DEVICE constexpr uint32_t megakernel_ring_offset(uint32_t scratch_floats) {
   return align_up(SMEM_SCRATCH_OFFSET + scratch_floats * 4, 128);
 }

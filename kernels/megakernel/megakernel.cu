@@ -22,21 +22,20 @@ namespace megalith::kernels {
 
 namespace {
 
-// Thread 0 of the consumers: acquires every event task `task` waits on at `step`. False when
-// the watchdog fired here or another worker aborted the launch.
-__device__ bool wait_events(const MegakernelArgs& args, uint32_t task, int64_t step) {
-  const abi::TaskDesc& t = args.tasks[task];
-  for (uint32_t i = 0; i < t.wait_count; ++i) {
-    const abi::EventWait w = args.waits[t.wait_begin + i];
-    const uint64_t target =
-        uint64_t(args.events[w.event].triggers) * uint64_t(step + 1 - int64_t(w.step_offset));
+// Thread 0 of the consumers: acquires every event the entry's task waits on at `step`. False
+// when the watchdog fired here or another worker aborted the launch.
+__device__ bool wait_events(const MegakernelArgs& args, const QueueEntry& e, int64_t step) {
+  for (uint32_t i = 0; i < e.task.wait_count; ++i) {
+    const WaitTarget w = i < INLINE_WAITS ? e.waits[i] : args.waits[e.task.wait_begin + i];
+    const uint64_t target = uint64_t(w.triggers) * uint64_t(step + 1 - int64_t(w.step_offset));
     const uint64_t* counter = args.counters + w.event;
     Spin spin(args, args.watchdog_ns, /*watch_abort=*/true);
     for (uint64_t now = ld_acquire_gpu(counter); now < target; now = ld_acquire_gpu(counter)) {
       const SpinState s = spin.poll();
       if (s == SpinState::kWaiting) continue;
       if (s == SpinState::kExpired) {
-        report_fault(args, MegakernelFault::kEventTimeout, task, step, w.event, now, target);
+        report_fault(args, MegakernelFault::kEventTimeout, e.task_index, step, w.event, now,
+                     target);
       }
       return false;
     }
@@ -60,6 +59,8 @@ __device__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
   }
 }
 
+constexpr int ENTRY_VECTORS = sizeof(QueueEntry) / 16;
+
 __device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8_t* smem,
                              volatile uint32_t* stop) {
   TaskEnv env{args,
@@ -75,33 +76,44 @@ __device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8
               int(threadIdx.x) % 32};
   const uint32_t worker = blockIdx.x;
   const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
+  if (q_begin == q_end) return;
+  // Two entry slots: the task running and the next one, whose descriptor arrives from global
+  // memory while the current task waits and runs, off the critical path.
+  auto* slots = reinterpret_cast<uint4*>(smem + SMEM_ENTRY_OFFSET);
+  const auto* entries = reinterpret_cast<const uint4*>(args.entries);
+  if (env.tid < ENTRY_VECTORS) slots[env.tid] = entries[size_t(q_begin) * ENTRY_VECTORS + env.tid];
+  consumer_sync();
+  uint32_t slot = 0;
   for (int64_t step = args.first_step; step < args.end_step; ++step) {
     for (uint32_t q = q_begin; q < q_end; ++q) {
-      const uint32_t task = args.queue_tasks[q];
-      const abi::TaskDesc& t = args.tasks[task];
+      const QueueEntry& e = reinterpret_cast<const QueueEntry*>(slots)[slot];
+      const uint32_t next = q + 1 < q_end ? q + 1 : q_begin;
+      uint4 staged{};
+      if (env.tid < ENTRY_VECTORS) staged = entries[size_t(next) * ENTRY_VECTORS + env.tid];
       TaskTrace trace{};
       if (env.tid == 0) {
         if (args.trace) trace.wait_ns = global_timer_ns();
-        *stop = wait_events(args, task, step) ? 0u : 1u;
+        *stop = wait_events(args, e, step) ? 0u : 1u;
         if (args.trace) trace.ready_ns = global_timer_ns();
       }
       consumer_sync();
       if (*stop != 0) return;
       env.step = step;
-      env.task = task;
-      run_task(env, t);
+      env.task = e.task_index;
+      run_task(env, e.task);
       if (env.failed) return;
-      // Every consumer thread's writes happen before thread 0's release (barrier, then a
-      // GPU-scope fence), so the consumers of the event see the whole task's output.
+      if (env.tid < ENTRY_VECTORS) slots[(slot ^ 1) * ENTRY_VECTORS + env.tid] = staged;
+      // Every consumer thread's writes happen before thread 0's release (the barrier orders
+      // them, the release is cumulative), so the event's consumers see the whole output.
       consumer_sync();
-      if (env.tid == 0 && t.signal != abi::kNoEvent) {
-        __threadfence();
-        red_release_gpu_add(args.counters + t.signal, 1);
+      if (env.tid == 0 && e.task.signal != abi::kNoEvent) {
+        red_release_gpu_add(args.counters + e.task.signal, 1);
       }
       if (env.tid == 0 && args.trace) {
         trace.done_ns = global_timer_ns();
         args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
       }
+      slot ^= 1;
     }
   }
 }

@@ -26,9 +26,7 @@ struct TaskEnv {
   bool failed;         // the ring's watchdog fired; the same on every consumer thread
   int tid, warp, lane;
 
-  __device__ Ref ref(const abi::TaskDesc& t, int i) const {
-    return make_ref(args.buffers, t.refs[i]);
-  }
+  __device__ Ref ref(const abi::TaskDesc& t, int i) const { return make_ref(t.refs[i]); }
 };
 
 }  // namespace megalith::kernels

@@ -92,9 +92,9 @@ struct Ring {
   uint32_t num_stages;
 };
 
-__device__ __forceinline__ const uint8_t* tile_base(const MegakernelArgs& args,
-                                                    const abi::TensorRef& w) {
-  return args.buffers[w.buffer] + w.offset;
+// A weight ref's first byte (its offset is an absolute address on the device).
+__device__ __forceinline__ const uint8_t* tile_base(const abi::TensorRef& w) {
+  return reinterpret_cast<const uint8_t*>(w.offset);
 }
 
 // The producer: one thread streams every chunk of the worker's queue for the launch's steps.
@@ -105,12 +105,12 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
   uint64_t issued = 0;
   for (int64_t step = args.first_step; step < args.end_step; ++step) {
     for (uint32_t q = q_begin; q < q_end; ++q) {
-      const uint32_t task = args.queue_tasks[q];
-      const abi::TaskDesc& t = args.tasks[task];
+      const abi::TaskDesc& t = args.entries[q].task;
+      const uint32_t task = args.entries[q].task_index;
       const WeightParts parts = weight_parts(t);
       for (int part = 0; part < parts.count; ++part) {
         const abi::TensorRef& w = t.refs[parts.ref[part]];
-        const uint8_t* tile = tile_base(args, w);
+        const uint8_t* tile = tile_base(w);
         const ChunkPlan plan = plan_chunks(w);
         for (int32_t c = 0; c < plan.num_chunks; ++c) {
           const Chunk chunk = chunk_at(plan, c);

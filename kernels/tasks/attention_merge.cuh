@@ -15,10 +15,16 @@ __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t)
   const int rows_per_split = partial.rows / splits;  // tokens * group
   float* weights = env.scratch;
   for (int row = 0; row < rows_per_split; ++row) {
-    double max_lse = -INFINITY;
-    for (int s = 0; s < splits; ++s) max_lse = fmax(max_lse, double(lse.get(s * rows_per_split + row, 0)));
+    // Each split's log-sum-exp is loaded once, all in parallel, then shared.
     for (int s = env.tid; s < splits; s += CONSUMER_THREADS) {
-      weights[s] = float(exp(double(lse.get(s * rows_per_split + row, 0)) - max_lse));
+      weights[s] = lse.get(s * rows_per_split + row, 0);
+    }
+    consumer_sync();
+    double max_lse = -INFINITY;
+    for (int s = 0; s < splits; ++s) max_lse = fmax(max_lse, double(weights[s]));
+    consumer_sync();
+    for (int s = env.tid; s < splits; s += CONSUMER_THREADS) {
+      weights[s] = float(exp(double(weights[s]) - max_lse));
     }
     consumer_sync();
     double total = 0;
@@ -26,6 +32,7 @@ __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t)
     const int r = row / group, g = row % group;
     for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
       double acc = 0;
+#pragma unroll 8
       for (int s = 0; s < splits; ++s) {
         acc += double(weights[s]) * double(partial.get(s * rows_per_split + row, i));
       }

@@ -15,27 +15,81 @@
 
 namespace megalith::kernels {
 
+constexpr int ROW_LOADS = 4;  // 16-byte loads per thread in flight at once
+
+// xs = row r of x (f32 activations), and the row's sum of squares in double. Each thread puts
+// ROW_LOADS loads in flight before storing any, so a row costs one or two memory latencies
+// instead of one per element.
+__device__ inline double load_row(TaskEnv& env, const Ref& x, int r, float* xs) {
+  const float* src = x.as<const float>() + int64_t(r) * x.stride;
+  double sum_sq = 0;
+  if ((reinterpret_cast<uintptr_t>(src) & 15) == 0 && x.cols % 4 == 0) {
+    const int vectors = x.cols / 4;
+    const auto* src4 = reinterpret_cast<const float4*>(src);
+    auto* dst4 = reinterpret_cast<float4*>(xs);
+    for (int base = 0; base < vectors; base += ROW_LOADS * CONSUMER_THREADS) {
+      float4 v[ROW_LOADS];
+#pragma unroll
+      for (int j = 0; j < ROW_LOADS; ++j) {
+        const int i = base + j * CONSUMER_THREADS + env.tid;
+        if (i < vectors) v[j] = src4[i];
+      }
+#pragma unroll
+      for (int j = 0; j < ROW_LOADS; ++j) {
+        const int i = base + j * CONSUMER_THREADS + env.tid;
+        if (i < vectors) {
+          dst4[i] = v[j];
+          sum_sq += double(v[j].x) * v[j].x + double(v[j].y) * v[j].y +
+                    double(v[j].z) * v[j].z + double(v[j].w) * v[j].w;
+        }
+      }
+    }
+  } else {
+    for (int base = 0; base < x.cols; base += ROW_LOADS * CONSUMER_THREADS) {
+      float v[ROW_LOADS];
+#pragma unroll
+      for (int j = 0; j < ROW_LOADS; ++j) {
+        const int i = base + j * CONSUMER_THREADS + env.tid;
+        if (i < x.cols) v[j] = src[i];
+      }
+#pragma unroll
+      for (int j = 0; j < ROW_LOADS; ++j) {
+        const int i = base + j * CONSUMER_THREADS + env.tid;
+        if (i < x.cols) {
+          xs[i] = v[j];
+          sum_sq += double(v[j]) * v[j];
+        }
+      }
+    }
+  }
+  return sum_sq;
+}
+
 // xs[i] = gamma[i] * (x[r, i] * inv_rms), the CPU reference's order of operations; the sum of
 // squares in double. Absent gamma means 1.
 __device__ inline void load_normalized_row(TaskEnv& env, const Ref& x, int r, const Ref& gamma,
                                            float eps, float* xs) {
-  double sum_sq = 0;
-  for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) {
-    const float v = x.get(r, i);
-    xs[i] = v;
-    sum_sq += double(v) * double(v);
-  }
-  const double total = block_sum(sum_sq, env.reduce);
+  const double total = block_sum(load_row(env, x, r, xs), env.reduce);
   const float inv_rms = float(1.0 / sqrt(total / double(x.cols) + double(eps)));
-  for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) {
-    const float g = gamma.present() ? gamma.get(0, i) : 1.0f;
-    xs[i] = g * (xs[i] * inv_rms);
+  for (int base = 0; base < x.cols; base += 2 * ROW_LOADS * CONSUMER_THREADS) {
+    float g[2 * ROW_LOADS];
+#pragma unroll
+    for (int j = 0; j < 2 * ROW_LOADS; ++j) {
+      const int i = base + j * CONSUMER_THREADS + env.tid;
+      g[j] = gamma.present() && i < x.cols ? gamma.get(0, i) : 1.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < 2 * ROW_LOADS; ++j) {
+      const int i = base + j * CONSUMER_THREADS + env.tid;
+      if (i < x.cols) xs[i] = g[j] * (xs[i] * inv_rms);
+    }
   }
   consumer_sync();
 }
 
-__device__ inline void load_row(TaskEnv& env, const Ref& x, int r, float* xs) {
-  for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) xs[i] = x.get(r, i);
+// xs = row r of x, as is.
+__device__ inline void load_plain_row(TaskEnv& env, const Ref& x, int r, float* xs) {
+  load_row(env, x, r, xs);
   consumer_sync();
 }
 
@@ -73,7 +127,7 @@ __device__ __forceinline__ float warp_dot(const uint8_t* w, const float* x, int 
 template <class W>
 __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
                                     float* acc) {
-  const uint8_t* tile = tile_base(env.args, w);
+  const uint8_t* tile = tile_base(w);
   const ChunkPlan plan = plan_chunks(w);
   int parity = 0;
   for (int32_t c = 0; c < plan.num_chunks; ++c) {

@@ -153,6 +153,9 @@ Status DeviceProgram::validate_and_plan() {
       case TaskKind::kSample: break;
     }
     if (weights[0] >= 0) {
+      if (t.refs[x_ref].type != abi::RefType::kF32) {
+        return unimplemented("{}: its input must be f32 activations", where(i));
+      }
       if (t.refs[x_ref].rows != 1) {
         return unimplemented("{}: the megakernel computes one token per step, the task has {}",
                              where(i), t.refs[x_ref].rows);
@@ -212,22 +215,39 @@ Status DeviceProgram::allocate_and_upload() {
     }
   }
 
-  // Descriptors, waits, events, queues, buffer pointers, counters, the error record and the
-  // abort flag, each 256-byte aligned in one allocation.
-  std::vector<uint8_t*> pointers(tg_.buffers.size());
-  for (size_t b = 0; b < tg_.buffers.size(); ++b) pointers[b] = d.arena + buffer_offset_[b];
+  // The queues as the device reads them: each entry's refs resolved to absolute addresses,
+  // its waits carrying their events' trigger counts.
+  std::vector<kernels::WaitTarget> waits(tg_.waits.size());
+  for (size_t w = 0; w < tg_.waits.size(); ++w) {
+    const abi::EventWait& ew = tg_.waits[w];
+    waits[w] = {ew.event, tg_.events[ew.event].triggers, ew.step_offset, 0};
+  }
+  std::vector<kernels::QueueEntry> entries(tg_.queue_tasks.size());
+  for (size_t q = 0; q < entries.size(); ++q) {
+    kernels::QueueEntry& e = entries[q];
+    e.task = tg_.tasks[tg_.queue_tasks[q]];
+    e.task_index = tg_.queue_tasks[q];
+    for (abi::TensorRef& r : e.task.refs) {
+      if (r.buffer != abi::kNoBuffer) {
+        r.offset = reinterpret_cast<uint64_t>(d.arena + buffer_offset_[r.buffer] + r.offset);
+      }
+    }
+    for (uint32_t i = 0; i < e.task.wait_count && i < uint32_t(kernels::INLINE_WAITS); ++i) {
+      e.waits[i] = waits[e.task.wait_begin + i];
+    }
+  }
+
+  // Entries, queue bounds, waits, counters, the error record and the abort flag, each
+  // 256-byte aligned in one allocation.
   struct Piece {
     const void* host;
     uint64_t bytes;
     uint64_t offset = 0;
   };
   Piece pieces[] = {
-      {tg_.tasks.data(), tg_.tasks.size() * sizeof(abi::TaskDesc)},
-      {tg_.waits.data(), tg_.waits.size() * sizeof(abi::EventWait)},
-      {tg_.events.data(), tg_.events.size() * sizeof(abi::EventDesc)},
+      {entries.data(), entries.size() * sizeof(kernels::QueueEntry)},
       {tg_.queue_begin.data(), tg_.queue_begin.size() * sizeof(uint32_t)},
-      {tg_.queue_tasks.data(), tg_.queue_tasks.size() * sizeof(uint32_t)},
-      {pointers.data(), pointers.size() * sizeof(uint8_t*)},
+      {waits.data(), waits.size() * sizeof(kernels::WaitTarget)},
       {nullptr, std::max<size_t>(tg_.events.size(), 1) * sizeof(uint64_t)},  // counters
       {nullptr, sizeof(kernels::MegakernelError)},
       {nullptr, sizeof(uint32_t)},  // abort flag
@@ -248,15 +268,12 @@ Status DeviceProgram::allocate_and_upload() {
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
 
   kernels::MegakernelArgs& a = d.args;
-  a.tasks = reinterpret_cast<const abi::TaskDesc*>(d.meta + pieces[0].offset);
-  a.waits = reinterpret_cast<const abi::EventWait*>(d.meta + pieces[1].offset);
-  a.events = reinterpret_cast<const abi::EventDesc*>(d.meta + pieces[2].offset);
-  a.queue_begin = reinterpret_cast<const uint32_t*>(d.meta + pieces[3].offset);
-  a.queue_tasks = reinterpret_cast<const uint32_t*>(d.meta + pieces[4].offset);
-  a.buffers = reinterpret_cast<uint8_t* const*>(d.meta + pieces[5].offset);
-  a.counters = reinterpret_cast<uint64_t*>(d.meta + pieces[6].offset);
-  a.error = reinterpret_cast<kernels::MegakernelError*>(d.meta + pieces[7].offset);
-  a.abort_flag = reinterpret_cast<uint32_t*>(d.meta + pieces[8].offset);
+  a.entries = reinterpret_cast<const kernels::QueueEntry*>(d.meta + pieces[0].offset);
+  a.queue_begin = reinterpret_cast<const uint32_t*>(d.meta + pieces[1].offset);
+  a.waits = reinterpret_cast<const kernels::WaitTarget*>(d.meta + pieces[2].offset);
+  a.counters = reinterpret_cast<uint64_t*>(d.meta + pieces[3].offset);
+  a.error = reinterpret_cast<kernels::MegakernelError*>(d.meta + pieces[4].offset);
+  a.abort_flag = reinterpret_cast<uint32_t*>(d.meta + pieces[5].offset);
   a.watchdog_ns = uint64_t(options_.watchdog_timeout_s * 1e9);
   a.scratch_floats = scratch_floats_;
   a.num_stages = num_stages_;
