@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "probe/stream_read.h"
+
 namespace megalith::kernels {
 
 constexpr int STREAM_READ_THREADS = 512;
@@ -19,10 +21,5 @@ constexpr int STREAM_READ_UNROLL = 8;  // independent 16-byte loads per thread p
 // `sink[blockIdx.x]` so the loads cannot be optimized away.
 __global__ void stream_read_kernel(const uint4* __restrict__ data, size_t count,
                                    uint32_t* __restrict__ sink);
-
-// Launches `blocks` blocks (a few per SM) over `bytes` bytes (a multiple of 16) of `data`;
-// `sink` must hold `blocks` words.
-cudaError_t launch_stream_read(const void* data, size_t bytes, uint32_t* sink, int blocks,
-                               cudaStream_t stream);
 
 }  // namespace megalith::kernels

@@ -1,0 +1,144 @@
+// What the host and the megakernel agree on: the launch arguments, the error record a stuck
+// launch leaves behind, the block shape, and the shared-memory plan. Plain C++ (nvcc and g++
+// both compile it), so the host sizes shared memory with the very functions the device uses.
+//
+//   MegakernelArgs args = {...};
+//   args.scratch_floats = max over tasks of task_scratch_floats(task);
+//   size_t smem = megakernel_smem_bytes(args.scratch_floats, args.num_stages);
+#pragma once
+
+#include <stdint.h>
+
+#include "megalith/abi/task_abi.h"
+
+namespace megalith::kernels {
+
+// A worker CTA: CONSUMER_WARPS warps wait on events and compute, one producer warp streams
+// the weights of the queue's tasks into the shared-memory ring ahead of them.
+constexpr int CONSUMER_WARPS = 8;
+constexpr int CONSUMER_THREADS = CONSUMER_WARPS * 32;
+constexpr int PRODUCER_WARP = CONSUMER_WARPS;
+constexpr int WORKER_THREADS = CONSUMER_THREADS + 32;
+
+// The weight ring: stages of STAGE_BYTES, each filled by one cp.async.bulk. A chunk carries
+// at most CHUNK_PAYLOAD bytes so its 16-byte-aligned superset still fits a stage.
+constexpr int STAGE_BYTES = 32768;
+constexpr int CHUNK_PAYLOAD = STAGE_BYTES - 32;
+constexpr int MAX_STAGES = 8;
+constexpr int MIN_STAGES = 2;
+
+// Largest head_dim the attention and rotary tasks handle (8 values per lane).
+constexpr int MAX_HEAD_DIM = 256;
+
+enum class MegakernelFault : uint32_t {
+  kNone = 0,
+  kEventTimeout = 1,     // a task waited on an event longer than the watchdog allows
+  kRingTimeout = 2,      // a weight chunk or a free stage never came
+  kUnsupportedTask = 3,  // a task the kernel cannot run (the host validates, so a bug)
+};
+
+// Written once, by the first worker that gives up; read by the host after the launch.
+struct MegakernelError {
+  uint32_t fault;  // MegakernelFault
+  uint32_t worker;
+  uint32_t task;
+  uint32_t event;  // kEventTimeout: the event waited on
+  int64_t step;
+  uint64_t counter;  // kEventTimeout: the event's counter when the watchdog fired
+  uint64_t target;   // ... and the value the task needed
+};
+
+// When a task's wait began, when its events were ready, and when it had signalled, in
+// nanoseconds of the GPU's global timer.
+struct TaskTrace {
+  uint64_t wait_ns, ready_ns, done_ns;
+};
+
+// An event wait with its trigger count, so a waiting thread needs no second lookup.
+struct WaitTarget {
+  uint32_t event;
+  uint32_t triggers;  // of the event, per step
+  uint32_t step_offset;
+  uint32_t reserved;
+};
+
+constexpr int INLINE_WAITS = 4;
+
+// One entry of a worker's queue as the device reads it: the task's descriptor, where every
+// present ref's `offset` is the absolute device address of its window (the host resolves the
+// buffers once, so no task looks a base pointer up), and its first waits. A worker copies the
+// next entry into shared memory while it runs the current one.
+struct alignas(16) QueueEntry {
+  abi::TaskDesc task;
+  uint32_t task_index;  // in the task graph
+  uint32_t reserved;
+  WaitTarget waits[INLINE_WAITS];  // waits beyond these: MegakernelArgs::waits[wait_begin + i]
+};
+
+struct MegakernelArgs {
+  const QueueEntry* entries;    // every worker's queue, concatenated
+  const uint32_t* queue_begin;  // num_workers + 1 entries
+  const WaitTarget* waits;      // indexed by TaskDesc::wait_begin
+  uint64_t* counters;           // one per event; they only grow, across launches
+  MegakernelError* error;
+  uint32_t* abort_flag;  // set with the error record; every spinning thread leaves
+  int64_t first_step, end_step;
+  uint64_t watchdog_ns;     // a spin longer than this is a fault; 0 waits forever
+  uint32_t scratch_floats;  // per-task shared-memory scratch, max of task_scratch_floats()
+  uint32_t num_stages;      // ring stages, MIN_STAGES..MAX_STAGES
+  // Optional timing trace (nullptr: off): for queue entry q at step s, TaskTrace record
+  // (s - first_step) * queue_length + q.
+  TaskTrace* trace;
+  uint32_t queue_length;  // entries of all queues together
+};
+
+MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }
+
+// Shared memory, in order: 2 * MAX_STAGES mbarriers (full, empty), the reduction area (two
+// double buffers of CONSUMER_WARPS * 2 words each), two queue entries (the current task's and
+// the next one's), the task scratch, then the ring, aligned to 128 bytes for the bulk copies.
+constexpr uint32_t SMEM_BARRIER_BYTES = 2 * MAX_STAGES * 8;
+constexpr uint32_t SMEM_REDUCE_BYTES = 2 * 2 * CONSUMER_WARPS * 8;
+constexpr uint32_t SMEM_ENTRY_OFFSET = SMEM_BARRIER_BYTES + SMEM_REDUCE_BYTES;
+constexpr uint32_t SMEM_SCRATCH_OFFSET = SMEM_ENTRY_OFFSET + 2 * sizeof(QueueEntry);
+MEGALITH_HOST_DEVICE constexpr uint32_t megakernel_ring_offset(uint32_t scratch_floats) {
+  return align_up(SMEM_SCRATCH_OFFSET + scratch_floats * 4, 128);
+}
+MEGALITH_HOST_DEVICE constexpr uint32_t megakernel_smem_bytes(uint32_t scratch_floats,
+                                                             uint32_t num_stages) {
+  return megakernel_ring_offset(scratch_floats) + num_stages * STAGE_BYTES;
+}
+
+// The scratch of a linear: the input row (normalized) padded to 8 floats, then one
+// accumulator per output row of every weight part.
+MEGALITH_HOST_DEVICE constexpr uint32_t linear_x_floats(int32_t in_features) {
+  return align_up(uint32_t(in_features), 8);
+}
+
+// Shared-memory floats a task needs while it runs.
+MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t) {
+  using abi::TaskKind;
+  switch (t.kind) {
+    case TaskKind::kRmsNormLinear:
+    case TaskKind::kLmHead:
+      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows);
+    case TaskKind::kLinearResidual:
+      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows);
+    case TaskKind::kRmsNormGateUpSilu:
+      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows);
+    case TaskKind::kQkNormRopeKvAppend:
+      return uint32_t(t.params.rope.head_dim);
+    case TaskKind::kAttentionPartial:
+      // The query head, then each consumer warp's running max, sum and output row.
+      return uint32_t(t.params.attention.head_dim) +
+             CONSUMER_WARPS * uint32_t(t.params.attention.head_dim + 2);
+    case TaskKind::kAttentionMerge:
+      return uint32_t(t.params.attention.num_splits);
+    case TaskKind::kEmbedding:
+    case TaskKind::kSample:
+      return 0;
+  }
+  return 0;
+}
+
+}  // namespace megalith::kernels

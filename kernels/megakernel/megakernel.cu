@@ -1,0 +1,172 @@
+// The persistent megakernel, static mode: one worker CTA per SM runs its compiler-ordered
+// queue once per step. For each task the consumer warps wait (acquire) on the task's events,
+// run the task's device code, and signal (release) its event; the producer warp meanwhile
+// streams the weights of the queue's linear tasks through the shared-memory ring.
+#include "megakernel/launch.h"
+
+#include "common/sync.cuh"
+#include "megakernel/task_env.cuh"
+#include "megakernel/watchdog.cuh"
+#include "megakernel/weight_ring.cuh"
+#include "tasks/attention_merge.cuh"
+#include "tasks/attention_partial.cuh"
+#include "tasks/embedding.cuh"
+#include "tasks/linear_residual.cuh"
+#include "tasks/lm_head.cuh"
+#include "tasks/qk_norm_rope_kv_append.cuh"
+#include "tasks/rms_norm_gate_up_silu.cuh"
+#include "tasks/rms_norm_linear.cuh"
+#include "tasks/sample.cuh"
+
+namespace megalith::kernels {
+
+namespace {
+
+// Thread 0 of the consumers: acquires every event the entry's task waits on at `step`. False
+// when the watchdog fired here or another worker aborted the launch.
+__device__ bool wait_events(const MegakernelArgs& args, const QueueEntry& e, int64_t step) {
+  for (uint32_t i = 0; i < e.task.wait_count; ++i) {
+    const WaitTarget w = i < INLINE_WAITS ? e.waits[i] : args.waits[e.task.wait_begin + i];
+    const uint64_t target = uint64_t(w.triggers) * uint64_t(step + 1 - int64_t(w.step_offset));
+    const uint64_t* counter = args.counters + w.event;
+    Spin spin(args, args.watchdog_ns, /*watch_abort=*/true);
+    for (uint64_t now = ld_acquire_gpu(counter); now < target; now = ld_acquire_gpu(counter)) {
+      const SpinState s = spin.poll();
+      if (s == SpinState::kWaiting) continue;
+      if (s == SpinState::kExpired) {
+        report_fault(args, MegakernelFault::kEventTimeout, e.task_index, step, w.event, now,
+                     target);
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
+__device__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
+  switch (t.kind) {
+#define MEGALITH_TASK(Name, snake, refs) \
+  case abi::TaskKind::k##Name:           \
+    run_##snake(env, t);                 \
+    return;
+#include "megalith/abi/tasks.def"
+#undef MEGALITH_TASK
+  }
+  env.failed = true;
+  if (env.tid == 0) {
+    report_fault(env.args, MegakernelFault::kUnsupportedTask, env.task, env.step, abi::kNoEvent, 0,
+                 0);
+  }
+}
+
+constexpr int ENTRY_VECTORS = sizeof(QueueEntry) / 16;
+
+__device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8_t* smem,
+                             volatile uint32_t* stop) {
+  TaskEnv env{args,
+              0,
+              0,
+              reinterpret_cast<float*>(smem + SMEM_SCRATCH_OFFSET),
+              reinterpret_cast<double*>(smem + SMEM_BARRIER_BYTES),
+              reinterpret_cast<float*>(smem + SMEM_BARRIER_BYTES + CONSUMER_WARPS * 8 * 2),
+              RingReader(ring),
+              false,
+              int(threadIdx.x),
+              int(threadIdx.x) / 32,
+              int(threadIdx.x) % 32};
+  const uint32_t worker = blockIdx.x;
+  const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
+  if (q_begin == q_end) return;
+  // Two entry slots: the task running and the next one, whose descriptor arrives from global
+  // memory while the current task waits and runs, off the critical path.
+  auto* slots = reinterpret_cast<uint4*>(smem + SMEM_ENTRY_OFFSET);
+  const auto* entries = reinterpret_cast<const uint4*>(args.entries);
+  if (env.tid < ENTRY_VECTORS) slots[env.tid] = entries[size_t(q_begin) * ENTRY_VECTORS + env.tid];
+  consumer_sync();
+  uint32_t slot = 0;
+  for (int64_t step = args.first_step; step < args.end_step; ++step) {
+    for (uint32_t q = q_begin; q < q_end; ++q) {
+      const QueueEntry& e = reinterpret_cast<const QueueEntry*>(slots)[slot];
+      const uint32_t next = q + 1 < q_end ? q + 1 : q_begin;
+      uint4 staged{};
+      if (env.tid < ENTRY_VECTORS) staged = entries[size_t(next) * ENTRY_VECTORS + env.tid];
+      TaskTrace trace{};
+      if (env.tid == 0) {
+        if (args.trace) trace.wait_ns = global_timer_ns();
+        *stop = wait_events(args, e, step) ? 0u : 1u;
+        if (args.trace) trace.ready_ns = global_timer_ns();
+      }
+      consumer_sync();
+      if (*stop != 0) return;
+      env.step = step;
+      env.task = e.task_index;
+      run_task(env, e.task);
+      if (env.failed) return;
+      if (env.tid < ENTRY_VECTORS) slots[(slot ^ 1) * ENTRY_VECTORS + env.tid] = staged;
+      // Every consumer thread's writes happen before thread 0's release (the barrier orders
+      // them, the release is cumulative), so the event's consumers see the whole output.
+      consumer_sync();
+      if (env.tid == 0 && e.task.signal != abi::kNoEvent) {
+        red_release_gpu_add(args.counters + e.task.signal, 1);
+      }
+      if (env.tid == 0 && args.trace) {
+        trace.done_ns = global_timer_ns();
+        args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
+      }
+      slot ^= 1;
+    }
+  }
+}
+
+__global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const MegakernelArgs args) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  __shared__ uint32_t stop;
+  auto* full = reinterpret_cast<uint64_t*>(smem);
+  auto* empty = full + MAX_STAGES;
+  const Ring ring{smem + megakernel_ring_offset(args.scratch_floats), full, empty,
+                  args.num_stages};
+  if (threadIdx.x == 0) {
+    for (uint32_t s = 0; s < args.num_stages; ++s) {
+      mbarrier_init(&full[s], 1);
+      mbarrier_init(&empty[s], CONSUMER_WARPS);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+  if (threadIdx.x / 32 == PRODUCER_WARP) {
+    if (threadIdx.x % 32 == 0) run_producer(args, ring);
+    return;
+  }
+  run_consumer(args, ring, smem, &stop);
+}
+
+}  // namespace
+
+cudaError_t megakernel_max_workers(size_t smem_bytes, int* workers) {
+  cudaError_t e = cudaFuncSetAttribute(megakernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(smem_bytes));
+  if (e != cudaSuccess) return e;
+  int device = 0, sms = 0, per_sm = 0;
+  if ((e = cudaGetDevice(&device)) != cudaSuccess) return e;
+  if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess) {
+    return e;
+  }
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, megakernel, WORKER_THREADS,
+                                                    smem_bytes);
+  if (e != cudaSuccess) return e;
+  *workers = sms * per_sm;
+  return cudaSuccess;
+}
+
+cudaError_t launch_megakernel(const MegakernelArgs& args, int num_workers, cudaStream_t stream) {
+  const size_t smem = megakernel_smem_bytes(args.scratch_floats, args.num_stages);
+  cudaError_t e = cudaFuncSetAttribute(megakernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(smem));
+  if (e != cudaSuccess) return e;
+  MegakernelArgs copy = args;
+  void* params[] = {&copy};
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&megakernel), dim3(num_workers),
+                                     dim3(WORKER_THREADS), params, smem, stream);
+}
+
+}  // namespace megalith::kernels

@@ -1,0 +1,32 @@
+// What a task's device code sees while the consumer warps run it: the launch, the step, its
+// shared-memory scratch, the reduction area and the weight ring.
+//
+//   __device__ void run_embedding(TaskEnv& env, const abi::TaskDesc& t) {
+//     const Ref x = env.ref(t, 4);
+//     for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) ...
+//   }
+#pragma once
+
+#include <stdint.h>
+
+#include "common/dtype.cuh"
+#include "megakernel/layout.h"
+#include "megakernel/weight_ring.cuh"
+
+namespace megalith::kernels {
+
+struct TaskEnv {
+  const MegakernelArgs& args;
+  int64_t step;
+  uint32_t task;
+  float* scratch;      // task_scratch_floats(t) floats
+  double* reduce;      // CONSUMER_WARPS doubles, for block_sum() and block_argmax()
+  float* chunk_sums;   // 2 * CONSUMER_WARPS floats, the per-chunk partial dot products
+  RingReader ring;
+  bool failed;         // the ring's watchdog fired; the same on every consumer thread
+  int tid, warp, lane;
+
+  __device__ Ref ref(const abi::TaskDesc& t, int i) const { return make_ref(t.refs[i]); }
+};
+
+}  // namespace megalith::kernels

@@ -1,0 +1,189 @@
+// The weight ring: the producer warp walks the worker's queue, step after step, and streams
+// the weight tile of every linear task into a ring of shared-memory stages with
+// cp.async.bulk, each completing on the stage's "full" mbarrier. Weights never depend on
+// events, so the producer runs ahead of the consumers across task and step boundaries: the
+// next task's weights are in flight while the consumers still wait for its inputs. Consumers
+// take the chunks in the same order and free each stage on its "empty" mbarrier.
+//
+// Producer and consumers cut a task's weights into the same chunks: both call
+// plan_chunks()/chunk_at() on the same descriptor.
+//
+//   WeightParts parts = weight_parts(task);          // the refs streamed, in order
+//   ChunkPlan plan = plan_chunks(task.refs[parts.ref[0]]);
+//   for (int c = 0; c < plan.num_chunks; ++c) {
+//     const uint8_t* data = reader.wait(...) + chunk_skew(base, plan, chunk_at(plan, c));
+//     ...
+//     reader.release();
+//   }
+#pragma once
+
+#include <stdint.h>
+
+#include "common/sync.cuh"
+#include "megakernel/layout.h"
+#include "megakernel/watchdog.cuh"
+
+namespace megalith::kernels {
+
+// The weight refs a task streams through the ring, in stream order.
+struct WeightParts {
+  int count;
+  int ref[2];
+};
+__device__ __forceinline__ WeightParts weight_parts(const abi::TaskDesc& t) {
+  switch (t.kind) {
+    case abi::TaskKind::kRmsNormLinear:
+    case abi::TaskKind::kLmHead: return {1, {2, -1}};
+    case abi::TaskKind::kLinearResidual: return {1, {1, -1}};
+    case abi::TaskKind::kRmsNormGateUpSilu: return {2, {2, 3}};
+    default: return {0, {-1, -1}};
+  }
+}
+
+// How one weight tile (rows of `cols` contiguous elements) is cut into chunks: several whole
+// rows per chunk when a row fits, else each row in segments of `seg_cols` columns (a multiple
+// of 8 elements, so segments keep the rows' 16-byte alignment).
+struct ChunkPlan {
+  int32_t rows, cols, elem_bytes;
+  int32_t rows_per_chunk;
+  int32_t seg_cols;
+  int32_t segs_per_row;
+  int32_t num_chunks;
+};
+__device__ __forceinline__ ChunkPlan plan_chunks(const abi::TensorRef& w) {
+  const int32_t eb = w.type == abi::RefType::kF32 ? 4 : 2;
+  const int32_t row_bytes = w.cols * eb;
+  if (row_bytes <= CHUNK_PAYLOAD) {
+    const int32_t per = CHUNK_PAYLOAD / row_bytes;
+    return {w.rows, w.cols, eb, per, w.cols, 1, (w.rows + per - 1) / per};
+  }
+  const int32_t seg = CHUNK_PAYLOAD / eb / 8 * 8;
+  const int32_t segs = (w.cols + seg - 1) / seg;
+  return {w.rows, w.cols, eb, 1, seg, segs, w.rows * segs};
+}
+
+struct Chunk {
+  int32_t row0, rows, col0, cols;
+};
+__device__ __forceinline__ Chunk chunk_at(const ChunkPlan& p, int32_t c) {
+  if (p.segs_per_row == 1) {
+    const int32_t row0 = c * p.rows_per_chunk;
+    return {row0, min(p.rows_per_chunk, p.rows - row0), 0, p.cols};
+  }
+  const int32_t row = c / p.segs_per_row, col0 = (c % p.segs_per_row) * p.seg_cols;
+  return {row, 1, col0, min(p.seg_cols, p.cols - col0)};
+}
+
+// The chunk's first byte in global memory, and its offset inside the stage: the copy starts
+// at the 16-byte boundary below it.
+__device__ __forceinline__ const uint8_t* chunk_src(const uint8_t* tile, const ChunkPlan& p,
+                                                    const Chunk& c) {
+  return tile + (int64_t(c.row0) * p.cols + c.col0) * p.elem_bytes;
+}
+__device__ __forceinline__ uint32_t chunk_skew(const uint8_t* tile, const ChunkPlan& p,
+                                               const Chunk& c) {
+  return uint32_t(reinterpret_cast<uintptr_t>(chunk_src(tile, p, c)) & 15);
+}
+
+struct Ring {
+  uint8_t* stages;  // num_stages * STAGE_BYTES
+  uint64_t* full;   // arrivals: the producer's expect_tx; completes with the copy's bytes
+  uint64_t* empty;  // arrivals: one per consumer warp
+  uint32_t num_stages;
+};
+
+// A weight ref's first byte (its offset is an absolute address on the device).
+__device__ __forceinline__ const uint8_t* tile_base(const abi::TensorRef& w) {
+  return reinterpret_cast<const uint8_t*>(w.offset);
+}
+
+// The producer: one thread streams every chunk of the worker's queue for the launch's steps.
+__device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring) {
+  const uint32_t worker = blockIdx.x;
+  const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
+  uint32_t stage = 0, phase = 0;
+  uint64_t issued = 0;
+  for (int64_t step = args.first_step; step < args.end_step; ++step) {
+    for (uint32_t q = q_begin; q < q_end; ++q) {
+      const abi::TaskDesc& t = args.entries[q].task;
+      const uint32_t task = args.entries[q].task_index;
+      const WeightParts parts = weight_parts(t);
+      for (int part = 0; part < parts.count; ++part) {
+        const abi::TensorRef& w = t.refs[parts.ref[part]];
+        const uint8_t* tile = tile_base(w);
+        const ChunkPlan plan = plan_chunks(w);
+        for (int32_t c = 0; c < plan.num_chunks; ++c) {
+          const Chunk chunk = chunk_at(plan, c);
+          const uint8_t* src = chunk_src(tile, plan, chunk);
+          const uint32_t bytes = uint32_t(((chunk.rows - 1) * plan.cols + chunk.cols) * plan.elem_bytes);
+          const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
+          const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
+          // The consumers may legitimately hold the ring while they wait on an event for up
+          // to the watchdog's time, so the producer allows twice that.
+          Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
+          while (!mbarrier_try_wait(&ring.empty[stage], phase ^ 1)) {
+            const SpinState s = spin.poll();
+            if (s == SpinState::kWaiting) continue;
+            if (s == SpinState::kExpired) {
+              report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
+            }
+            // Copies still in flight write this CTA's shared memory: let them land first.
+            const uint64_t outstanding = issued < ring.num_stages ? issued : ring.num_stages;
+            for (uint64_t k = issued - outstanding; k < issued; ++k) {
+              while (!mbarrier_try_wait(&ring.full[k % ring.num_stages],
+                                        uint32_t(k / ring.num_stages) & 1)) {
+              }
+            }
+            return;
+          }
+          mbarrier_arrive_expect_tx(&ring.full[stage], uint32_t(end - begin));
+          bulk_copy_g2s(ring.stages + size_t(stage) * STAGE_BYTES,
+                        reinterpret_cast<const void*>(begin), uint32_t(end - begin),
+                        &ring.full[stage]);
+          ++issued;
+          if (++stage == ring.num_stages) {
+            stage = 0;
+            phase ^= 1;
+          }
+        }
+      }
+    }
+  }
+}
+
+// A consumer thread's position in the ring; every consumer thread keeps its own copy and all
+// of them walk the same chunks.
+class RingReader {
+ public:
+  __device__ explicit RingReader(const Ring& ring) : ring_(ring) {}
+
+  // The next chunk's stage once its bytes have landed; nullptr when the watchdog fired.
+  __device__ const uint8_t* wait(const MegakernelArgs& args, uint32_t task, int64_t step) {
+    // Every consumer thread waits on the same phase, so all of them pass or all time out:
+    // the decision stays uniform across the block without a barrier.
+    Spin spin(args, args.watchdog_ns, /*watch_abort=*/false);
+    while (!mbarrier_try_wait(&ring_.full[stage_], phase_)) {
+      if (spin.poll() == SpinState::kExpired) {
+        report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
+        return nullptr;
+      }
+    }
+    return ring_.stages + size_t(stage_) * STAGE_BYTES;
+  }
+
+  // The calling warp is done reading the current stage.
+  __device__ void release() {
+    __syncwarp();
+    if (threadIdx.x % 32 == 0) mbarrier_arrive(&ring_.empty[stage_]);
+    if (++stage_ == ring_.num_stages) {
+      stage_ = 0;
+      phase_ ^= 1;
+    }
+  }
+
+ private:
+  Ring ring_;
+  uint32_t stage_ = 0, phase_ = 0;
+};
+
+}  // namespace megalith::kernels

@@ -1,0 +1,47 @@
+// One vocabulary tile: logits[tile] = rms_norm(x) * norm_weight @ W[tile]^T, and the tile's
+// summary for the sampler: max and argmax (lowest id on ties), the sum of exp(logit - max),
+// and the Gumbel-max sample when the temperature is positive.
+#pragma once
+
+#include <math.h>
+
+#include "common/reduce.cuh"
+#include "megakernel/task_env.cuh"
+#include "tasks/linear_common.cuh"
+
+namespace megalith::kernels {
+
+__device__ inline void run_lm_head(TaskEnv& env, const abi::TaskDesc& t) {
+  const Ref x = env.ref(t, 0), gamma = env.ref(t, 1), control = env.ref(t, 3);
+  const Ref logits = env.ref(t, 4), partials = env.ref(t, 5);
+  const int32_t rows = t.refs[2].rows, row_begin = t.params.linear.row_begin;
+  float* xs = env.scratch;
+  float* acc = xs + linear_x_floats(x.cols);
+  load_normalized_row(env, x, 0, gamma, t.params.linear.eps, xs);
+  if (!stream_matvec(env, t.refs[2], xs, acc)) return;
+
+  const abi::StepControl c = *control.as<const abi::StepControl>();
+  const int32_t pos = int32_t(env.step - c.first_step);
+  const uint64_t seed = uint64_t(c.seed_hi) << 32 | c.seed_lo;
+  ArgMax best{-INFINITY, 0}, sampled{-INFINITY, 0};
+  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
+    const float l = acc[o];
+    const int32_t id = row_begin + o;
+    logits.set(0, o, l);
+    best = better(best, {l, id});
+    if (c.temperature > 0) {
+      const double u = abi::sampling_uniform(seed, pos, id);
+      sampled = better(sampled, {float(double(l) / double(c.temperature) - log(-log(u))), id});
+    }
+  }
+  best = block_argmax(best, env.reduce);
+  sampled = block_argmax(sampled, env.reduce);
+  double sum = 0;
+  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) sum += double(expf(acc[o] - best.value));
+  sum = block_sum(sum, env.reduce);
+  if (env.tid == 0) {
+    *partials.as<abi::LmPartial>() = {best.value, best.id, float(sum), sampled.value, sampled.id, 0};
+  }
+}
+
+}  // namespace megalith::kernels

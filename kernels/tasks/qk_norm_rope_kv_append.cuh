@@ -1,0 +1,65 @@
+// One KV head: per-head RMS norm (Qwen3) and rotary (rotate-half, as transformers) on its
+// query heads, in place, and on its key; key and value appended to the caches at the
+// token's position. Angles in float and their cosine and sine in double, as the CPU reference
+// computes them, so the two agree to the last bit of the rotation.
+#pragma once
+
+#include <math.h>
+
+#include "common/reduce.cuh"
+#include "megakernel/task_env.cuh"
+
+namespace megalith::kernels {
+
+__device__ inline void run_qk_norm_rope_kv_append(TaskEnv& env, const abi::TaskDesc& t) {
+  const Ref q = env.ref(t, 0), k = env.ref(t, 1), v = env.ref(t, 2), q_norm = env.ref(t, 3);
+  const Ref k_norm = env.ref(t, 4), positions = env.ref(t, 5), inv_freq = env.ref(t, 6);
+  const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
+  const int hd = t.params.rope.head_dim, group = t.params.rope.group, half = hd / 2;
+  const double eps = t.params.rope.eps;
+  float* head = env.scratch;
+  for (int r = 0; r < q.rows; ++r) {
+    const int32_t pos = positions.get_int(0, r);
+    // Heads 0..group-1 are the queries, head `group` the key.
+    for (int h = 0; h <= group; ++h) {
+      const bool is_key = h == group;
+      const Ref& src = is_key ? k : q;
+      const Ref& gamma = is_key ? k_norm : q_norm;
+      const int base = is_key ? 0 : h * hd;
+      double sum_sq = 0;
+      for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
+        head[i] = src.get(r, base + i);
+        sum_sq += double(head[i]) * double(head[i]);
+      }
+      float inv_rms = 1.0f;
+      if (gamma.present()) {
+        inv_rms = float(1.0 / sqrt(block_sum(sum_sq, env.reduce) / double(hd) + eps));
+      } else {
+        consumer_sync();
+      }
+      for (int i = env.tid; i < half; i += CONSUMER_THREADS) {
+        float x1 = head[i], x2 = head[i + half];
+        if (gamma.present()) {
+          x1 = gamma.get(0, i) * (x1 * inv_rms);
+          x2 = gamma.get(0, i + half) * (x2 * inv_rms);
+        }
+        const float angle = float(pos) * inv_freq.get(0, i);
+        const float c = float(cos(double(angle))), s = float(sin(double(angle)));
+        // Separately rounded products, as the CPU computes them (no fused multiply-add).
+        const float o1 = __fmul_rn(x1, c) - __fmul_rn(x2, s);
+        const float o2 = __fmul_rn(x2, c) + __fmul_rn(x1, s);
+        if (is_key) {
+          k_cache.set(pos, i, o1);
+          k_cache.set(pos, i + half, o2);
+        } else {
+          q.set(r, base + i, o1);
+          q.set(r, base + i + half, o2);
+        }
+      }
+      consumer_sync();
+    }
+    for (int i = env.tid; i < hd; i += CONSUMER_THREADS) v_cache.set(pos, i, v.get(r, i));
+  }
+}
+
+}  // namespace megalith::kernels

@@ -1,0 +1,23 @@
+// out = rms_norm(x) * norm_weight @ W[tile]^T + bias[tile]: the input row is normalized into
+// shared memory once its events have fired, then multiplied with the weight tile as it
+// streams through the ring (already in flight before the wait).
+#pragma once
+
+#include "megakernel/task_env.cuh"
+#include "tasks/linear_common.cuh"
+
+namespace megalith::kernels {
+
+__device__ inline void run_rms_norm_linear(TaskEnv& env, const abi::TaskDesc& t) {
+  const Ref x = env.ref(t, 0), gamma = env.ref(t, 1), bias = env.ref(t, 3), out = env.ref(t, 4);
+  const int32_t rows = t.refs[2].rows;
+  float* xs = env.scratch;
+  float* acc = xs + linear_x_floats(x.cols);
+  load_normalized_row(env, x, 0, gamma, t.params.linear.eps, xs);
+  if (!stream_matvec(env, t.refs[2], xs, acc)) return;
+  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
+    out.set(0, o, acc[o] + (bias.present() ? bias.get(0, o) : 0.0f));
+  }
+}
+
+}  // namespace megalith::kernels

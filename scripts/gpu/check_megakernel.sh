@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the megakernel's GPU tests on a machine with an NVIDIA GPU, then compute-sanitizer
+# memcheck on the smallest model. Logs go to $OUT (default ./gpu-logs); the last lines
+# printed are the summary. Exit status 0 only when everything passed.
+#
+#   scripts/gpu/check_megakernel.sh [BUILD_DIR]     # default build/gpu
+#
+# Shared libraries the build machine linked against can travel in BUILD_DIR/lib.
+set -uo pipefail
+
+build=${1:-build/gpu}
+out=${OUT:-$PWD/gpu-logs}
+mkdir -p "$out"
+tests="$build/tests/gpu/megalith_gpu_tests"
+if [[ -d "$build/lib" ]]; then
+  export LD_LIBRARY_PATH="$build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --format=csv \
+  >"$out/gpu.txt" 2>&1
+cat "$out/gpu.txt"
+
+status=0
+"$tests" --gtest_color=no >"$out/gpu_tests.log" 2>&1 || status=1
+grep -E "^\[  (PASSED|FAILED) |^\[==========\]|tokens equal|launches of|watchdog report" \
+  "$out/gpu_tests.log"
+
+# memcheck slows every access, so the smallest model only, with a generous watchdog.
+model='Architectures/GpuModelTest.SameTokensAsTheCpuExecutor/llama_bf16'
+if command -v compute-sanitizer >/dev/null; then
+  compute-sanitizer --tool memcheck --error-exitcode 1 "$tests" --gtest_color=no \
+    --gtest_filter="$model" >"$out/memcheck.log" 2>&1 || status=1
+  grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$out/memcheck.log"
+else
+  echo "compute-sanitizer not found: memcheck skipped"
+  status=1
+fi
+
+if [[ $status -eq 0 ]]; then echo "check_megakernel: PASS"; else echo "check_megakernel: FAIL"; fi
+exit $status

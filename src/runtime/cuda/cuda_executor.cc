@@ -1,0 +1,142 @@
+#include "megalith/runtime/cuda_executor.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "device_program.h"
+#include "megalith/model/model_graph.h"
+
+namespace megalith {
+
+CudaExecutor::CudaExecutor(const TaskGraph& tg, std::unique_ptr<cuda::DeviceProgram> program)
+    : tg_(tg), program_(std::move(program)) {}
+
+CudaExecutor::~CudaExecutor() = default;
+
+StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const TaskGraph& tg,
+                                                             const Checkpoint& ckpt,
+                                                             const CudaExecutorOptions& options) {
+  if (options.mode != SchedulingMode::kStatic) {
+    return unimplemented("the CUDA executor runs static mode only");
+  }
+  if (tg.vocab_size != ckpt.config().vocab_size) {
+    return invalid_argument("the task graph was compiled for a vocabulary of {}, the checkpoint "
+                            "has {}", tg.vocab_size, ckpt.config().vocab_size);
+  }
+  for (const char* name : {"control", "prompt", "tokens", "logprobs", "logits"}) {
+    if (tg.find_buffer(name) == abi::kNoBuffer) {
+      return invalid_argument("the task graph has no '{}' buffer", name);
+    }
+  }
+  MEGALITH_ASSIGN_OR_RETURN(
+      std::unique_ptr<cuda::DeviceProgram> program,
+      cuda::DeviceProgram::create(tg, {options.device, options.watchdog_timeout_s}));
+  std::unique_ptr<CudaExecutor> exec(new CudaExecutor(tg, std::move(program)));
+  MEGALITH_RETURN_IF_ERROR(exec->bind(ckpt));
+  return exec;
+}
+
+Status CudaExecutor::bind(const Checkpoint& ckpt) {
+  const std::vector<WeightSpec> specs = model_weight_specs(ckpt.config());
+  for (uint32_t b = 0; b < tg_.buffers.size(); ++b) {
+    const BufferDesc& desc = tg_.buffers[b];
+    if (desc.kind != BufferKind::kWeight) continue;
+    const bool known = std::any_of(specs.begin(), specs.end(),
+                                   [&](const WeightSpec& s) { return s.name == desc.name; });
+    if (!known) return not_found("the checkpoint has no weight '{}'", desc.name);
+    const TensorView w = ckpt.weight(desc.name);
+    if (w.nbytes() != desc.bytes || elem_type(w.dtype) != desc.type) {
+      return invalid_argument("weight '{}' is {} bytes of {}, the task graph expects {} bytes "
+                              "of {}", desc.name, w.nbytes(), dtype_short_name(w.dtype),
+                              desc.bytes, elem_type_name(desc.type));
+    }
+    MEGALITH_RETURN_IF_ERROR(program_->write(b, w.data, w.nbytes()).with_context(desc.name));
+  }
+  control_buffer_ = tg_.find_buffer("control");
+  prompt_buffer_ = tg_.find_buffer("prompt");
+  tokens_buffer_ = tg_.find_buffer("tokens");
+  logprobs_buffer_ = tg_.find_buffer("logprobs");
+  logits_buffer_ = tg_.find_buffer("logits");
+  prompt_.assign(size_t(tg_.max_seq_len), 0);
+  tokens_.assign(size_t(tg_.max_seq_len), 0);
+  logprobs_.assign(size_t(tg_.max_seq_len), 0.0f);
+  logits_.assign(size_t(tg_.vocab_size), 0.0f);
+  return {};
+}
+
+Status CudaExecutor::start_sequence(std::span<const int32_t> prompt, double temperature,
+                                    uint64_t seed) {
+  if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
+  if (prompt.empty()) return invalid_argument("the prompt must hold at least one token");
+  if (int64_t(prompt.size()) > tg_.max_seq_len) {
+    return invalid_argument("the prompt has {} tokens; the KV cache holds {}", prompt.size(),
+                            tg_.max_seq_len);
+  }
+  for (int32_t id : prompt) {
+    if (id < 0 || id >= tg_.vocab_size) {
+      return invalid_argument("token id {} is outside the vocabulary [0, {})", id, tg_.vocab_size);
+    }
+  }
+  if (!(temperature >= 0 && temperature <= 100)) {
+    return invalid_argument("temperature must be between 0 and 100, got {}", temperature);
+  }
+  control_ = {};
+  control_.first_step = int32_t(next_step_);
+  control_.num_prompt = int32_t(prompt.size());
+  control_.temperature = float(temperature);
+  control_.seed_lo = uint32_t(seed);
+  control_.seed_hi = uint32_t(seed >> 32);
+  std::copy(prompt.begin(), prompt.end(), prompt_.begin());
+  position_ = 0;
+  return {};
+}
+
+Status CudaExecutor::force_token(int32_t token) {
+  if (token < 0 || token >= tg_.vocab_size) {
+    return invalid_argument("token id {} is outside the vocabulary [0, {})", token, tg_.vocab_size);
+  }
+  if (control_.num_prompt != position_ || position_ >= tg_.max_seq_len) {
+    return invalid_argument("a token can be forced only at the next position to compute");
+  }
+  prompt_[size_t(control_.num_prompt++)] = token;
+  return {};
+}
+
+Status CudaExecutor::run(int64_t steps, std::vector<TaskTiming>* timings) {
+  if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
+  if (steps < 0) return invalid_argument("steps must not be negative");
+  if (control_.num_prompt == 0) return invalid_argument("start a sequence before running");
+  if (position_ + steps > tg_.max_seq_len) {
+    return invalid_argument("{} more steps would pass the {} positions of the KV cache", steps,
+                            tg_.max_seq_len);
+  }
+  if (next_step_ + steps >= int64_t(std::numeric_limits<int32_t>::max())) {
+    return invalid_argument("the executor has run out of step numbers; create a new one");
+  }
+  if (steps == 0) return {};
+  poisoned_ = true;  // until the launch and its copies have succeeded
+  MEGALITH_RETURN_IF_ERROR(program_->write(control_buffer_, &control_, sizeof(control_)));
+  MEGALITH_RETURN_IF_ERROR(
+      program_->write(prompt_buffer_, prompt_.data(), size_t(control_.num_prompt) * 4));
+  MEGALITH_RETURN_IF_ERROR(program_->run(next_step_, next_step_ + steps, timings));
+  MEGALITH_RETURN_IF_ERROR(program_->read(tokens_buffer_, tokens_.data(), tokens_.size() * 4));
+  MEGALITH_RETURN_IF_ERROR(
+      program_->read(logprobs_buffer_, logprobs_.data(), logprobs_.size() * 4));
+  MEGALITH_RETURN_IF_ERROR(program_->read(logits_buffer_, logits_.data(), logits_.size() * 4));
+  poisoned_ = false;
+  next_step_ += steps;
+  position_ += steps;
+  return {};
+}
+
+int32_t CudaExecutor::token(int64_t p) const {
+  MEGALITH_CHECK(p >= 0 && p < position_, "position {} not computed", p);
+  return tokens_[size_t(p)];
+}
+
+float CudaExecutor::logprob(int64_t p) const {
+  MEGALITH_CHECK(p >= 0 && p < position_, "position {} not computed", p);
+  return logprobs_[size_t(p)];
+}
+
+}  // namespace megalith

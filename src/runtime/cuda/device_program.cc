@@ -1,0 +1,414 @@
+#include "device_program.h"
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "megakernel/launch.h"
+
+namespace megalith::cuda {
+
+namespace {
+
+using abi::TaskKind;
+using kernels::MegakernelFault;
+
+constexpr uint64_t kArenaAlignment = 256;
+constexpr uint64_t kStagingBytes = uint64_t(32) << 20;
+constexpr uint64_t kDirectCopyBytes = uint64_t(1) << 20;  // smaller writes skip the staging
+// Static shared memory of the kernel and the runtime's reserve, outside the dynamic plan.
+constexpr uint64_t kSharedMemorySlack = 1024;
+
+uint64_t aligned(uint64_t v) { return (v + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
+
+Status cuda_error(cudaError_t e, const char* what) {
+  return {StatusCode::kInternal, fmt::format("CUDA error in {}: {} ({})", what,
+                                             cudaGetErrorString(e), cudaGetErrorName(e))};
+}
+
+#define MEGALITH_CUDA_RETURN_IF_ERROR(call)                       \
+  do {                                                            \
+    const cudaError_t megalith_cuda_error_ = (call);              \
+    if (megalith_cuda_error_ != cudaSuccess) {                    \
+      return cuda_error(megalith_cuda_error_, #call);             \
+    }                                                             \
+  } while (0)
+
+bool is_float_type(abi::RefType t) { return t != abi::RefType::kI32; }
+
+}  // namespace
+
+// Everything allocated through CUDA, released in the destructor.
+struct DeviceProgram::Device {
+  cudaStream_t stream = nullptr;
+  uint8_t* arena = nullptr;  // every buffer
+  uint8_t* meta = nullptr;   // descriptors, counters, error record
+  void* staging[2] = {nullptr, nullptr};
+  cudaEvent_t staged[2] = {nullptr, nullptr};
+  kernels::MegakernelArgs args{};
+
+  ~Device() {
+    if (stream) cudaStreamSynchronize(stream);
+    for (int i = 0; i < 2; ++i) {
+      if (staged[i]) cudaEventDestroy(staged[i]);
+      if (staging[i]) cudaFreeHost(staging[i]);
+    }
+    if (arena) cudaFree(arena);
+    if (meta) cudaFree(meta);
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+DeviceProgram::DeviceProgram(const TaskGraph& tg, const DeviceProgramOptions& options)
+    : tg_(tg), options_(options), dev_(std::make_unique<Device>()) {}
+
+DeviceProgram::~DeviceProgram() = default;
+
+StatusOr<std::unique_ptr<DeviceProgram>> DeviceProgram::create(const TaskGraph& tg,
+                                                               const DeviceProgramOptions& options) {
+  if (!(options.watchdog_timeout_s >= 0)) {
+    return invalid_argument("the watchdog timeout must not be negative");
+  }
+  std::unique_ptr<DeviceProgram> program(new DeviceProgram(tg, options));
+  int devices = 0;
+  const cudaError_t e = cudaGetDeviceCount(&devices);
+  if (e != cudaSuccess || devices == 0) {
+    return Status(StatusCode::kUnimplemented,
+                  fmt::format("no CUDA device is available ({})",
+                              e == cudaSuccess ? "none found" : cudaGetErrorString(e)));
+  }
+  if (options.device < 0 || options.device >= devices) {
+    return invalid_argument("CUDA device {} does not exist ({} found)", options.device, devices);
+  }
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+  MEGALITH_RETURN_IF_ERROR(program->validate_and_plan());
+  MEGALITH_RETURN_IF_ERROR(program->allocate_and_upload());
+  return program;
+}
+
+// Checks every task against what the kernels handle, and sizes shared memory: the largest
+// task scratch, then as many ring stages as fit.
+Status DeviceProgram::validate_and_plan() {
+  const TaskGraph& tg = tg_;
+  if (tg.num_workers < 1) return invalid_argument("the task graph has no workers");
+  if (tg.queue_begin.size() != size_t(tg.num_workers) + 1 ||
+      tg.queue_begin.back() != tg.queue_tasks.size()) {
+    return invalid_argument("the task graph's queues do not match its {} workers", tg.num_workers);
+  }
+  for (uint32_t t : tg.queue_tasks) {
+    if (t >= tg.tasks.size()) return invalid_argument("a queue names task {}, which does not exist", t);
+  }
+  auto where = [&](uint32_t i) {
+    const abi::TaskDesc& d = tg.tasks[i];
+    return fmt::format("task {} ({} of '{}')", i, task_kind_name(d.kind),
+                       d.op < tg.ops.size() ? tg.ops[d.op].name : std::string("?"));
+  };
+  for (uint32_t i = 0; i < tg.tasks.size(); ++i) {
+    const abi::TaskDesc& t = tg.tasks[i];
+    if (uint16_t(t.kind) >= abi::kNumTaskKinds) {
+      return invalid_argument("task {} has unknown kind {}", i, uint16_t(t.kind));
+    }
+    for (const abi::TensorRef& r : t.refs) {
+      if (r.buffer != abi::kNoBuffer && r.buffer >= tg.buffers.size()) {
+        return invalid_argument("{} refers to buffer {}, which does not exist", where(i), r.buffer);
+      }
+    }
+    if (t.signal != abi::kNoEvent && t.signal >= tg.events.size()) {
+      return invalid_argument("{} signals event {}, which does not exist", where(i), t.signal);
+    }
+    if (uint64_t(t.wait_begin) + t.wait_count > tg.waits.size()) {
+      return invalid_argument("{} has waits beyond the wait list", where(i));
+    }
+    for (uint32_t w = 0; w < t.wait_count; ++w) {
+      if (tg.waits[t.wait_begin + w].event >= tg.events.size()) {
+        return invalid_argument("{} waits on an event that does not exist", where(i));
+      }
+    }
+    int weights[2] = {-1, -1}, x_ref = 0;
+    switch (t.kind) {
+      case TaskKind::kRmsNormLinear:
+      case TaskKind::kLmHead: weights[0] = 2; break;
+      case TaskKind::kLinearResidual: weights[0] = 1; break;
+      case TaskKind::kRmsNormGateUpSilu: weights[0] = 2, weights[1] = 3; break;
+      case TaskKind::kQkNormRopeKvAppend:
+        if (t.params.rope.head_dim < 2 || t.params.rope.head_dim > kernels::MAX_HEAD_DIM ||
+            t.params.rope.head_dim % 2 != 0) {
+          return unimplemented("{}: head_dim {} is not an even number up to {}", where(i),
+                               t.params.rope.head_dim, kernels::MAX_HEAD_DIM);
+        }
+        break;
+      case TaskKind::kAttentionPartial:
+      case TaskKind::kAttentionMerge:
+        if (t.params.attention.head_dim < 1 ||
+            t.params.attention.head_dim > kernels::MAX_HEAD_DIM ||
+            t.params.attention.num_splits < 1) {
+          return unimplemented("{}: head_dim {} (at most {}) or {} splits", where(i),
+                               t.params.attention.head_dim, kernels::MAX_HEAD_DIM,
+                               t.params.attention.num_splits);
+        }
+        break;
+      case TaskKind::kEmbedding:
+      case TaskKind::kSample: break;
+    }
+    if (weights[0] >= 0) {
+      if (t.refs[x_ref].type != abi::RefType::kF32) {
+        return unimplemented("{}: its input must be f32 activations", where(i));
+      }
+      if (t.refs[x_ref].rows != 1) {
+        return unimplemented("{}: the megakernel computes one token per step, the task has {}",
+                             where(i), t.refs[x_ref].rows);
+      }
+      for (int w : weights) {
+        if (w < 0) continue;
+        const abi::TensorRef& r = t.refs[w];
+        if (r.buffer == abi::kNoBuffer || !is_float_type(r.type) || r.rows < 1 || r.cols < 1 ||
+            r.row_stride != r.cols) {
+          return unimplemented("{}: its weight tile must be whole float rows", where(i));
+        }
+      }
+    }
+    scratch_floats_ = std::max(scratch_floats_, kernels::task_scratch_floats(t));
+  }
+
+  int limit = 0;
+  MEGALITH_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, options_.device));
+  const uint64_t fixed = kernels::megakernel_ring_offset(scratch_floats_) + kSharedMemorySlack;
+  const uint64_t room = uint64_t(limit) > fixed ? uint64_t(limit) - fixed : 0;
+  num_stages_ = uint32_t(std::min<uint64_t>(kernels::MAX_STAGES, room / kernels::STAGE_BYTES));
+  if (num_stages_ < uint32_t(kernels::MIN_STAGES)) {
+    return unimplemented("the largest task needs {} bytes of shared memory besides the weight "
+                         "ring; the GPU has {} per block", fixed, limit);
+  }
+  smem_bytes_ = kernels::megakernel_smem_bytes(scratch_floats_, num_stages_);
+  int fit = 0;
+  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::megakernel_max_workers(smem_bytes_, &fit));
+  if (tg.num_workers > fit) {
+    return invalid_argument("the task graph has {} workers; this GPU runs at most {} at once",
+                            tg.num_workers, fit);
+  }
+  return {};
+}
+
+Status DeviceProgram::allocate_and_upload() {
+  Device& d = *dev_;
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&d.stream, cudaStreamNonBlocking));
+
+  uint64_t arena_bytes = 0;
+  buffer_offset_.resize(tg_.buffers.size());
+  for (size_t b = 0; b < tg_.buffers.size(); ++b) {
+    buffer_offset_[b] = arena_bytes;
+    // The padding lets a bulk copy round its end up to 16 bytes inside the arena.
+    arena_bytes += aligned(std::max<uint64_t>(tg_.buffers[b].bytes, 1));
+  }
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMalloc(&d.arena, std::max<uint64_t>(arena_bytes, 1)));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(d.arena, 0, arena_bytes, d.stream));
+  for (uint32_t b = 0; b < tg_.buffers.size(); ++b) {
+    const BufferDesc& desc = tg_.buffers[b];
+    if (desc.kind == BufferKind::kActivation) {
+      // NaN (all ones), so a read before its write shows.
+      MEGALITH_RETURN_IF_ERROR(fill(b, 0xff));
+    } else if (desc.kind == BufferKind::kConstant && !desc.data.empty()) {
+      MEGALITH_RETURN_IF_ERROR(write(b, desc.data.data(), std::min<uint64_t>(desc.data.size(), desc.bytes)));
+    }
+  }
+
+  // The queues as the device reads them: each entry's refs resolved to absolute addresses,
+  // its waits carrying their events' trigger counts.
+  std::vector<kernels::WaitTarget> waits(tg_.waits.size());
+  for (size_t w = 0; w < tg_.waits.size(); ++w) {
+    const abi::EventWait& ew = tg_.waits[w];
+    waits[w] = {ew.event, tg_.events[ew.event].triggers, ew.step_offset, 0};
+  }
+  std::vector<kernels::QueueEntry> entries(tg_.queue_tasks.size());
+  for (size_t q = 0; q < entries.size(); ++q) {
+    kernels::QueueEntry& e = entries[q];
+    e.task = tg_.tasks[tg_.queue_tasks[q]];
+    e.task_index = tg_.queue_tasks[q];
+    for (abi::TensorRef& r : e.task.refs) {
+      if (r.buffer != abi::kNoBuffer) {
+        r.offset = reinterpret_cast<uint64_t>(d.arena + buffer_offset_[r.buffer] + r.offset);
+      }
+    }
+    for (uint32_t i = 0; i < e.task.wait_count && i < uint32_t(kernels::INLINE_WAITS); ++i) {
+      e.waits[i] = waits[e.task.wait_begin + i];
+    }
+  }
+
+  // Entries, queue bounds, waits, counters, the error record and the abort flag, each
+  // 256-byte aligned in one allocation.
+  struct Piece {
+    const void* host;
+    uint64_t bytes;
+    uint64_t offset = 0;
+  };
+  Piece pieces[] = {
+      {entries.data(), entries.size() * sizeof(kernels::QueueEntry)},
+      {tg_.queue_begin.data(), tg_.queue_begin.size() * sizeof(uint32_t)},
+      {waits.data(), waits.size() * sizeof(kernels::WaitTarget)},
+      {nullptr, std::max<size_t>(tg_.events.size(), 1) * sizeof(uint64_t)},  // counters
+      {nullptr, sizeof(kernels::MegakernelError)},
+      {nullptr, sizeof(uint32_t)},  // abort flag
+  };
+  uint64_t meta_bytes = 0;
+  for (Piece& p : pieces) {
+    p.offset = meta_bytes;
+    meta_bytes += aligned(std::max<uint64_t>(p.bytes, 1));
+  }
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMalloc(&d.meta, meta_bytes));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(d.meta, 0, meta_bytes, d.stream));
+  for (const Piece& p : pieces) {
+    if (p.host && p.bytes) {
+      MEGALITH_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(d.meta + p.offset, p.host, p.bytes, cudaMemcpyHostToDevice, d.stream));
+    }
+  }
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+
+  kernels::MegakernelArgs& a = d.args;
+  a.entries = reinterpret_cast<const kernels::QueueEntry*>(d.meta + pieces[0].offset);
+  a.queue_begin = reinterpret_cast<const uint32_t*>(d.meta + pieces[1].offset);
+  a.waits = reinterpret_cast<const kernels::WaitTarget*>(d.meta + pieces[2].offset);
+  a.counters = reinterpret_cast<uint64_t*>(d.meta + pieces[3].offset);
+  a.error = reinterpret_cast<kernels::MegakernelError*>(d.meta + pieces[4].offset);
+  a.abort_flag = reinterpret_cast<uint32_t*>(d.meta + pieces[5].offset);
+  a.watchdog_ns = uint64_t(options_.watchdog_timeout_s * 1e9);
+  a.scratch_floats = scratch_floats_;
+  a.num_stages = num_stages_;
+  return {};
+}
+
+Status DeviceProgram::write(uint32_t buffer, const void* data, uint64_t bytes, uint64_t offset) {
+  if (buffer >= tg_.buffers.size() || offset + bytes > tg_.buffers[buffer].bytes) {
+    return invalid_argument("write of {} bytes at {} is outside buffer {}", bytes, offset, buffer);
+  }
+  Device& d = *dev_;
+  uint8_t* dst = d.arena + buffer_offset_[buffer] + offset;
+  const auto* src = static_cast<const uint8_t*>(data);
+  if (bytes <= kDirectCopyBytes) {
+    MEGALITH_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, d.stream));
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+    return {};
+  }
+  for (int i = 0; i < 2; ++i) {
+    if (!d.staging[i]) {
+      MEGALITH_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&d.staging[i], kStagingBytes, cudaHostAllocDefault));
+      MEGALITH_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&d.staged[i], cudaEventDisableTiming));
+      MEGALITH_CUDA_RETURN_IF_ERROR(cudaEventRecord(d.staged[i], d.stream));
+    }
+  }
+  // Two staging buffers: the host fills one while the other's copy is in flight.
+  for (uint64_t done = 0, piece = 0; done < bytes; done += kStagingBytes, ++piece) {
+    const int i = int(piece % 2);
+    const uint64_t n = std::min(kStagingBytes, bytes - done);
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(d.staged[i]));
+    std::memcpy(d.staging[i], src + done, n);
+    MEGALITH_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(dst + done, d.staging[i], n, cudaMemcpyHostToDevice, d.stream));
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaEventRecord(d.staged[i], d.stream));
+  }
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+  return {};
+}
+
+Status DeviceProgram::read(uint32_t buffer, void* data, uint64_t bytes, uint64_t offset) const {
+  if (buffer >= tg_.buffers.size() || offset + bytes > tg_.buffers[buffer].bytes) {
+    return invalid_argument("read of {} bytes at {} is outside buffer {}", bytes, offset, buffer);
+  }
+  const Device& d = *dev_;
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(data, d.arena + buffer_offset_[buffer] + offset,
+                                                bytes, cudaMemcpyDeviceToHost, d.stream));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+  return {};
+}
+
+Status DeviceProgram::fill(uint32_t buffer, uint8_t byte) {
+  if (buffer >= tg_.buffers.size()) return invalid_argument("buffer {} does not exist", buffer);
+  Device& d = *dev_;
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(d.arena + buffer_offset_[buffer], byte,
+                                                tg_.buffers[buffer].bytes, d.stream));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+  return {};
+}
+
+Status DeviceProgram::run(int64_t first_step, int64_t end_step,
+                          std::vector<TaskTiming>* timings) {
+  if (broken_) return invalid_argument("the device program stopped after an error");
+  if (first_step < 0 || end_step < first_step) {
+    return invalid_argument("bad step range [{}, {})", first_step, end_step);
+  }
+  if (end_step == first_step) return {};
+  Device& d = *dev_;
+  kernels::MegakernelArgs args = d.args;
+  args.first_step = first_step;
+  args.end_step = end_step;
+  const uint64_t trace_records = uint64_t(end_step - first_step) * tg_.queue_tasks.size();
+  std::unique_ptr<kernels::TaskTrace, decltype(&cudaFree)> trace(nullptr, &cudaFree);
+  if (timings) {
+    kernels::TaskTrace* p = nullptr;
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, trace_records * sizeof(kernels::TaskTrace)));
+    trace.reset(p);
+    args.trace = p;
+    args.queue_length = uint32_t(tg_.queue_tasks.size());
+  }
+  broken_ = true;  // until the launch is known to have finished cleanly
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.error, 0, sizeof(kernels::MegakernelError), d.stream));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.abort_flag, 0, sizeof(uint32_t), d.stream));
+  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, tg_.num_workers, d.stream));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+  MEGALITH_RETURN_IF_ERROR(fault_report());
+  broken_ = false;
+  if (timings) {
+    std::vector<kernels::TaskTrace> records(trace_records);
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpy(records.data(), trace.get(),
+                                             trace_records * sizeof(kernels::TaskTrace),
+                                             cudaMemcpyDeviceToHost));
+    timings->clear();
+    timings->reserve(trace_records);
+    for (int64_t step = first_step; step < end_step; ++step) {
+      for (uint32_t w = 0; w < uint32_t(tg_.num_workers); ++w) {
+        for (uint32_t q = tg_.queue_begin[w]; q < tg_.queue_begin[w + 1]; ++q) {
+          const kernels::TaskTrace& r = records[uint64_t(step - first_step) * tg_.queue_tasks.size() + q];
+          timings->push_back({tg_.queue_tasks[q], w, step, r.wait_ns, r.ready_ns, r.done_ns});
+        }
+      }
+    }
+  }
+  return {};
+}
+
+Status DeviceProgram::fault_report() const {
+  const Device& d = *dev_;
+  kernels::MegakernelError err{};
+  MEGALITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(&err, d.args.error, sizeof(err), cudaMemcpyDeviceToHost));
+  if (err.fault == uint32_t(MegakernelFault::kNone)) return {};
+  std::string task = fmt::format("task {}", err.task);
+  if (err.task < tg_.tasks.size()) {
+    const abi::TaskDesc& t = tg_.tasks[err.task];
+    task = fmt::format("task {} ({} of '{}')", err.task, task_kind_name(t.kind),
+                       t.op < tg_.ops.size() ? tg_.ops[t.op].name : std::string("?"));
+  }
+  const double timeout = options_.watchdog_timeout_s;
+  switch (MegakernelFault(err.fault)) {
+    case MegakernelFault::kEventTimeout:
+      return {StatusCode::kInternal,
+              fmt::format("deadlock: worker {} waited {:g} s on {} at step {} for event {}: "
+                          "counter {} of {} ({} signals per step)",
+                          err.worker, timeout, task, err.step, err.event, err.counter, err.target,
+                          err.event < tg_.events.size() ? tg_.events[err.event].triggers : 0)};
+    case MegakernelFault::kRingTimeout:
+      return {StatusCode::kInternal,
+              fmt::format("weight ring stalled: worker {} waited {:g} s on a stage during {} at "
+                          "step {}", err.worker, timeout, task, err.step)};
+    case MegakernelFault::kUnsupportedTask:
+      return {StatusCode::kInternal, fmt::format("worker {} cannot run {}", err.worker, task)};
+    case MegakernelFault::kNone: break;
+  }
+  return {StatusCode::kInternal, fmt::format("megakernel fault {} on worker {}", err.fault, err.worker)};
+}
+
+}  // namespace megalith::cuda

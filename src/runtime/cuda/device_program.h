@@ -1,0 +1,71 @@
+// A task graph resident on the GPU: every buffer in one device arena, the descriptors, events
+// and queues uploaded, and the event counters that persist across launches. run() is one
+// cooperative launch of the megakernel for a range of steps. Internal to the CUDA executor
+// (and its tests): it knows buffers by index, not by what they hold.
+//
+//   MEGALITH_ASSIGN_OR_RETURN(auto program, DeviceProgram::create(tg, {}));
+//   MEGALITH_RETURN_IF_ERROR(program->write(b, host.data(), host.size()));
+//   MEGALITH_RETURN_IF_ERROR(program->run(0, 16));   // steps 0..15, one launch
+//   MEGALITH_RETURN_IF_ERROR(program->read(b, host.data(), host.size()));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "megalith/compiler/task_graph.h"
+#include "megalith/core/status.h"
+#include "megalith/runtime/cuda_executor.h"
+
+namespace megalith::cuda {
+
+struct DeviceProgramOptions {
+  int32_t device = 0;
+  // A worker spinning longer than this on one event or ring stage ends the launch with an
+  // error naming the task and the event; 0 waits forever.
+  double watchdog_timeout_s = 20.0;
+};
+
+class DeviceProgram {
+ public:
+  // Validates that the megakernel can run every task, allocates and initializes the buffers
+  // (activations NaN, state and io zero, constants from the graph; weights zero until
+  // written) and uploads the program. The task graph is copied.
+  static StatusOr<std::unique_ptr<DeviceProgram>> create(const TaskGraph& tg,
+                                                         const DeviceProgramOptions& options);
+  ~DeviceProgram();
+  DeviceProgram(const DeviceProgram&) = delete;
+  DeviceProgram& operator=(const DeviceProgram&) = delete;
+
+  // Host <-> device copies of buffer bytes [offset, offset + bytes). Large writes go through
+  // pinned staging buffers, two at a time in flight.
+  Status write(uint32_t buffer, const void* data, uint64_t bytes, uint64_t offset = 0);
+  Status read(uint32_t buffer, void* data, uint64_t bytes, uint64_t offset = 0) const;
+  Status fill(uint32_t buffer, uint8_t byte);
+
+  // One launch: every worker's queue once per step for steps [first, end). Returns when the
+  // launch has finished; a watchdog fault or a CUDA error comes back as a Status, after which
+  // the program must not run again. With `timings`, every task's times at every step.
+  Status run(int64_t first_step, int64_t end_step, std::vector<TaskTiming>* timings = nullptr);
+
+  uint32_t num_stages() const { return num_stages_; }
+  uint64_t shared_memory_bytes() const { return smem_bytes_; }
+  const TaskGraph& task_graph() const { return tg_; }
+
+ private:
+  struct Device;
+  explicit DeviceProgram(const TaskGraph& tg, const DeviceProgramOptions& options);
+  Status validate_and_plan();
+  Status allocate_and_upload();
+  Status fault_report() const;
+
+  TaskGraph tg_;
+  DeviceProgramOptions options_;
+  std::unique_ptr<Device> dev_;
+  std::vector<uint64_t> buffer_offset_;  // each buffer's place in the arena
+  uint32_t scratch_floats_ = 0, num_stages_ = 0;
+  uint64_t smem_bytes_ = 0;
+  bool broken_ = false;
+};
+
+}  // namespace megalith::cuda

@@ -1,0 +1,205 @@
+// Decode speed of the megakernel on random checkpoints of published model shapes, against the
+// floor: the weight bytes one step reads, at the bandwidth the stream_read probe reaches on the
+// same GPU in the same run. A traced launch then splits each task kind's time into waiting
+// for its inputs and running.
+//
+//   megalith_gpu_bench [--steps N] [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "megalith/compiler/compiler.h"
+#include "megalith/model/model_graph.h"
+#include "megalith/model/random_checkpoint.h"
+#include "megalith/runtime/cuda_executor.h"
+#include "probe/stream_read.h"
+
+namespace megalith {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Bytes per second of a streaming read of 4 GiB, the median of 10 timed passes.
+StatusOr<double> read_bandwidth(int sms) {
+  const size_t bytes = size_t(4) << 30;
+  void* buf = nullptr;
+  uint32_t* sink = nullptr;
+  cudaEvent_t begin, end;
+  const int blocks = 4 * sms;
+  if (cudaMalloc(&buf, bytes) != cudaSuccess || cudaMalloc(&sink, blocks * 4) != cudaSuccess ||
+      cudaMemset(buf, 0x3c, bytes) != cudaSuccess || cudaEventCreate(&begin) != cudaSuccess ||
+      cudaEventCreate(&end) != cudaSuccess) {
+    return Status(StatusCode::kInternal, "cannot set up the bandwidth probe");
+  }
+  std::vector<double> seconds;
+  for (int i = 0; i < 13; ++i) {
+    cudaEventRecord(begin);
+    if (kernels::launch_stream_read(buf, bytes, sink, blocks, nullptr) != cudaSuccess) {
+      return Status(StatusCode::kInternal, "the bandwidth probe failed to launch");
+    }
+    cudaEventRecord(end);
+    cudaEventSynchronize(end);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, begin, end);
+    if (i >= 3) seconds.push_back(ms * 1e-3);
+  }
+  cudaFree(buf);
+  cudaFree(sink);
+  return double(bytes) / median(seconds);
+}
+
+// Weight bytes one step reads: every linear task's tile, and one embedding row.
+uint64_t step_weight_bytes(const TaskGraph& tg) {
+  uint64_t total = 0;
+  for (const abi::TaskDesc& t : tg.tasks) {
+    auto elem = [&](int i) { return uint64_t(t.refs[i].type == abi::RefType::kF32 ? 4 : 2); };
+    auto tile = [&](int i) { return uint64_t(t.refs[i].rows) * uint64_t(t.refs[i].cols) * elem(i); };
+    switch (t.kind) {
+      case abi::TaskKind::kRmsNormLinear:
+      case abi::TaskKind::kLmHead: total += tile(2); break;
+      case abi::TaskKind::kLinearResidual: total += tile(1); break;
+      case abi::TaskKind::kRmsNormGateUpSilu: total += tile(2) + tile(3); break;
+      case abi::TaskKind::kEmbedding: total += uint64_t(t.refs[3].cols) * elem(3); break;
+      default: break;
+    }
+  }
+  return total;
+}
+
+Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth) {
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) return invalid_argument("'{}' is not arch:preset", spec);
+  const std::string arch_name = spec.substr(0, colon), preset = spec.substr(colon + 1);
+  Architecture arch;
+  if (arch_name == "llama") {
+    arch = Architecture::kLlama;
+  } else if (arch_name == "qwen2") {
+    arch = Architecture::kQwen2;
+  } else if (arch_name == "qwen3") {
+    arch = Architecture::kQwen3;
+  } else {
+    return invalid_argument("unknown architecture '{}'", arch_name);
+  }
+  MEGALITH_ASSIGN_OR_RETURN(ModelConfig cfg, preset_config(arch, preset));
+  const fs::path dir = fs::temp_directory_path() / fmt::format("megalith_bench_{}_{}", preset, getpid());
+  fs::remove_all(dir);
+  const auto t0 = Clock::now();
+  MEGALITH_RETURN_IF_ERROR(write_random_checkpoint(cfg, {.seed = 1}, dir));
+  MEGALITH_ASSIGN_OR_RETURN(auto ckpt, load_checkpoint(dir));
+  const int64_t max_seq = 16 + 6 * steps;
+  MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(ckpt->config(), 1, max_seq));
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, ckpt->config(), {.num_workers = sms}));
+  MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create(tg, *ckpt, {}));
+  fs::remove_all(dir);
+  const double setup_s = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  const std::vector<int32_t> prompt = {1, 2, 3, 4};
+  MEGALITH_RETURN_IF_ERROR(exec->start_sequence(prompt));
+  MEGALITH_RETURN_IF_ERROR(exec->run(8));  // warm-up
+  std::vector<double> us_per_step;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto a = Clock::now();
+    MEGALITH_RETURN_IF_ERROR(exec->run(steps));
+    us_per_step.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count() / double(steps));
+  }
+  std::vector<TaskTiming> timings;
+  MEGALITH_RETURN_IF_ERROR(exec->run(steps, &timings));
+
+  const uint64_t bytes = step_weight_bytes(tg);
+  const double floor_us = double(bytes) / bandwidth * 1e6, measured = median(us_per_step);
+  fmt::print("\n{} ({} {}, {} tasks on {} workers, {:.1f} MB of weights a step; set-up {:.1f} s)\n",
+             spec, dtype_short_name(cfg.dtype), architecture_short_name(arch), tg.tasks.size(),
+             tg.num_workers, double(bytes) / 1e6, setup_s);
+  fmt::print("  {:.1f} us/step (runs {:.1f} {:.1f} {:.1f}), floor {:.1f} us: {:.1f}% of the floor\n",
+             measured, us_per_step[0], us_per_step[1], us_per_step[2], floor_us,
+             100 * floor_us / measured);
+
+  // Per kind: mean time from wait start to inputs ready, and from ready to signalled.
+  struct KindStats {
+    double wait_us = 0, run_us = 0;
+    int64_t n = 0;
+  };
+  std::map<std::string_view, KindStats> kinds;
+  std::map<int64_t, std::pair<uint64_t, uint64_t>> step_span;  // first wait, last done
+  for (const TaskTiming& t : timings) {
+    KindStats& k = kinds[task_kind_name(tg.tasks[t.task].kind)];
+    k.wait_us += double(t.ready_ns - t.wait_ns) * 1e-3;
+    k.run_us += double(t.done_ns - t.ready_ns) * 1e-3;
+    ++k.n;
+    auto [it, fresh] = step_span.emplace(t.step, std::make_pair(t.wait_ns, t.done_ns));
+    if (!fresh) {
+      it->second.first = std::min(it->second.first, t.wait_ns);
+      it->second.second = std::max(it->second.second, t.done_ns);
+    }
+  }
+  std::vector<double> step_us;
+  uint64_t previous_done = 0;
+  for (const auto& [step, span] : step_span) {
+    if (previous_done) step_us.push_back(double(span.second - previous_done) * 1e-3);
+    previous_done = span.second;
+  }
+  fmt::print("  traced: {:.1f} us/step (median, last task done to last task done)\n",
+             step_us.empty() ? 0.0 : median(step_us));
+  fmt::print("  {:<24} {:>8} {:>12} {:>12}\n", "kind", "tasks", "wait us", "run us");
+  for (const auto& [name, k] : kinds) {
+    fmt::print("  {:<24} {:>8} {:>12.2f} {:>12.2f}\n", name, k.n / steps, k.wait_us / double(k.n),
+               k.run_us / double(k.n));
+  }
+  return {};
+}
+
+int run_bench(int argc, char** argv) {
+  int64_t steps = 64;
+  std::vector<std::string> specs;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--steps" && i + 1 < argc) {
+      steps = std::max<int64_t>(1, std::stoll(argv[++i]));
+    } else {
+      specs.push_back(arg);
+    }
+  }
+  if (specs.empty()) specs = {"qwen3:tiny", "qwen3:qwen3-0.6b"};
+  int devices = 0, sms = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0 ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) {
+    fmt::print(stderr, "megalith_gpu_bench: no CUDA device\n");
+    return 1;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  StatusOr<double> bandwidth = read_bandwidth(sms);
+  if (!bandwidth.ok()) {
+    fmt::print(stderr, "megalith_gpu_bench: {}\n", bandwidth.status().message());
+    return 1;
+  }
+  fmt::print("{}, {} SMs: streaming read {:.0f} GB/s\n", prop.name, sms, *bandwidth / 1e9);
+  int failures = 0;
+  for (const std::string& spec : specs) {
+    const Status s = bench(spec, steps, sms, *bandwidth);
+    if (!s.ok()) {
+      fmt::print(stderr, "{}: {}\n", spec, s.message());
+      ++failures;
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace megalith
+
+int main(int argc, char** argv) { return megalith::run_bench(argc, argv); }

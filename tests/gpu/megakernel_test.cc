@@ -1,0 +1,788 @@
+// GPU tests of the megakernel (static mode), run on a GPU machine by
+// scripts/gpu/check_megakernel.sh:
+//  - every task kind on the GPU against its CPU reference, on fresh random inputs of odd
+//    sizes, outputs poisoned (NaN) before the run: |gpu - cpu| <= atol + rtol * |cpu| for
+//    every element, and every byte no task writes still poisoned;
+//  - several linear tasks on one worker over several steps, so the weight ring wraps and the
+//    producer streams across task and step boundaries;
+//  - tiny random models of every architecture: the CUDA executor's greedy tokens (64 new
+//    ones, over two launches) and sampled tokens equal the CPU executor's, log-probs and
+//    logits close;
+//  - a task waiting on an event nobody signals ends the launch with the watchdog's report.
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "device_program.h"
+#include "megalith/compiler/compiler.h"
+#include "megalith/core/dtype.h"
+#include "megalith/model/model_graph.h"
+#include "megalith/model/random_checkpoint.h"
+#include "megalith/runtime/cpu_executor.h"
+#include "megalith/runtime/cuda_executor.h"
+#include "task_context.h"
+
+namespace megalith {
+namespace {
+
+namespace fs = std::filesystem;
+using abi::RefAccess;
+using abi::RefType;
+using abi::TaskKind;
+
+uint64_t fresh_seed() {
+  std::random_device rd;
+  return uint64_t(rd()) << 32 | rd();
+}
+
+int sm_count() {
+  int devices = 0, sms = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) return 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return 0;
+  return sms;
+}
+
+size_t type_bytes(RefType t) { return t == RefType::kBF16 || t == RefType::kF16 ? 2 : 4; }
+
+// How the elements of a buffer are compared.
+enum class Compare { kFloats, kInts, kLmPartials };
+
+struct Tolerance {
+  double atol = 2e-4, rtol = 2e-4;  // f32 results; bf16 and f16 ones get their rounding
+};
+
+struct CaseBuffer {
+  std::string name;
+  BufferKind kind;
+  RefType type;
+  int64_t rows, cols;
+  Compare compare;
+  std::vector<uint8_t> bytes;  // contents before the run
+};
+
+// A hand-built task graph for one worker: buffers with random or given contents, tasks run
+// in the order added, no events. The GPU and the CPU references start from the same bytes.
+class TaskCase {
+ public:
+  explicit TaskCase(uint64_t seed) : seed_(seed), rng_(seed) {}
+
+  std::mt19937_64& rng() { return rng_; }
+  uint64_t seed() const { return seed_; }
+
+  // rows x cols elements uniform in [lo, hi].
+  uint32_t random(const std::string& name, BufferKind kind, RefType type, int64_t rows,
+                  int64_t cols, float lo = -1, float hi = 1) {
+    const uint32_t b = add(name, kind, type, rows, cols, Compare::kFloats);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    for (int64_t i = 0; i < rows * cols; ++i) set(b, i, dist(rng_));
+    return b;
+  }
+  // NaN (all ones) everywhere.
+  uint32_t poisoned(const std::string& name, BufferKind kind, RefType type, int64_t rows,
+                    int64_t cols, Compare compare = Compare::kFloats) {
+    const uint32_t b = add(name, kind, type, rows, cols, compare);
+    std::fill(buffers_[b].bytes.begin(), buffers_[b].bytes.end(), 0xff);
+    return b;
+  }
+  uint32_t ints(const std::string& name, BufferKind kind, int64_t cols,
+                const std::vector<int32_t>& values) {
+    const uint32_t b = add(name, kind, RefType::kI32, 1, cols, Compare::kInts);
+    std::memcpy(buffers_[b].bytes.data(), values.data(), std::min<size_t>(values.size(), cols) * 4);
+    return b;
+  }
+  uint32_t control(const abi::StepControl& c) {
+    const uint32_t b = add("control", BufferKind::kIo, RefType::kI32, 1, sizeof(c) / 4,
+                           Compare::kInts);
+    std::memcpy(buffers_[b].bytes.data(), &c, sizeof(c));
+    return b;
+  }
+  void set(uint32_t b, int64_t i, float v) {
+    uint8_t* p = buffers_[b].bytes.data() + i * type_bytes(buffers_[b].type);
+    switch (buffers_[b].type) {
+      case RefType::kBF16: {
+        const uint16_t h = float_to_bf16(v);
+        std::memcpy(p, &h, 2);
+        return;
+      }
+      case RefType::kF16: {
+        const uint16_t h = float_to_f16(v);
+        std::memcpy(p, &h, 2);
+        return;
+      }
+      case RefType::kI32: {
+        const int32_t n = int32_t(v);
+        std::memcpy(p, &n, 4);
+        return;
+      }
+      case RefType::kF32: std::memcpy(p, &v, 4); return;
+    }
+  }
+
+  abi::TensorRef ref(uint32_t b, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
+                     RefAccess access = RefAccess::kRead) const {
+    const CaseBuffer& buf = buffers_[b];
+    EXPECT_LE(row0 + rows, buf.rows);
+    EXPECT_LE(col0 + cols, buf.cols);
+    abi::TensorRef r;
+    r.buffer = b;
+    r.type = buf.type;
+    r.access = access;
+    r.offset = uint64_t((row0 * buf.cols + col0) * int64_t(type_bytes(buf.type)));
+    r.rows = int32_t(rows);
+    r.cols = int32_t(cols);
+    r.row_stride = buf.cols;
+    return r;
+  }
+  abi::TensorRef whole(uint32_t b, RefAccess access = RefAccess::kRead) const {
+    return ref(b, 0, buffers_[b].rows, 0, buffers_[b].cols, access);
+  }
+
+  void task(const abi::TaskDesc& t) { tasks_.push_back(t); }
+
+  TaskGraph graph() const {
+    TaskGraph tg;
+    tg.num_workers = 1;
+    tg.max_tokens = 1;
+    for (const CaseBuffer& b : buffers_) {
+      tg.buffers.push_back({b.name, b.kind, ElemType(uint8_t(b.type)), b.bytes.size(), {}});
+    }
+    tg.ops.push_back({"case", tasks_.front().kind, {}, 0, uint32_t(tasks_.size())});
+    tg.tasks = tasks_;
+    tg.queue_begin = {0, uint32_t(tasks_.size())};
+    for (uint32_t t = 0; t < tasks_.size(); ++t) tg.queue_tasks.push_back(t);
+    tg.task_cost_us.assign(tasks_.size(), 1.0f);
+    return tg;
+  }
+
+  // Runs steps [first, end) on the GPU and through the CPU references, and compares every
+  // buffer.
+  void run_and_compare(int64_t first, int64_t end, Tolerance tol = {}) const {
+    SCOPED_TRACE(fmt::format("random seed {}", seed_));
+    const TaskGraph tg = graph();
+    StatusOr<std::unique_ptr<cuda::DeviceProgram>> program =
+        cuda::DeviceProgram::create(tg, {.device = 0, .watchdog_timeout_s = 10});
+    ASSERT_TRUE(program.ok()) << program.status().message();
+    for (uint32_t b = 0; b < buffers_.size(); ++b) {
+      const std::vector<uint8_t>& bytes = buffers_[b].bytes;
+      ASSERT_TRUE((*program)->write(b, bytes.data(), bytes.size()).ok());
+    }
+    const Status run = (*program)->run(first, end);
+    ASSERT_TRUE(run.ok()) << run.message();
+
+    std::vector<std::vector<uint8_t>> gpu(buffers_.size()), cpu(buffers_.size());
+    std::vector<uint8_t*> bases(buffers_.size());
+    for (uint32_t b = 0; b < buffers_.size(); ++b) {
+      gpu[b].resize(buffers_[b].bytes.size());
+      ASSERT_TRUE((*program)->read(b, gpu[b].data(), gpu[b].size()).ok());
+      cpu[b] = buffers_[b].bytes;
+      bases[b] = cpu[b].data();
+    }
+    for (int64_t step = first; step < end; ++step) {
+      for (const abi::TaskDesc& t : tasks_) cpu::run_task({step, bases.data()}, t);
+    }
+    for (uint32_t b = 0; b < buffers_.size(); ++b) compare(buffers_[b], gpu[b], cpu[b], tol);
+  }
+
+ private:
+  uint32_t add(const std::string& name, BufferKind kind, RefType type, int64_t rows, int64_t cols,
+               Compare compare) {
+    buffers_.push_back({name, kind, type, rows, cols, compare,
+                        std::vector<uint8_t>(size_t(rows * cols) * type_bytes(type), 0)});
+    return uint32_t(buffers_.size() - 1);
+  }
+
+  static float element(const CaseBuffer& b, const std::vector<uint8_t>& bytes, int64_t i) {
+    const uint8_t* p = bytes.data() + i * type_bytes(b.type);
+    uint16_t h;
+    float f;
+    switch (b.type) {
+      case RefType::kBF16: std::memcpy(&h, p, 2); return bf16_to_float(h);
+      case RefType::kF16: std::memcpy(&h, p, 2); return f16_to_float(h);
+      default: std::memcpy(&f, p, 4); return f;
+    }
+  }
+  static int32_t word(const std::vector<uint8_t>& bytes, int64_t i) {
+    int32_t v;
+    std::memcpy(&v, bytes.data() + i * 4, 4);
+    return v;
+  }
+  static float word_float(const std::vector<uint8_t>& bytes, int64_t i) {
+    float v;
+    std::memcpy(&v, bytes.data() + i * 4, 4);
+    return v;
+  }
+  static bool close(float g, float c, double atol, double rtol) {
+    if (std::memcmp(&g, &c, 4) == 0) return true;  // also NaN where neither wrote
+    if (std::isnan(g) || std::isnan(c)) return false;
+    return std::abs(double(g) - double(c)) <= atol + rtol * std::abs(double(c));
+  }
+
+  static void compare(const CaseBuffer& b, const std::vector<uint8_t>& gpu,
+                      const std::vector<uint8_t>& cpu, Tolerance tol) {
+    const double rtol = b.type == RefType::kBF16  ? std::max(tol.rtol, 8e-3)
+                        : b.type == RefType::kF16 ? std::max(tol.rtol, 2e-3)
+                                                  : tol.rtol;
+    int64_t mismatches = 0;
+    auto report = [&](int64_t i, const std::string& what) {
+      if (++mismatches <= 8) {
+        ADD_FAILURE() << fmt::format("buffer '{}' element {} (row {}, col {}): {}", b.name, i,
+                                     i / b.cols, i % b.cols, what);
+      }
+    };
+    const int64_t n = b.rows * b.cols;
+    if (b.compare == Compare::kInts) {
+      for (int64_t i = 0; i < n; ++i) {
+        if (word(gpu, i) != word(cpu, i)) {
+          report(i, fmt::format("gpu {} cpu {}", word(gpu, i), word(cpu, i)));
+        }
+      }
+    } else if (b.compare == Compare::kLmPartials) {
+      constexpr int64_t kWords = sizeof(abi::LmPartial) / 4;
+      for (int64_t i = 0; i < n; i += kWords) {
+        if (std::memcmp(gpu.data() + i * 4, cpu.data() + i * 4, sizeof(abi::LmPartial)) == 0) continue;
+        for (int64_t f : {0, 2, 3}) {  // max_logit, sum_exp, sample_key
+          if (!close(word_float(gpu, i + f), word_float(cpu, i + f), tol.atol, tol.rtol)) {
+            report(i + f, fmt::format("gpu {} cpu {}", word_float(gpu, i + f), word_float(cpu, i + f)));
+          }
+        }
+        for (int64_t f : {1, 4, 5}) {  // argmax, sample_id, reserved
+          if (word(gpu, i + f) != word(cpu, i + f)) {
+            report(i + f, fmt::format("gpu {} cpu {}", word(gpu, i + f), word(cpu, i + f)));
+          }
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        const float g = element(b, gpu, i), c = element(b, cpu, i);
+        if (!close(g, c, tol.atol, rtol)) report(i, fmt::format("gpu {} cpu {}", g, c));
+      }
+    }
+    EXPECT_EQ(mismatches, 0) << "buffer '" << b.name << "'";
+  }
+
+  uint64_t seed_;
+  std::mt19937_64 rng_;
+  std::vector<CaseBuffer> buffers_;
+  std::vector<abi::TaskDesc> tasks_;
+};
+
+abi::TaskDesc make_task(TaskKind kind, std::initializer_list<abi::TensorRef> refs) {
+  abi::TaskDesc t;
+  t.kind = kind;
+  t.num_refs = uint16_t(refs.size());
+  int i = 0;
+  for (const abi::TensorRef& r : refs) t.refs[i++] = r;
+  return t;
+}
+
+const char* type_name(RefType t) {
+  return t == RefType::kBF16 ? "bf16" : t == RefType::kF16 ? "f16" : t == RefType::kI32 ? "i32" : "f32";
+}
+
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_GT(sm_count(), 0) << "these tests need a CUDA device"; }
+};
+
+// ---- embedding
+
+TEST_F(GpuTest, EmbeddingForcedAndSampledTokens) {
+  for (RefType type : {RefType::kBF16, RefType::kF16, RefType::kF32}) {
+    // Step 5 of a sequence that began at step 3: position 2, a prompt token; step 9: position
+    // 6, the token sampled at position 5.
+    for (int64_t step : {5, 9}) {
+      SCOPED_TRACE(fmt::format("{} step {}", type_name(type), step));
+      TaskCase c(fresh_seed());
+      const int64_t vocab = 37, hidden = 75, max_seq = 16;
+      std::uniform_int_distribution<int32_t> id(0, vocab - 1);
+      std::vector<int32_t> prompt(max_seq), tokens(max_seq);
+      for (auto& v : prompt) v = id(c.rng());
+      for (auto& v : tokens) v = id(c.rng());
+      const uint32_t control = c.control({3, 4, 0.0f, 0, 0, {}});
+      const uint32_t p = c.ints("prompt", BufferKind::kIo, max_seq, prompt);
+      const uint32_t tk = c.ints("tokens", BufferKind::kIo, max_seq, tokens);
+      const uint32_t table = c.random("table", BufferKind::kWeight, type, vocab, hidden);
+      const uint32_t x = c.poisoned("x", BufferKind::kActivation, RefType::kF32, 2, hidden);
+      const uint32_t pos = c.poisoned("positions", BufferKind::kActivation, RefType::kI32, 1, 3,
+                                      Compare::kInts);
+      c.task(make_task(TaskKind::kEmbedding,
+                       {c.whole(control), c.whole(p), c.whole(tk), c.whole(table),
+                        c.ref(x, 1, 1, 0, hidden, RefAccess::kWrite),
+                        c.ref(pos, 0, 1, 1, 1, RefAccess::kWrite)}));
+      c.run_and_compare(step, step + 1);
+    }
+  }
+}
+
+// ---- the linear kinds
+
+struct LinearShape {
+  int64_t in, rows, tile_row0, tile_rows;
+  RefType type;
+  bool bias, gamma;
+};
+// Odd sizes that reach every path of the weight stream.
+const LinearShape kLinearShapes[] = {
+    {75, 40, 7, 13, RefType::kBF16, true, true},    // 150-byte rows: unaligned chunks
+    {136, 9, 2, 3, RefType::kF16, false, true},     // 3 rows: warps share each row
+    {4104, 37, 0, 37, RefType::kBF16, true, false}, // 3 rows a chunk, 13 chunks: ring wraps
+    {9000, 5, 1, 3, RefType::kF32, true, true},     // 36000-byte rows: two segments each
+    {20000, 4, 2, 2, RefType::kBF16, false, true},  // bf16 rows of two segments
+    {333, 64, 3, 61, RefType::kF32, false, false},  // many odd f32 rows per chunk
+    {1, 3, 0, 3, RefType::kF16, true, true},        // one input feature
+};
+
+std::string shape_name(const LinearShape& s) {
+  return fmt::format("in {} tile {}+{} of {} {}{}{}", s.in, s.tile_row0, s.tile_rows, s.rows,
+                     type_name(s.type), s.bias ? " bias" : "", s.gamma ? " gamma" : "");
+}
+
+float weight_bound(int64_t in) { return float(std::sqrt(3.0 / double(in))); }
+
+TEST_F(GpuTest, RmsNormLinear) {
+  for (const LinearShape& s : kLinearShapes) {
+    SCOPED_TRACE(shape_name(s));
+    TaskCase c(fresh_seed());
+    const float a = weight_bound(s.in);
+    const uint32_t x = c.random("x", BufferKind::kActivation, RefType::kF32, 3, s.in, -2, 2);
+    const uint32_t gamma = c.random("norm", BufferKind::kWeight, s.type, 1, s.in, 0.75f, 1.25f);
+    const uint32_t w = c.random("w", BufferKind::kWeight, s.type, s.rows, s.in, -a, a);
+    const uint32_t bias = c.random("bias", BufferKind::kWeight, s.type, 1, s.rows, -0.1f, 0.1f);
+    const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1, s.rows + 4);
+    abi::TaskDesc t = make_task(
+        TaskKind::kRmsNormLinear,
+        {c.ref(x, 1, 1, 0, s.in), s.gamma ? c.whole(gamma) : abi::TensorRef{},
+         c.ref(w, s.tile_row0, s.tile_rows, 0, s.in),
+         s.bias ? c.ref(bias, 0, 1, s.tile_row0, s.tile_rows) : abi::TensorRef{},
+         c.ref(out, 0, 1, s.tile_row0 + 2, s.tile_rows, RefAccess::kWrite)});
+    t.params.linear = {1e-5f, 0, 0};
+    c.task(t);
+    c.run_and_compare(0, 1);
+  }
+}
+
+TEST_F(GpuTest, LinearResidual) {
+  for (const LinearShape& s : kLinearShapes) {
+    SCOPED_TRACE(shape_name(s));
+    TaskCase c(fresh_seed());
+    const float a = weight_bound(s.in);
+    const uint32_t x = c.random("x", BufferKind::kActivation, RefType::kF32, 2, s.in, -2, 2);
+    const uint32_t w = c.random("w", BufferKind::kWeight, s.type, s.rows, s.in, -a, a);
+    const uint32_t bias = c.random("bias", BufferKind::kWeight, s.type, 1, s.rows, -0.1f, 0.1f);
+    const uint32_t res = c.random("residual", BufferKind::kActivation, RefType::kF32, 1, s.rows + 3);
+    c.task(make_task(TaskKind::kLinearResidual,
+                     {c.ref(x, 1, 1, 0, s.in), c.ref(w, s.tile_row0, s.tile_rows, 0, s.in),
+                      s.bias ? c.ref(bias, 0, 1, s.tile_row0, s.tile_rows) : abi::TensorRef{},
+                      c.ref(res, 0, 1, s.tile_row0 + 1, s.tile_rows, RefAccess::kReadWrite)}));
+    c.run_and_compare(0, 1);
+  }
+}
+
+TEST_F(GpuTest, RmsNormGateUpSilu) {
+  for (const LinearShape& s : kLinearShapes) {
+    SCOPED_TRACE(shape_name(s));
+    TaskCase c(fresh_seed());
+    const float a = weight_bound(s.in);
+    const uint32_t x = c.random("x", BufferKind::kActivation, RefType::kF32, 1, s.in, -2, 2);
+    const uint32_t gamma = c.random("norm", BufferKind::kWeight, s.type, 1, s.in, 0.75f, 1.25f);
+    const uint32_t wg = c.random("gate", BufferKind::kWeight, s.type, s.rows, s.in, -a, a);
+    const uint32_t wu = c.random("up", BufferKind::kWeight, s.type, s.rows, s.in, -a, a);
+    const uint32_t bg = c.random("gate_bias", BufferKind::kWeight, s.type, 1, s.rows, -0.1f, 0.1f);
+    const uint32_t bu = c.random("up_bias", BufferKind::kWeight, s.type, 1, s.rows, -0.1f, 0.1f);
+    const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1, s.rows + 2);
+    abi::TaskDesc t = make_task(
+        TaskKind::kRmsNormGateUpSilu,
+        {c.whole(x), c.whole(gamma), c.ref(wg, s.tile_row0, s.tile_rows, 0, s.in),
+         c.ref(wu, s.tile_row0, s.tile_rows, 0, s.in),
+         s.bias ? c.ref(bg, 0, 1, s.tile_row0, s.tile_rows) : abi::TensorRef{},
+         s.bias ? c.ref(bu, 0, 1, s.tile_row0, s.tile_rows) : abi::TensorRef{},
+         c.ref(out, 0, 1, s.tile_row0, s.tile_rows, RefAccess::kWrite)});
+    t.params.linear = {1e-6f, 0, 0};
+    c.task(t);
+    c.run_and_compare(0, 1);
+  }
+}
+
+TEST_F(GpuTest, LmHeadGreedyAndSampled) {
+  int variant = 0;
+  for (const LinearShape& s : kLinearShapes) {
+    for (float temperature : {0.0f, 0.7f}) {
+      SCOPED_TRACE(fmt::format("{} temperature {}", shape_name(s), temperature));
+      TaskCase c(fresh_seed());
+      const float a = 4 * weight_bound(s.in);  // logits of a few units, as in a model
+      const uint32_t x = c.random("x", BufferKind::kActivation, RefType::kF32, 1, s.in, -2, 2);
+      const uint32_t gamma = c.random("norm", BufferKind::kWeight, s.type, 1, s.in, 0.75f, 1.25f);
+      const uint32_t w = c.random("w", BufferKind::kWeight, s.type, s.rows, s.in, -a, a);
+      const uint64_t seed = c.rng()();
+      const uint32_t control =
+          c.control({2, 3, temperature, uint32_t(seed), uint32_t(seed >> 32), {}});
+      const uint32_t logits = c.poisoned("logits", BufferKind::kIo, RefType::kF32, 1, s.rows);
+      const uint32_t partials = c.poisoned("lm_partials", BufferKind::kActivation, RefType::kI32,
+                                           3, sizeof(abi::LmPartial) / 4, Compare::kLmPartials);
+      const int32_t tile = 1 + variant++ % 2;
+      abi::TaskDesc t = make_task(
+          TaskKind::kLmHead,
+          {c.whole(x), c.whole(gamma), c.ref(w, s.tile_row0, s.tile_rows, 0, s.in),
+           c.whole(control), c.ref(logits, 0, 1, s.tile_row0, s.tile_rows, RefAccess::kWrite),
+           c.ref(partials, tile, 1, 0, sizeof(abi::LmPartial) / 4, RefAccess::kWrite)});
+      t.params.linear = {1e-6f, tile, int32_t(s.tile_row0)};
+      c.task(t);
+      c.run_and_compare(7, 8);
+    }
+  }
+}
+
+// ---- attention
+
+struct HeadShape {
+  int32_t head_dim, group, kv_heads;
+  RefType cache;
+};
+const HeadShape kHeadShapes[] = {
+    {18, 3, 2, RefType::kBF16},
+    {64, 2, 3, RefType::kF16},
+    {128, 4, 2, RefType::kF32},
+    {256, 1, 1, RefType::kBF16},
+};
+
+TEST_F(GpuTest, QkNormRopeKvAppend) {
+  for (const HeadShape& h : kHeadShapes) {
+    for (bool norm : {false, true}) {
+      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} norm {}", h.head_dim, h.group,
+                               type_name(h.cache), norm));
+      TaskCase c(fresh_seed());
+      const int64_t hd = h.head_dim, max_seq = 23;
+      const int64_t head = h.kv_heads - 1;  // the task's KV head: the last
+      const int32_t position = std::uniform_int_distribution<int32_t>(0, max_seq - 1)(c.rng());
+      std::vector<float> inv(size_t(hd / 2));
+      for (int64_t i = 0; i < hd / 2; ++i) inv[size_t(i)] = float(std::pow(10000.0, -2.0 * i / hd));
+      const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
+                                  h.kv_heads * h.group * hd, -2, 2);
+      const uint32_t k = c.random("k", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
+      const uint32_t v = c.random("v", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
+      const uint32_t qn = c.random("q_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
+      const uint32_t kn = c.random("k_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
+      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {position});
+      const uint32_t freq = c.random("inv_freq", BufferKind::kWeight, RefType::kF32, 1, hd / 2);
+      for (int64_t i = 0; i < hd / 2; ++i) c.set(freq, i, inv[size_t(i)]);
+      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+      abi::TaskDesc t = make_task(
+          TaskKind::kQkNormRopeKvAppend,
+          {c.ref(q, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kReadWrite),
+           c.ref(k, 0, 1, head * hd, hd), c.ref(v, 0, 1, head * hd, hd),
+           norm ? c.whole(qn) : abi::TensorRef{}, norm ? c.whole(kn) : abi::TensorRef{},
+           c.whole(pos), c.whole(freq), c.ref(kc, 0, max_seq, head * hd, hd, RefAccess::kWrite),
+           c.ref(vc, 0, max_seq, head * hd, hd, RefAccess::kWrite)});
+      t.params.rope = {1e-6f, h.head_dim, h.group};
+      c.task(t);
+      c.run_and_compare(0, 1);
+    }
+  }
+}
+
+TEST_F(GpuTest, AttentionPartialEverySplit) {
+  for (const HeadShape& h : kHeadShapes) {
+    // Position 1 with 4 splits leaves splits 2 and 3 empty.
+    for (int32_t position : {1, 37, 200}) {
+      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {}", h.head_dim, h.group,
+                               type_name(h.cache), position));
+      TaskCase c(fresh_seed());
+      const int64_t hd = h.head_dim, max_seq = 211, splits = 4, rows = h.group;
+      const float scale = float(1.0 / std::sqrt(double(hd)));
+      const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
+                                  h.kv_heads * h.group * hd, -2, 2);
+      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {position});
+      const uint32_t partial = c.poisoned("partial", BufferKind::kActivation, RefType::kF32,
+                                          h.kv_heads * splits * rows, hd);
+      const uint32_t lse = c.poisoned("lse", BufferKind::kActivation, RefType::kF32,
+                                      h.kv_heads * splits * rows, 1);
+      for (int64_t head = 0; head < h.kv_heads; ++head) {
+        for (int32_t s = 0; s < splits; ++s) {
+          const int64_t row = (head * splits + s) * rows;
+          abi::TaskDesc t = make_task(
+              TaskKind::kAttentionPartial,
+              {c.ref(q, 0, 1, head * h.group * hd, h.group * hd), c.ref(kc, 0, max_seq, head * hd, hd),
+               c.ref(vc, 0, max_seq, head * hd, hd), c.whole(pos),
+               c.ref(partial, row, rows, 0, hd, RefAccess::kWrite),
+               c.ref(lse, row, rows, 0, 1, RefAccess::kWrite)});
+          t.params.attention = {scale, h.head_dim, h.group, s, int32_t(splits)};
+          c.task(t);
+        }
+      }
+      c.run_and_compare(0, 1);
+    }
+  }
+}
+
+TEST_F(GpuTest, AttentionMerge) {
+  for (const HeadShape& h : kHeadShapes) {
+    for (int32_t splits : {1, 5, 66}) {
+      SCOPED_TRACE(fmt::format("head_dim {} group {} splits {}", h.head_dim, h.group, splits));
+      TaskCase c(fresh_seed());
+      const int64_t hd = h.head_dim, rows = h.group;
+      const uint32_t partial = c.random("partial", BufferKind::kActivation, RefType::kF32,
+                                        h.kv_heads * splits * rows, hd, -2, 2);
+      const uint32_t lse = c.random("lse", BufferKind::kActivation, RefType::kF32,
+                                    h.kv_heads * splits * rows, 1, -3, 3);
+      if (splits > 1) c.set(lse, rows, -INFINITY);  // an empty split of the first head
+      const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1,
+                                      h.kv_heads * h.group * hd);
+      for (int64_t head = 0; head < h.kv_heads; ++head) {
+        const int64_t row = head * splits * rows;
+        abi::TaskDesc t = make_task(
+            TaskKind::kAttentionMerge,
+            {c.ref(partial, row, splits * rows, 0, hd), c.ref(lse, row, splits * rows, 0, 1),
+             c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite)});
+        t.params.attention = {0.1f, h.head_dim, h.group, 0, splits};
+        c.task(t);
+      }
+      c.run_and_compare(0, 1);
+    }
+  }
+}
+
+// ---- sampling
+
+TEST_F(GpuTest, SampleGreedySampledAndForced) {
+  // Position 3 of a 5-token prompt takes the prompt's token; position 6 samples.
+  for (int64_t step : {13, 16}) {
+    for (float temperature : {0.0f, 0.8f}) {
+      for (int32_t tiles : {1, 7, 133}) {
+        SCOPED_TRACE(fmt::format("step {} temperature {} tiles {}", step, temperature, tiles));
+        TaskCase c(fresh_seed());
+        const int32_t tile_rows = 29, vocab = tiles * tile_rows - 3, max_seq = 12;
+        std::uniform_real_distribution<float> logit(-5, 5);
+        std::vector<float> logits(static_cast<size_t>(vocab));
+        for (float& l : logits) l = logit(c.rng());
+        const uint32_t lg = c.random("logits", BufferKind::kIo, RefType::kF32, 1, vocab);
+        for (int32_t i = 0; i < vocab; ++i) c.set(lg, i, logits[size_t(i)]);
+        constexpr int64_t kWords = sizeof(abi::LmPartial) / 4;
+        std::vector<int32_t> words(size_t(tiles * kWords));
+        for (int32_t t = 0; t < tiles; ++t) {
+          const int32_t begin = t * tile_rows, end = std::min(vocab, begin + tile_rows);
+          abi::LmPartial p{-INFINITY, 0, 0, -INFINITY, 0, 0};
+          for (int32_t id = begin; id < end; ++id) {
+            if (logits[size_t(id)] > p.max_logit) p = {logits[size_t(id)], id, 0, 0, 0, 0};
+          }
+          for (int32_t id = begin; id < end; ++id) p.sum_exp += std::exp(logits[size_t(id)] - p.max_logit);
+          p.sample_key = logit(c.rng()) * 3;
+          p.sample_id = begin + int32_t(c.rng()() % uint64_t(end - begin));
+          std::memcpy(&words[size_t(t * kWords)], &p, sizeof(p));
+        }
+        const uint32_t partials = c.ints("lm_partials", BufferKind::kActivation, tiles * kWords, words);
+        std::vector<int32_t> prompt(max_seq);
+        for (auto& p : prompt) p = int32_t(c.rng()() % uint64_t(vocab));
+        const uint32_t control = c.control({10, 5, temperature, 1, 2, {}});
+        const uint32_t pr = c.ints("prompt", BufferKind::kIo, max_seq, prompt);
+        const uint32_t tokens = c.poisoned("tokens", BufferKind::kIo, RefType::kI32, 1, max_seq, Compare::kInts);
+        const uint32_t logprobs = c.poisoned("logprobs", BufferKind::kIo, RefType::kF32, 1, max_seq);
+        abi::TaskDesc t = make_task(
+            TaskKind::kSample,
+            {c.whole(partials), c.whole(lg), c.whole(control), c.whole(pr),
+             c.whole(tokens, RefAccess::kWrite), c.whole(logprobs, RefAccess::kWrite)});
+        // The records as a [tiles, words] window, as the compiler lays them out.
+        t.refs[0].rows = tiles;
+        t.refs[0].cols = int32_t(kWords);
+        t.refs[0].row_stride = kWords;
+        t.params.sample = {tiles, vocab};
+        c.task(t);
+        c.run_and_compare(step, step + 1);
+      }
+    }
+  }
+}
+
+// ---- the weight ring across tasks and steps
+
+TEST_F(GpuTest, LinearQueueOverSeveralSteps) {
+  TaskCase c(fresh_seed());
+  const int64_t hidden = 1000, inter = 392, vocab = 301;
+  const float a = weight_bound(hidden), b = weight_bound(inter);
+  const uint32_t x = c.random("x", BufferKind::kActivation, RefType::kF32, 1, hidden, -1, 1);
+  const uint32_t n1 = c.random("norm1", BufferKind::kWeight, RefType::kBF16, 1, hidden, 0.75f, 1.25f);
+  const uint32_t n2 = c.random("norm2", BufferKind::kWeight, RefType::kBF16, 1, hidden, 0.75f, 1.25f);
+  const uint32_t wq = c.random("wq", BufferKind::kWeight, RefType::kBF16, 264, hidden, -a, a);
+  const uint32_t wo = c.random("wo", BufferKind::kWeight, RefType::kBF16, hidden, 264, -a, a);
+  const uint32_t wg = c.random("wg", BufferKind::kWeight, RefType::kBF16, inter, hidden, -a, a);
+  const uint32_t wu = c.random("wu", BufferKind::kWeight, RefType::kBF16, inter, hidden, -a, a);
+  const uint32_t wd = c.random("wd", BufferKind::kWeight, RefType::kBF16, hidden, inter, -b, b);
+  const uint32_t wl = c.random("wl", BufferKind::kWeight, RefType::kBF16, vocab, hidden, -4 * a, 4 * a);
+  const uint32_t h = c.poisoned("h", BufferKind::kActivation, RefType::kF32, 1, 264);
+  const uint32_t m = c.poisoned("m", BufferKind::kActivation, RefType::kF32, 1, inter);
+  const uint32_t control = c.control({0, 1, 0.0f, 0, 0, {}});
+  const uint32_t logits = c.poisoned("logits", BufferKind::kIo, RefType::kF32, 1, vocab);
+  const uint32_t partials = c.poisoned("lm_partials", BufferKind::kActivation, RefType::kI32, 1,
+                                       sizeof(abi::LmPartial) / 4, Compare::kLmPartials);
+  abi::TaskDesc t = make_task(TaskKind::kRmsNormLinear,
+                              {c.whole(x), c.whole(n1), c.whole(wq), {}, c.whole(h, RefAccess::kWrite)});
+  t.params.linear = {1e-6f, 0, 0};
+  c.task(t);
+  c.task(make_task(TaskKind::kLinearResidual,
+                   {c.whole(h), c.whole(wo), {}, c.whole(x, RefAccess::kReadWrite)}));
+  t = make_task(TaskKind::kRmsNormGateUpSilu, {c.whole(x), c.whole(n2), c.whole(wg), c.whole(wu),
+                                               {}, {}, c.whole(m, RefAccess::kWrite)});
+  t.params.linear = {1e-6f, 0, 0};
+  c.task(t);
+  c.task(make_task(TaskKind::kLinearResidual,
+                   {c.whole(m), c.whole(wd), {}, c.whole(x, RefAccess::kReadWrite)}));
+  t = make_task(TaskKind::kLmHead, {c.whole(x), c.whole(n1), c.whole(wl), c.whole(control),
+                                    c.whole(logits, RefAccess::kWrite),
+                                    c.whole(partials, RefAccess::kWrite)});
+  t.params.linear = {1e-6f, 0, 0};
+  c.task(t);
+  c.run_and_compare(0, 3, {1e-3, 1e-3});
+}
+
+// ---- the watchdog
+
+TEST_F(GpuTest, WatchdogReportsAnEventNobodySignals) {
+  TaskCase c(fresh_seed());
+  const uint32_t control = c.control({0, 1, 0.0f, 0, 0, {}});
+  const uint32_t p = c.ints("prompt", BufferKind::kIo, 4, {1, 2, 3, 0});
+  const uint32_t tk = c.ints("tokens", BufferKind::kIo, 4, {});
+  const uint32_t table = c.random("table", BufferKind::kWeight, RefType::kF32, 5, 8);
+  const uint32_t x = c.poisoned("x", BufferKind::kActivation, RefType::kF32, 1, 8);
+  const uint32_t pos = c.poisoned("positions", BufferKind::kActivation, RefType::kI32, 1, 1, Compare::kInts);
+  abi::TaskDesc t = make_task(TaskKind::kEmbedding,
+                              {c.whole(control), c.whole(p), c.whole(tk), c.whole(table),
+                               c.whole(x, RefAccess::kWrite), c.whole(pos, RefAccess::kWrite)});
+  t.wait_begin = 0;
+  t.wait_count = 1;
+  c.task(t);
+  TaskGraph tg = c.graph();
+  tg.events.push_back({1, 0, 0});
+  tg.waits.push_back({0, 0});
+  auto program = cuda::DeviceProgram::create(tg, {.device = 0, .watchdog_timeout_s = 0.5});
+  ASSERT_TRUE(program.ok()) << program.status().message();
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = (*program)->run(0, 1);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(s.code(), StatusCode::kInternal);
+  EXPECT_NE(s.message().find("deadlock"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("event 0: counter 0 of 1"), std::string::npos) << s.message();
+  EXPECT_LT(seconds, 5.0);
+  EXPECT_FALSE((*program)->run(0, 1).ok()) << "a program that faulted must not run again";
+  fmt::print("watchdog report after {:.2f} s: {}\n", seconds, s.message());
+}
+
+// ---- whole models
+
+struct ModelCase {
+  Architecture arch;
+  DType dtype;
+};
+
+class GpuModelTest : public ::testing::TestWithParam<ModelCase> {
+ protected:
+  void SetUp() override { ASSERT_GT(sm_count(), 0) << "these tests need a CUDA device"; }
+};
+
+TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
+  const ModelCase mc = GetParam();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(fmt::format("{} {} checkpoint seed {}", architecture_short_name(mc.arch),
+                           dtype_short_name(mc.dtype), seed));
+  constexpr int64_t kMaxSeq = 96, kNewTokens = 64;
+  const fs::path dir = fs::temp_directory_path() /
+                       fmt::format("megalith_gpu_{}_{}", architecture_short_name(mc.arch), getpid());
+  fs::remove_all(dir);
+  ModelConfig cfg = *preset_config(mc.arch, "tiny");
+  cfg.dtype = mc.dtype;
+  ASSERT_TRUE(write_random_checkpoint(cfg, {.seed = seed}, dir).ok());
+  auto ckpt = load_checkpoint(dir);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
+  auto graph = build_decode_graph((*ckpt)->config(), 1, kMaxSeq);
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+  auto tg = compile(*graph, (*ckpt)->config(), {.num_workers = sm_count()});
+  ASSERT_TRUE(tg.ok()) << tg.status().message();
+  auto cpu = CpuExecutor::create(*tg, **ckpt, {});
+  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+  auto gpu = CudaExecutor::create(*tg, **ckpt, {});
+  ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+  fs::remove_all(dir);
+
+  std::mt19937_64 rng(seed);
+  auto random_prompt = [&](size_t n) {
+    std::vector<int32_t> p(n);
+    for (auto& id : p) id = int32_t(rng() % uint64_t(cfg.vocab_size));
+    return p;
+  };
+  // Compares positions [first, end) of both executors.
+  auto compare = [&](int64_t first, int64_t end, const char* what) {
+    int64_t diverged = -1;
+    double worst_logprob = 0;
+    for (int64_t p = first; p < end; ++p) {
+      if ((*gpu)->token(p) != (*cpu)->token(p)) {
+        diverged = p;
+        break;
+      }
+      worst_logprob = std::max(worst_logprob, double(std::abs((*gpu)->logprob(p) - (*cpu)->logprob(p))));
+    }
+    EXPECT_EQ(diverged, -1) << what << ": first different token at position " << diverged
+                            << ": gpu " << (*gpu)->token(diverged) << " (logprob "
+                            << (*gpu)->logprob(diverged) << "), cpu " << (*cpu)->token(diverged)
+                            << " (logprob " << (*cpu)->logprob(diverged) << ")";
+    EXPECT_LE(worst_logprob, 2e-3) << what;
+    double worst_logit = 0;
+    for (size_t i = 0; i < (*cpu)->logits().size(); ++i) {
+      const double c = (*cpu)->logits()[i], g = (*gpu)->logits()[i];
+      worst_logit = std::max(worst_logit, std::abs(g - c) / (1 + std::abs(c)));
+    }
+    EXPECT_LE(worst_logit, 2e-3) << what;
+    fmt::print("{} {} {}: {} tokens equal, max |logprob diff| {:.2e}, max logit diff {:.2e}\n",
+               architecture_short_name(mc.arch), dtype_short_name(mc.dtype), what,
+               diverged == -1 ? end - first : diverged - first, worst_logprob, worst_logit);
+  };
+
+  // Greedy: the prompt and 64 new tokens; the GPU in two launches.
+  const std::vector<int32_t> prompt = random_prompt(7);
+  const int64_t n = int64_t(prompt.size());
+  ASSERT_TRUE((*cpu)->start_sequence(prompt).ok());
+  ASSERT_TRUE((*gpu)->start_sequence(prompt).ok());
+  ASSERT_TRUE((*cpu)->run(n + kNewTokens - 1).ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = (*gpu)->run(n + 31);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto t1 = std::chrono::steady_clock::now();
+  s = (*gpu)->run(kNewTokens - 32);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto t2 = std::chrono::steady_clock::now();
+  compare(n - 1, n + kNewTokens - 1, "greedy");
+  fmt::print("  {} tasks on {} workers; launches of {} and {} steps took {:.0f} and {:.0f} us\n",
+             tg->tasks.size(), tg->num_workers, n + 31, kNewTokens - 32,
+             std::chrono::duration<double, std::micro>(t1 - t0).count(),
+             std::chrono::duration<double, std::micro>(t2 - t1).count());
+
+  // A second sequence on the same executors, sampled.
+  const std::vector<int32_t> prompt2 = random_prompt(5);
+  const int64_t n2 = int64_t(prompt2.size());
+  ASSERT_TRUE((*cpu)->start_sequence(prompt2, 0.8, seed).ok());
+  ASSERT_TRUE((*gpu)->start_sequence(prompt2, 0.8, seed).ok());
+  ASSERT_TRUE((*cpu)->run(n2 + 31).ok());
+  s = (*gpu)->run(n2 + 31);
+  ASSERT_TRUE(s.ok()) << s.message();
+  compare(n2 - 1, n2 + 31, "sampled");
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
+                         ::testing::Values(ModelCase{Architecture::kLlama, DType::kBF16},
+                                           ModelCase{Architecture::kQwen2, DType::kF16},
+                                           ModelCase{Architecture::kQwen3, DType::kF32},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16}),
+                         [](const auto& info) {
+                           return fmt::format("{}_{}", architecture_short_name(info.param.arch),
+                                              dtype_short_name(info.param.dtype));
+                         });
+
+}  // namespace
+}  // namespace megalith
