@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the megakernel's GPU tests on a machine with an NVIDIA GPU, then compute-sanitizer
-# memcheck on the smallest model. Logs go to $OUT (default ./gpu-logs); the last lines
+# memcheck and racecheck on a small model. Logs go to $OUT (default ./gpu-logs); the last lines
 # printed are the summary. Exit status 0 only when everything passed.
 #
 #   scripts/gpu/check_megakernel.sh [BUILD_DIR]     # default build/gpu
@@ -25,12 +25,15 @@ status=0
 grep -E "^\[  (PASSED|FAILED) |^\[==========\]|tokens equal|launches of|watchdog report" \
   "$out/gpu_tests.log"
 
-# memcheck slows every access, so the smallest model only, with a generous watchdog.
+# The sanitizers slow every access, so the smallest model only.
 model='Architectures/GpuModelTest.SameTokensAsTheCpuExecutor/llama_bf16'
 if command -v compute-sanitizer >/dev/null; then
-  compute-sanitizer --tool memcheck --error-exitcode 1 "$tests" --gtest_color=no \
-    --gtest_filter="$model" >"$out/memcheck.log" 2>&1 || status=1
-  grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$out/memcheck.log"
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool "$tool" --error-exitcode 1 "$tests" --gtest_color=no \
+      --gtest_filter="$model" >"$out/$tool.log" 2>&1 || status=1
+    echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/$tool.log" | tail -1)"
+    grep -E "^\[  (PASSED|FAILED) " "$out/$tool.log"
+  done
 else
   echo "compute-sanitizer not found: memcheck skipped"
   status=1

@@ -22,6 +22,22 @@ std::vector<std::vector<uint32_t>> event_producers(const TaskGraph& tg) {
 
 }  // namespace
 
+uint64_t step_weight_bytes(const TaskGraph& tg) {
+  uint64_t total = 0;
+  for (const abi::TaskDesc& t : tg.tasks) {
+    for (uint16_t i = 0; i < t.num_refs; ++i) {
+      const abi::TensorRef& r = t.refs[i];
+      if (r.buffer >= tg.buffers.size() || tg.buffers[r.buffer].kind != BufferKind::kWeight) {
+        continue;
+      }
+      const uint64_t elem = r.type == abi::RefType::kF32 ? 4 : 2;
+      const uint64_t rows = t.kind == abi::TaskKind::kEmbedding ? 1 : r.rows;
+      total += rows * uint64_t(r.cols) * elem;
+    }
+  }
+  return total;
+}
+
 TaskGraphStats task_graph_stats(const TaskGraph& tg) {
   TaskGraphStats s;
   s.ops = int64_t(tg.ops.size());
@@ -33,6 +49,7 @@ TaskGraphStats task_graph_stats(const TaskGraph& tg) {
     if (b.kind == BufferKind::kActivation) s.activation_arena_bytes += b.bytes;
     if (b.kind == BufferKind::kState) s.state_bytes += b.bytes;
   }
+  s.step_weight_bytes = step_weight_bytes(tg);
   std::map<std::string, TaskKindStats> kinds;
   for (const abi::TaskDesc& t : tg.tasks) {
     TaskKindStats& k = kinds[std::string(task_kind_name(t.kind))];
@@ -89,6 +106,7 @@ nlohmann::json task_graph_stats_to_json(const TaskGraphStats& s) {
   }
   return {{"ops", s.ops}, {"tasks", s.tasks}, {"events", s.events}, {"waits", s.waits},
           {"dependency_edges", s.dependency_edges}, {"weight_bytes", s.weight_bytes},
+          {"step_weight_bytes", s.step_weight_bytes},
           {"activation_arena_bytes", s.activation_arena_bytes}, {"state_bytes", s.state_bytes},
           {"task_kinds", kinds}, {"critical_path_us", s.critical_path_us},
           {"critical_path_tasks", s.critical_path_tasks},
@@ -98,8 +116,9 @@ nlohmann::json task_graph_stats_to_json(const TaskGraphStats& s) {
 std::string task_graph_stats_to_string(const TaskGraphStats& s) {
   std::string out = fmt::format(
       "{} fused ops, {} tasks, {} events, {} waits, {} dependency edges\n"
-      "weights {:.1f} MB, activation arena {:.1f} KB, state {:.1f} MB\n",
+      "weights {:.1f} MB ({:.1f} MB read a step), activation arena {:.1f} KB, state {:.1f} MB\n",
       s.ops, s.tasks, s.events, s.waits, s.dependency_edges, double(s.weight_bytes) / 1e6,
+      double(s.step_weight_bytes) / 1e6,
       double(s.activation_arena_bytes) / 1e3, double(s.state_bytes) / 1e6);
   out += fmt::format("{:<24} {:>7} {:>12} {:>12} {:>12}\n", "task kind", "tasks", "min bytes",
                      "mean bytes", "max bytes");

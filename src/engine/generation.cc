@@ -113,7 +113,7 @@ bool is_stop(const GenerationOptions& options, int32_t token) {
   return std::find(stops.begin(), stops.end(), token) != stops.end();
 }
 
-Status check_fits(const CpuExecutor& exec, size_t prompt, int64_t new_tokens) {
+Status check_fits(const Executor& exec, size_t prompt, int64_t new_tokens) {
   if (int64_t(prompt) + new_tokens > exec.max_positions() + 1) {
     return invalid_argument("{} prompt tokens and {} new ones need {} positions; the compiled KV "
                             "cache holds {}", prompt, new_tokens, int64_t(prompt) + new_tokens - 1,
@@ -124,7 +124,7 @@ Status check_fits(const CpuExecutor& exec, size_t prompt, int64_t new_tokens) {
 
 }  // namespace
 
-StatusOr<GenerationResult> generate(CpuExecutor& exec, std::span<const int32_t> prompt,
+StatusOr<GenerationResult> generate(Executor& exec, std::span<const int32_t> prompt,
                                     const GenerationOptions& options, const SamplingParams& sampling) {
   MEGALITH_RETURN_IF_ERROR(validate(sampling));
   if (options.max_new_tokens < 0) return invalid_argument("max_new_tokens must not be negative");
@@ -169,7 +169,7 @@ StatusOr<GenerationResult> generate(CpuExecutor& exec, std::span<const int32_t> 
   return result;
 }
 
-StatusOr<std::vector<double>> score(CpuExecutor& exec, std::span<const int32_t> ids) {
+StatusOr<std::vector<double>> score(Executor& exec, std::span<const int32_t> ids) {
   if (ids.size() < 2) return invalid_argument("scoring needs at least two token ids");
   if (int64_t(ids.size()) - 1 > exec.max_positions()) {
     return invalid_argument("{} ids need {} positions; the compiled KV cache holds {}", ids.size(),

@@ -1,5 +1,6 @@
 #include "megalith/model/random_checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -99,14 +100,6 @@ constexpr Preset kPresets[] = {
     {"llama-3.1-8b", Architecture::kLlama, [] { return llama3(4096, 14336, 32, 128, 8.0, false); }},
 };
 
-// splitmix64: a well-mixed 64-bit hash, cheap on a CPU core and a GPU thread alike.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ull;
@@ -136,20 +129,47 @@ StatusOr<ModelConfig> preset_config(Architecture arch, const std::string& preset
                           architecture_short_name(arch), fmt::join(preset_names(arch), ", "));
 }
 
-float random_weight(uint64_t seed, const std::string& name, const std::vector<int64_t>& shape,
-                    int64_t index) {
-  const uint64_t bits = mix(mix(seed ^ fnv1a(name)) + uint64_t(index));
-  // Uniform in [-1, 1) from the top 24 bits; variance 1/3.
-  const float u = float(bits >> 40) * (1.0f / 8388608.0f) - 1.0f;
+abi::RandomWeightParams random_weight_params(uint64_t seed, const std::string& name,
+                                             const std::vector<int64_t>& shape) {
+  abi::RandomWeightParams p;
+  p.stream = abi::splitmix64(seed ^ fnv1a(name));
   if (shape.size() == 1) {
-    const bool norm = name.ends_with("norm.weight");
-    return norm ? 1.0f + 0.25f * u : 0.1f * u;
+    p.kind = name.ends_with("norm.weight") ? abi::RandomWeightKind::kNorm
+                                           : abi::RandomWeightKind::kBias;
+    return p;
   }
   // Embeddings small enough that the layers, not the token's own embedding, pick the next
   // token (tied models otherwise just repeat their input).
   const bool embedding = name == "model.embed_tokens.weight";
-  const float std_dev = embedding ? 0.3f : 1.0f / std::sqrt(float(shape[1]));
-  return u * std_dev * std::sqrt(3.0f);
+  p.std_dev = embedding ? 0.3f : 1.0f / std::sqrt(float(shape[1]));
+  return p;
+}
+
+float random_weight(uint64_t seed, const std::string& name, const std::vector<int64_t>& shape,
+                    int64_t index) {
+  return abi::random_weight_value(random_weight_params(seed, name, shape), index);
+}
+
+StatusOr<std::unique_ptr<Checkpoint>> random_checkpoint(const ModelConfig& cfg, uint64_t seed) {
+  auto ckpt = std::unique_ptr<Checkpoint>(new Checkpoint());
+  ckpt->config_ = cfg;
+  for (const WeightSpec& spec : model_weight_specs(cfg)) {
+    int64_t count = 1;
+    for (int64_t d : spec.shape) count *= d;
+    std::vector<uint8_t>& bytes = ckpt->owned_.emplace_back(size_t(count) * dtype_size(cfg.dtype));
+    const abi::RandomWeightParams params = random_weight_params(seed, spec.name, spec.shape);
+    constexpr int64_t kBlock = 4096;
+#pragma omp parallel for schedule(static)
+    for (int64_t first = 0; first < count; first += kBlock) {
+      float values[kBlock];
+      const int64_t n = std::min(kBlock, count - first);
+      for (int64_t i = 0; i < n; ++i) values[i] = abi::random_weight_value(params, first + i);
+      convert_from_float(cfg.dtype, values, bytes.data() + size_t(first) * dtype_size(cfg.dtype),
+                         size_t(n));
+    }
+    ckpt->weights_[spec.name] = TensorView{cfg.dtype, spec.shape, bytes.data()};
+  }
+  return ckpt;
 }
 
 Status write_random_checkpoint(const ModelConfig& cfg, const RandomCheckpointOptions& options,

@@ -117,7 +117,7 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth) 
     us_per_step.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count() / double(steps));
   }
   std::vector<TaskTiming> timings;
-  MEGALITH_RETURN_IF_ERROR(exec->run(steps, &timings));
+  MEGALITH_RETURN_IF_ERROR(exec->run_traced(steps, &timings));
 
   const uint64_t bytes = step_weight_bytes(tg);
   const double floor_us = double(bytes) / bandwidth * 1e6, measured = median(us_per_step);

@@ -774,6 +774,40 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   compare(n2 - 1, n2 + 31, "sampled");
 }
 
+// Weights the GPU generates from a seed are the checkpoint's, bit for bit: the same task graph
+// bound to both gives identical logits after a prompt and identical greedy tokens.
+TEST_P(GpuModelTest, RandomWeightsOnTheGpuEqualTheCheckpoints) {
+  const ModelCase mc = GetParam();
+  auto cfg_or = preset_config(mc.arch, "tiny");
+  ASSERT_TRUE(cfg_or.ok());
+  ModelConfig cfg = *cfg_or;
+  cfg.dtype = mc.dtype;
+  const uint64_t seed = fresh_seed();
+  auto ckpt = random_checkpoint(cfg, seed);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
+  auto graph = build_decode_graph(cfg, 1, 64);
+  ASSERT_TRUE(graph.ok());
+  auto tg = compile(*graph, cfg, {.num_workers = sm_count()});
+  ASSERT_TRUE(tg.ok()) << tg.status().message();
+  auto from_host = CudaExecutor::create(*tg, **ckpt, {});
+  ASSERT_TRUE(from_host.ok()) << from_host.status().message();
+  auto on_gpu = CudaExecutor::create_random(*tg, cfg, seed, {});
+  ASSERT_TRUE(on_gpu.ok()) << on_gpu.status().message();
+  const std::vector<int32_t> prompt = {3, 1, 4, 1, 5, 9, 2, 6};
+  for (auto* exec : {from_host->get(), on_gpu->get()}) {
+    ASSERT_TRUE(exec->start_sequence(prompt).ok());
+    const Status s = exec->run(40);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  for (int64_t p = 0; p < 40; ++p) {
+    ASSERT_EQ((*from_host)->token(p), (*on_gpu)->token(p)) << "position " << p;
+  }
+  const auto a = (*from_host)->logits(), b = (*on_gpu)->logits();
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+      << "the logits differ: the weights are not the same bits";
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
                          ::testing::Values(ModelCase{Architecture::kLlama, DType::kBF16},
                                            ModelCase{Architecture::kQwen2, DType::kF16},

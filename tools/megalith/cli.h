@@ -11,7 +11,7 @@
 
 #include "megalith/core/status.h"
 #include "megalith/model/checkpoint.h"
-#include "megalith/runtime/cpu_executor.h"
+#include "megalith/runtime/executor.h"
 
 namespace megalith::cli {
 
@@ -24,6 +24,7 @@ Command add_make_checkpoint(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_score(CLI::App& app);
 Command add_inspect(CLI::App& app);
+Command add_bench(CLI::App& app);
 
 // Parses "1,2,3" (spaces allowed) into token ids.
 StatusOr<std::vector<int32_t>> parse_ids(const std::string& text, const std::string& flag);
@@ -34,7 +35,9 @@ StatusOr<std::string> resolve_model_dir(const std::string& given);
 // Options every model-running subcommand takes.
 struct DeviceOptions {
   std::string model;
-  std::string device = "cpu";  // cpu: compiled task graph on threads; ref: the reference model
+  std::string device = "cpu";  // cpu: threads, cuda: the megakernel, ref: the reference model
+  bool random_weights = false;    // weights from weights_seed, not files: DIR needs config.json
+  uint64_t weights_seed = 0;
   int32_t workers = 132;    // the task graph's workers (SMs of an H100/H200)
   int32_t cpu_workers = 0;  // threads playing them; 0: one per core
   std::string schedule = "static";
@@ -44,9 +47,18 @@ struct DeviceOptions {
 void add_device_options(CLI::App& cmd, DeviceOptions& opts);
 Status check_device(const DeviceOptions& opts);
 
-// Compiles the checkpoint's decode graph for `positions` KV-cache rows (or --max-seq-len) and
-// binds it to a CPU executor with the device options.
-StatusOr<std::unique_ptr<CpuExecutor>> make_cpu_executor(const DeviceOptions& opts,
-                                                         const Checkpoint& ckpt, int64_t positions);
+// The model the options name: its directory, its config, and its weights (a checkpoint; none
+// for random weights on --device cuda, which the GPU generates in place).
+struct Model {
+  std::string dir;
+  ModelConfig config;
+  std::unique_ptr<Checkpoint> checkpoint;
+};
+StatusOr<Model> load_model(const DeviceOptions& opts);
+
+// Compiles the model's decode graph for `positions` KV-cache rows (or --max-seq-len) and binds
+// it to the executor of --device cpu or cuda.
+StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, const Model& model,
+                                                  int64_t positions);
 
 }  // namespace megalith::cli

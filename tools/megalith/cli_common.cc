@@ -3,6 +3,11 @@
 #include "cli.h"
 #include "megalith/compiler/compiler.h"
 #include "megalith/model/model_graph.h"
+#include "megalith/model/random_checkpoint.h"
+#include "megalith/runtime/cpu_executor.h"
+#if MEGALITH_HAS_CUDA
+#include "megalith/runtime/cuda_executor.h"
+#endif
 
 namespace megalith::cli {
 
@@ -47,8 +52,14 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
                  "Hugging Face model directory (config.json + safetensors); default: the "
                  "built-in model");
   cmd.add_option("--device", opts.device,
-                 "where to run: cpu (the compiled task graph on threads) or ref (the reference "
-                 "model, no compiler)")
+                 "where to run: cpu (the compiled task graph on threads), cuda (the megakernel "
+                 "on GPU 0) or ref (the reference model, no compiler)")
+      ->capture_default_str();
+  cmd.add_flag("--random-weights", opts.random_weights,
+               "megalith's random weights for --weights-seed instead of the model's files (the "
+               "model directory needs only config.json); on cuda the GPU generates them");
+  cmd.add_option("--weights-seed", opts.weights_seed,
+                 "seed of --random-weights: the same model as make-checkpoint --seed writes")
       ->capture_default_str();
   cmd.add_option("--workers", opts.workers,
                  "worker SMs to compile the task graph for (the numerics follow its tiles)")
@@ -68,12 +79,14 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
 }
 
 Status check_device(const DeviceOptions& opts) {
+  if (opts.device != "cpu" && opts.device != "cuda" && opts.device != "ref") {
+    return invalid_argument("unknown --device '{}' (use cpu, cuda or ref)", opts.device);
+  }
+#if !MEGALITH_HAS_CUDA
   if (opts.device == "cuda") {
-    return unimplemented("--device cuda is not available yet; use --device cpu");
+    return unimplemented("this megalith was built without nvcc, so --device cuda is missing");
   }
-  if (opts.device != "cpu" && opts.device != "ref") {
-    return invalid_argument("unknown --device '{}' (use cpu or ref)", opts.device);
-  }
+#endif
   if (opts.workers < 1 || opts.workers > 4096) {
     return invalid_argument("--workers must be between 1 and 4096, got {}", opts.workers);
   }
@@ -90,17 +103,50 @@ Status check_device(const DeviceOptions& opts) {
   return {};
 }
 
-StatusOr<std::unique_ptr<CpuExecutor>> make_cpu_executor(const DeviceOptions& opts,
-                                                         const Checkpoint& ckpt, int64_t positions) {
-  const ModelConfig& cfg = ckpt.config();
+StatusOr<Model> load_model(const DeviceOptions& opts) {
+  Model model;
+  MEGALITH_ASSIGN_OR_RETURN(model.dir, resolve_model_dir(opts.model));
+  if (!opts.random_weights) {
+    MEGALITH_ASSIGN_OR_RETURN(model.checkpoint, load_checkpoint(model.dir));
+    model.config = model.checkpoint->config();
+    return model;
+  }
+  MEGALITH_ASSIGN_OR_RETURN(model.config,
+                            load_model_config(std::filesystem::path(model.dir) / "config.json"));
+  if (opts.device != "cuda") {
+    MEGALITH_ASSIGN_OR_RETURN(model.checkpoint, random_checkpoint(model.config, opts.weights_seed));
+  }
+  return model;
+}
+
+StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, const Model& model,
+                                                  int64_t positions) {
+  const ModelConfig& cfg = model.config;
   const int64_t max_seq = opts.max_seq_len > 0 ? opts.max_seq_len : std::max<int64_t>(positions, 1);
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
   MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = opts.workers}));
+  const SchedulingMode mode =
+      opts.schedule == "dynamic" ? SchedulingMode::kDynamic : SchedulingMode::kStatic;
+  if (opts.device == "cuda") {
+#if MEGALITH_HAS_CUDA
+    CudaExecutorOptions options;
+    options.mode = mode;
+    std::unique_ptr<CudaExecutor> exec;
+    if (model.checkpoint) {
+      MEGALITH_ASSIGN_OR_RETURN(exec, CudaExecutor::create(tg, *model.checkpoint, options));
+    } else {
+      MEGALITH_ASSIGN_OR_RETURN(exec,
+                                CudaExecutor::create_random(tg, cfg, opts.weights_seed, options));
+    }
+    return std::unique_ptr<Executor>(std::move(exec));
+#endif
+  }
   CpuExecutorOptions options;
-  options.mode = opts.schedule == "dynamic" ? SchedulingMode::kDynamic : SchedulingMode::kStatic;
+  options.mode = mode;
   options.shuffle_seed = opts.shuffle_seed;
   options.threads = opts.cpu_workers;
-  return CpuExecutor::create(tg, ckpt, options);
+  MEGALITH_ASSIGN_OR_RETURN(auto exec, CpuExecutor::create(tg, *model.checkpoint, options));
+  return std::unique_ptr<Executor>(std::move(exec));
 }
 
 }  // namespace megalith::cli

@@ -29,18 +29,18 @@ Status run(const GenerateArgs& a) {
                             a.max_new_tokens);
   }
   MEGALITH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, parse_ids(a.prompt_ids, "--prompt-ids"));
-  MEGALITH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(a.device.model));
-  MEGALITH_ASSIGN_OR_RETURN(auto ckpt, load_checkpoint(dir));
+  MEGALITH_ASSIGN_OR_RETURN(Model model, load_model(a.device));
+  const std::string& dir = model.dir;
   GenerationOptions options{a.max_new_tokens, {}};
-  if (!a.ignore_eos) options.stop_token_ids = ckpt->config().eos_token_ids;
+  if (!a.ignore_eos) options.stop_token_ids = model.config.eos_token_ids;
   GenerationResult r;
   if (a.device.device == "ref") {
-    ReferenceModel model(*ckpt);
+    ReferenceModel reference(*model.checkpoint);
     Sampler sampler(a.sampling);
-    MEGALITH_ASSIGN_OR_RETURN(r, generate(model, prompt, options, sampler));
+    MEGALITH_ASSIGN_OR_RETURN(r, generate(reference, prompt, options, sampler));
   } else {
     const int64_t positions = int64_t(prompt.size()) + std::max<int64_t>(a.max_new_tokens - 1, 0);
-    MEGALITH_ASSIGN_OR_RETURN(auto exec, make_cpu_executor(a.device, *ckpt, positions));
+    MEGALITH_ASSIGN_OR_RETURN(auto exec, make_executor(a.device, model, positions));
     MEGALITH_ASSIGN_OR_RETURN(r, generate(*exec, prompt, options, a.sampling));
   }
 

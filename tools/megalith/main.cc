@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       megalith::cli::add_generate(app),
       megalith::cli::add_score(app),
       megalith::cli::add_inspect(app),
+      megalith::cli::add_bench(app),
   };
 
   try {

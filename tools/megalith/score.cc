@@ -22,14 +22,14 @@ Status run(const ScoreArgs& a) {
   MEGALITH_RETURN_IF_ERROR(check_device(a.device));
   MEGALITH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, parse_ids(a.ids, "--ids"));
   if (ids.size() < 2) return invalid_argument("--ids needs at least two token ids");
-  MEGALITH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(a.device.model));
-  MEGALITH_ASSIGN_OR_RETURN(auto ckpt, load_checkpoint(dir));
+  MEGALITH_ASSIGN_OR_RETURN(Model model, load_model(a.device));
+  const std::string& dir = model.dir;
   std::vector<double> logprobs;
   if (a.device.device == "ref") {
-    ReferenceModel model(*ckpt);
-    MEGALITH_ASSIGN_OR_RETURN(logprobs, score(model, ids));
+    ReferenceModel reference(*model.checkpoint);
+    MEGALITH_ASSIGN_OR_RETURN(logprobs, score(reference, ids));
   } else {
-    MEGALITH_ASSIGN_OR_RETURN(auto exec, make_cpu_executor(a.device, *ckpt, int64_t(ids.size())));
+    MEGALITH_ASSIGN_OR_RETURN(auto exec, make_executor(a.device, model, int64_t(ids.size())));
     MEGALITH_ASSIGN_OR_RETURN(logprobs, score(*exec, ids));
   }
   double total = 0;

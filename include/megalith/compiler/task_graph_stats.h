@@ -25,6 +25,7 @@ struct TaskGraphStats {
   int64_t ops = 0, tasks = 0, events = 0, waits = 0;
   int64_t dependency_edges = 0;  // producer -> consumer task pairs the events stand for
   uint64_t weight_bytes = 0, activation_arena_bytes = 0, state_bytes = 0;
+  uint64_t step_weight_bytes = 0;  // weight bytes one decode step reads: the bandwidth floor's
   std::vector<TaskKindStats> kinds;
   // The longest chain of estimated task costs through one step, and the fused ops on it.
   double critical_path_us = 0;
@@ -34,6 +35,8 @@ struct TaskGraphStats {
 };
 
 TaskGraphStats task_graph_stats(const TaskGraph& tg);
+// The weight bytes one step reads: every weight window a task reads, and one embedding row.
+uint64_t step_weight_bytes(const TaskGraph& tg);
 nlohmann::json task_graph_stats_to_json(const TaskGraphStats& s);
 std::string task_graph_stats_to_string(const TaskGraphStats& s);
 

@@ -14,7 +14,7 @@
 
 #include "megalith/core/status.h"
 #include "megalith/model/reference_model.h"
-#include "megalith/runtime/cpu_executor.h"
+#include "megalith/runtime/executor.h"
 
 namespace megalith {
 
@@ -61,8 +61,8 @@ StatusOr<std::vector<double>> score(ReferenceModel& model, std::span<const int32
 // The same through a compiled task graph. Greedy and temperature sampling run inside the
 // launch (Gumbel-max: deterministic for a seed, but a different stream than Sampler's);
 // top-k and top-p sample on the host between single-step launches.
-StatusOr<GenerationResult> generate(CpuExecutor& exec, std::span<const int32_t> prompt,
+StatusOr<GenerationResult> generate(Executor& exec, std::span<const int32_t> prompt,
                                     const GenerationOptions& options, const SamplingParams& sampling);
-StatusOr<std::vector<double>> score(CpuExecutor& exec, std::span<const int32_t> ids);
+StatusOr<std::vector<double>> score(Executor& exec, std::span<const int32_t> ids);
 
 }  // namespace megalith

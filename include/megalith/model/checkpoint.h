@@ -29,14 +29,20 @@ class Checkpoint {
 
  private:
   friend StatusOr<std::unique_ptr<Checkpoint>> load_checkpoint(const std::filesystem::path&);
+  friend StatusOr<std::unique_ptr<Checkpoint>> random_checkpoint(const ModelConfig&, uint64_t);
   ModelConfig config_;
   std::filesystem::path dir_;
-  TensorStore store_;
+  TensorStore store_;                           // the mapped files
+  std::vector<std::vector<uint8_t>> owned_;     // or weights held in memory
   std::map<std::string, TensorView> weights_;
 };
 
 // Reads DIR/config.json and DIR's safetensors; every missing, unexpected, misshapen or
 // unsupported-dtype tensor is an error naming the file and the tensor.
 StatusOr<std::unique_ptr<Checkpoint>> load_checkpoint(const std::filesystem::path& dir);
+
+// The checkpoint `megalith make-checkpoint --seed` would write for `cfg`, held in memory
+// instead (random_checkpoint.h has the formula).
+StatusOr<std::unique_ptr<Checkpoint>> random_checkpoint(const ModelConfig& cfg, uint64_t seed);
 
 }  // namespace megalith

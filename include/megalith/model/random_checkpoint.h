@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "megalith/abi/random_weight.h"
 #include "megalith/core/status.h"
 #include "megalith/model/config.h"
 
@@ -29,6 +30,8 @@ struct RandomCheckpointOptions {
 // executor (a GPU filling weights in place, for one) reproduces the checkpoint exactly.
 // Matrices get std 1/sqrt(fan_in), embeddings std 0.3, norm weights 1 +- 0.25, biases +-0.1,
 // which keeps activations O(1) at every depth and greedy choices well separated.
+abi::RandomWeightParams random_weight_params(uint64_t seed, const std::string& name,
+                                             const std::vector<int64_t>& shape);
 float random_weight(uint64_t seed, const std::string& name, const std::vector<int64_t>& shape,
                     int64_t index);
 

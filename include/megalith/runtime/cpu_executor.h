@@ -18,11 +18,9 @@
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
 #include "megalith/model/checkpoint.h"
+#include "megalith/runtime/executor.h"
 
 namespace megalith {
-
-enum class SchedulingMode { kStatic, kDynamic };
-std::string_view scheduling_mode_name(SchedulingMode m);  // "static", "dynamic"
 
 struct CpuExecutorOptions {
   SchedulingMode mode = SchedulingMode::kStatic;
@@ -40,7 +38,7 @@ struct CpuExecutorOptions {
   double slow_task_ms = 20.0;
 };
 
-class CpuExecutor {
+class CpuExecutor : public Executor {
  public:
   // Binds the task graph's weight buffers to the checkpoint (which must outlive the executor)
   // and allocates the rest. The task graph is copied.
@@ -48,24 +46,17 @@ class CpuExecutor {
                                                        const CpuExecutorOptions& options);
   ~CpuExecutor();
 
-  // Starts a new sequence at the next step: `prompt` are the tokens forced at positions
-  // 0..n-1; later positions take the sampled token (greedy at temperature 0, else Gumbel-max
-  // with `seed`).
-  Status start_sequence(std::span<const int32_t> prompt, double temperature = 0.0,
-                        uint64_t seed = 0);
-  // Forces the token at the next position not yet forced (host-side sampling).
-  Status force_token(int32_t token);
-  // One launch: `steps` steps, each one position of the sequence.
-  Status run(int64_t steps);
+  Status force_token(int32_t token) override;
+  Status run(int64_t steps) override;
+  int64_t position() const override { return position_; }
+  int32_t token(int64_t p) const override;
+  float logprob(int64_t p) const override;
+  std::span<const float> logits() const override;
+  const TaskGraph& task_graph() const override { return tg_; }
 
-  int64_t position() const { return position_; }  // positions computed so far
-  int64_t max_positions() const { return tg_.max_seq_len; }
-  // The token that follows position p (forced or sampled), and its log-probability.
-  int32_t token(int64_t p) const;
-  float logprob(int64_t p) const;
-  // The logits of the last position computed.
-  std::span<const float> logits() const;
-  const TaskGraph& task_graph() const { return tg_; }
+ protected:
+  Status begin_sequence(std::span<const int32_t> prompt, double temperature,
+                        uint64_t seed) override;
 
  private:
   struct Runtime;

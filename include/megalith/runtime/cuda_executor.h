@@ -20,7 +20,8 @@
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
 #include "megalith/model/checkpoint.h"
-#include "megalith/runtime/cpu_executor.h"
+#include "megalith/model/config.h"
+#include "megalith/runtime/executor.h"
 
 namespace megalith {
 
@@ -29,7 +30,7 @@ class DeviceProgram;
 }
 
 struct CudaExecutorOptions {
-  SchedulingMode mode = SchedulingMode::kStatic;  // only static mode is implemented
+  SchedulingMode mode = SchedulingMode::kStatic;
   int32_t device = 0;
   // A worker spinning this long on one event ends the launch with an error naming the task
   // and the event, instead of hanging; 0 waits forever.
@@ -44,7 +45,7 @@ struct TaskTiming {
   uint64_t wait_ns = 0, ready_ns = 0, done_ns = 0;
 };
 
-class CudaExecutor {
+class CudaExecutor : public Executor {
  public:
   // Uploads the checkpoint's weights (which need not outlive the executor) and the task graph
   // to the GPU, and allocates the state, activation and io buffers there.
@@ -52,27 +53,37 @@ class CudaExecutor {
                                                         const CudaExecutorOptions& options);
   ~CudaExecutor();
 
-  // As CpuExecutor: a new sequence at the next step, `prompt` forced at positions 0..n-1.
-  Status start_sequence(std::span<const int32_t> prompt, double temperature = 0.0,
-                        uint64_t seed = 0);
-  // Forces the token at the next position not yet forced (host-side sampling).
-  Status force_token(int32_t token);
-  // One launch: `steps` steps, each one position of the sequence. With `timings`, every
-  // task's wait and finish times are recorded too (for profiling; it costs a little).
-  Status run(int64_t steps, std::vector<TaskTiming>* timings = nullptr);
+  // A model with megalith's random weights for `seed` (abi/random_weight.h), generated on the
+  // GPU: the same model as `megalith make-checkpoint --seed` writes, with no file to read.
+  static StatusOr<std::unique_ptr<CudaExecutor>> create_random(const TaskGraph& tg,
+                                                               const ModelConfig& cfg,
+                                                               uint64_t seed,
+                                                               const CudaExecutorOptions& options);
 
-  int64_t position() const { return position_; }
-  int64_t max_positions() const { return tg_.max_seq_len; }
-  // The token that follows position p (forced or sampled), and its log-probability.
-  int32_t token(int64_t p) const;
-  float logprob(int64_t p) const;
-  // The logits of the last position computed.
-  std::span<const float> logits() const { return logits_; }
-  const TaskGraph& task_graph() const { return tg_; }
+  Status force_token(int32_t token) override;
+  // One cooperative launch of `steps` steps.
+  Status run(int64_t steps) override { return run_traced(steps, nullptr); }
+  // The same, recording every task's wait and finish times when `timings` is given (for
+  // profiling; it costs a little).
+  Status run_traced(int64_t steps, std::vector<TaskTiming>* timings);
+
+  int64_t position() const override { return position_; }
+  int32_t token(int64_t p) const override;
+  float logprob(int64_t p) const override;
+  std::span<const float> logits() const override { return logits_; }
+  const TaskGraph& task_graph() const override { return tg_; }
+
+ protected:
+  Status begin_sequence(std::span<const int32_t> prompt, double temperature,
+                        uint64_t seed) override;
 
  private:
   CudaExecutor(const TaskGraph& tg, std::unique_ptr<cuda::DeviceProgram> program);
+  static StatusOr<std::unique_ptr<CudaExecutor>> create_program(
+      const TaskGraph& tg, int64_t vocab_size, const CudaExecutorOptions& options);
   Status bind(const Checkpoint& ckpt);
+  Status bind_random(const ModelConfig& cfg, uint64_t seed);
+  Status bind_io();
 
   TaskGraph tg_;
   std::unique_ptr<cuda::DeviceProgram> program_;

@@ -382,7 +382,7 @@ Status CpuExecutor::bind(const Checkpoint& ckpt) {
   return {};
 }
 
-Status CpuExecutor::start_sequence(std::span<const int32_t> prompt, double temperature,
+Status CpuExecutor::begin_sequence(std::span<const int32_t> prompt, double temperature,
                                    uint64_t seed) {
   if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
   if (prompt.empty()) return invalid_argument("the prompt must hold at least one token");

@@ -5,6 +5,7 @@
 
 #include "device_program.h"
 #include "megalith/model/model_graph.h"
+#include "megalith/model/random_checkpoint.h"
 
 namespace megalith {
 
@@ -13,15 +14,14 @@ CudaExecutor::CudaExecutor(const TaskGraph& tg, std::unique_ptr<cuda::DeviceProg
 
 CudaExecutor::~CudaExecutor() = default;
 
-StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const TaskGraph& tg,
-                                                             const Checkpoint& ckpt,
-                                                             const CudaExecutorOptions& options) {
+StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
+    const TaskGraph& tg, int64_t vocab_size, const CudaExecutorOptions& options) {
   if (options.mode != SchedulingMode::kStatic) {
     return unimplemented("the CUDA executor runs static mode only");
   }
-  if (tg.vocab_size != ckpt.config().vocab_size) {
-    return invalid_argument("the task graph was compiled for a vocabulary of {}, the checkpoint "
-                            "has {}", tg.vocab_size, ckpt.config().vocab_size);
+  if (tg.vocab_size != vocab_size) {
+    return invalid_argument("the task graph was compiled for a vocabulary of {}, the model has {}",
+                            tg.vocab_size, vocab_size);
   }
   for (const char* name : {"control", "prompt", "tokens", "logprobs", "logits"}) {
     if (tg.find_buffer(name) == abi::kNoBuffer) {
@@ -31,10 +31,45 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const TaskGraph& tg
   MEGALITH_ASSIGN_OR_RETURN(
       std::unique_ptr<cuda::DeviceProgram> program,
       cuda::DeviceProgram::create(tg, {options.device, options.watchdog_timeout_s}));
-  std::unique_ptr<CudaExecutor> exec(new CudaExecutor(tg, std::move(program)));
+  return std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
+}
+
+StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const TaskGraph& tg,
+                                                             const Checkpoint& ckpt,
+                                                             const CudaExecutorOptions& options) {
+  MEGALITH_ASSIGN_OR_RETURN(auto exec, create_program(tg, ckpt.config().vocab_size, options));
   MEGALITH_RETURN_IF_ERROR(exec->bind(ckpt));
+  MEGALITH_RETURN_IF_ERROR(exec->bind_io());
   return exec;
 }
+
+StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_random(
+    const TaskGraph& tg, const ModelConfig& cfg, uint64_t seed, const CudaExecutorOptions& options) {
+  MEGALITH_ASSIGN_OR_RETURN(auto exec, create_program(tg, cfg.vocab_size, options));
+  MEGALITH_RETURN_IF_ERROR(exec->bind_random(cfg, seed));
+  MEGALITH_RETURN_IF_ERROR(exec->bind_io());
+  return exec;
+}
+
+namespace {
+
+// The weight spec of weight buffer `desc`, checked against the task graph's expectation.
+StatusOr<const WeightSpec*> find_weight(const std::vector<WeightSpec>& specs, const BufferDesc& desc,
+                                        DType dtype) {
+  const auto it = std::find_if(specs.begin(), specs.end(),
+                               [&](const WeightSpec& s) { return s.name == desc.name; });
+  if (it == specs.end()) return not_found("the model has no weight '{}'", desc.name);
+  int64_t elements = 1;
+  for (int64_t d : it->shape) elements *= d;
+  if (uint64_t(elements) * dtype_size(dtype) != desc.bytes || elem_type(dtype) != desc.type) {
+    return invalid_argument("weight '{}' is {} elements of {}, the task graph expects {} bytes of "
+                            "{}", desc.name, elements, dtype_short_name(dtype), desc.bytes,
+                            elem_type_name(desc.type));
+  }
+  return &*it;
+}
+
+}  // namespace
 
 Status CudaExecutor::bind(const Checkpoint& ckpt) {
   const std::vector<WeightSpec> specs = model_weight_specs(ckpt.config());
@@ -52,6 +87,23 @@ Status CudaExecutor::bind(const Checkpoint& ckpt) {
     }
     MEGALITH_RETURN_IF_ERROR(program_->write(b, w.data, w.nbytes()).with_context(desc.name));
   }
+  return {};
+}
+
+Status CudaExecutor::bind_random(const ModelConfig& cfg, uint64_t seed) {
+  const std::vector<WeightSpec> specs = model_weight_specs(cfg);
+  for (uint32_t b = 0; b < tg_.buffers.size(); ++b) {
+    const BufferDesc& desc = tg_.buffers[b];
+    if (desc.kind != BufferKind::kWeight) continue;
+    MEGALITH_ASSIGN_OR_RETURN(const WeightSpec* spec, find_weight(specs, desc, cfg.dtype));
+    MEGALITH_RETURN_IF_ERROR(
+        program_->fill_random(b, random_weight_params(seed, spec->name, spec->shape))
+            .with_context(desc.name));
+  }
+  return {};
+}
+
+Status CudaExecutor::bind_io() {
   control_buffer_ = tg_.find_buffer("control");
   prompt_buffer_ = tg_.find_buffer("prompt");
   tokens_buffer_ = tg_.find_buffer("tokens");
@@ -64,7 +116,7 @@ Status CudaExecutor::bind(const Checkpoint& ckpt) {
   return {};
 }
 
-Status CudaExecutor::start_sequence(std::span<const int32_t> prompt, double temperature,
+Status CudaExecutor::begin_sequence(std::span<const int32_t> prompt, double temperature,
                                     uint64_t seed) {
   if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
   if (prompt.empty()) return invalid_argument("the prompt must hold at least one token");
@@ -102,7 +154,7 @@ Status CudaExecutor::force_token(int32_t token) {
   return {};
 }
 
-Status CudaExecutor::run(int64_t steps, std::vector<TaskTiming>* timings) {
+Status CudaExecutor::run_traced(int64_t steps, std::vector<TaskTiming>* timings) {
   if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
   if (steps < 0) return invalid_argument("steps must not be negative");
   if (control_.num_prompt == 0) return invalid_argument("start a sequence before running");

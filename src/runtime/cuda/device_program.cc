@@ -1,11 +1,14 @@
 #include "device_program.h"
 
+#include "cuda_status.h"
+
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "fill/random_weights.h"
 #include "megakernel/launch.h"
 
 namespace megalith::cuda {
@@ -22,19 +25,6 @@ constexpr uint64_t kDirectCopyBytes = uint64_t(1) << 20;  // smaller writes skip
 constexpr uint64_t kSharedMemorySlack = 1024;
 
 uint64_t aligned(uint64_t v) { return (v + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
-
-Status cuda_error(cudaError_t e, const char* what) {
-  return {StatusCode::kInternal, fmt::format("CUDA error in {}: {} ({})", what,
-                                             cudaGetErrorString(e), cudaGetErrorName(e))};
-}
-
-#define MEGALITH_CUDA_RETURN_IF_ERROR(call)                       \
-  do {                                                            \
-    const cudaError_t megalith_cuda_error_ = (call);              \
-    if (megalith_cuda_error_ != cudaSuccess) {                    \
-      return cuda_error(megalith_cuda_error_, #call);             \
-    }                                                             \
-  } while (0)
 
 bool is_float_type(abi::RefType t) { return t != abi::RefType::kI32; }
 
@@ -330,6 +320,23 @@ Status DeviceProgram::fill(uint32_t buffer, uint8_t byte) {
   Device& d = *dev_;
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(d.arena + buffer_offset_[buffer], byte,
                                                 tg_.buffers[buffer].bytes, d.stream));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+  return {};
+}
+
+Status DeviceProgram::fill_random(uint32_t buffer, const abi::RandomWeightParams& params) {
+  if (buffer >= tg_.buffers.size()) return invalid_argument("buffer {} does not exist", buffer);
+  const BufferDesc& desc = tg_.buffers[buffer];
+  const abi::RefType type = desc.type == ElemType::kBF16  ? abi::RefType::kBF16
+                            : desc.type == ElemType::kF16 ? abi::RefType::kF16
+                                                          : abi::RefType::kF32;
+  const uint64_t elem = type == abi::RefType::kF32 ? 4 : 2;
+  if (desc.type == ElemType::kI32 || desc.bytes % elem != 0) {
+    return invalid_argument("buffer '{}' does not hold floating-point elements", desc.name);
+  }
+  Device& d = *dev_;
+  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_random_weight_fill(
+      d.arena + buffer_offset_[buffer], desc.bytes / elem, type, params, d.stream));
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
   return {};
 }

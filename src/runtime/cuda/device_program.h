@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "megalith/abi/random_weight.h"
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
 #include "megalith/runtime/cuda_executor.h"
@@ -42,6 +43,8 @@ class DeviceProgram {
   Status write(uint32_t buffer, const void* data, uint64_t bytes, uint64_t offset = 0);
   Status read(uint32_t buffer, void* data, uint64_t bytes, uint64_t offset = 0) const;
   Status fill(uint32_t buffer, uint8_t byte);
+  // Generates a weight in place (abi/random_weight.h), converted to the buffer's element type.
+  Status fill_random(uint32_t buffer, const abi::RandomWeightParams& params);
 
   // One launch: every worker's queue once per step for steps [first, end). Returns when the
   // launch has finished; a watchdog fault or a CUDA error comes back as a Status, after which

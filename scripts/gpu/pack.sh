@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the CUDA-enabled release here and packs what the GPU machine needs into build/carry-gpu
+# (the device tool carries it): the megalith CLI, the GPU tests and benchmark, the shared
+# libraries the GPU machine lacks, and the commit they were built from.
+#   scripts/gpu/pack.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=build/gpu
+[[ -f $build/build.ninja ]] || cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build $build
+carry=build/carry-gpu
+rm -rf $carry
+mkdir -p $carry/tools/megalith $carry/tests/gpu $carry/lib
+cp $build/tools/megalith/megalith $carry/tools/megalith/
+cp $build/tests/gpu/megalith_gpu_tests $build/tests/gpu/megalith_gpu_bench $carry/tests/gpu/
+for lib in libspdlog.so.1.10 libfmt.so.9 libgomp.so.1; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$lib" $carry/lib/
+done
+git rev-parse --short HEAD >$carry/COMMIT
+git diff --quiet HEAD || echo "$(cat $carry/COMMIT)+dirty" >$carry/COMMIT
+du -sh $carry
