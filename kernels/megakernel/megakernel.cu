@@ -128,7 +128,7 @@ __global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const Megakernel
   if (threadIdx.x == 0) {
     for (uint32_t s = 0; s < args.num_stages; ++s) {
       mbarrier_init(&full[s], 1);
-      mbarrier_init(&empty[s], CONSUMER_WARPS);
+      mbarrier_init(&empty[s], CONSUMER_THREADS);
     }
     fence_barrier_init();
   }

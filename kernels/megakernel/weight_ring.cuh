@@ -88,7 +88,7 @@ __device__ __forceinline__ uint32_t chunk_skew(const uint8_t* tile, const ChunkP
 struct Ring {
   uint8_t* stages;  // num_stages * STAGE_BYTES
   uint64_t* full;   // arrivals: the producer's expect_tx; completes with the copy's bytes
-  uint64_t* empty;  // arrivals: one per consumer warp
+  uint64_t* empty;  // arrivals: one per consumer thread
   uint32_t num_stages;
 };
 
@@ -171,10 +171,11 @@ class RingReader {
     return ring_.stages + size_t(stage_) * STAGE_BYTES;
   }
 
-  // The calling warp is done reading the current stage.
+  // The calling thread is done reading the current stage. Every consumer thread arrives (the
+  // empty barrier counts them all): an arrive releases only its own thread's reads, so one
+  // arrive per warp would leave the other lanes' reads unordered before the next copy.
   __device__ void release() {
-    __syncwarp();
-    if (threadIdx.x % 32 == 0) mbarrier_arrive(&ring_.empty[stage_]);
+    mbarrier_arrive(&ring_.empty[stage_]);
     if (++stage_ == ring_.num_stages) {
       stage_ = 0;
       phase_ ^= 1;

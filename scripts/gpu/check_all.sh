@@ -15,7 +15,7 @@ scripts/gpu/check_megakernel.sh "$carry" 2>&1 | tee "$OUT/check_megakernel.txt"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 python3 scripts/gpu/compare_hf.py --megalith "$carry/tools/megalith/megalith" \
   --preset qwen3:qwen3-0.6b --preset llama:llama-3.2-1b --preset qwen3:qwen3-8b \
-  --checkpoint tests/golden/fixtures/* 2>&1 | grep -v -i warn | tee "$OUT/compare_hf.txt"
+  --checkpoint tests/golden/fixtures/* --devices cuda,cpu 2>&1 | grep -v -i warn | tee "$OUT/compare_hf.txt"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 echo "== summary"
 grep -hE "^check_megakernel|^memcheck|^racecheck|tests? ran|PASSED|FAILED" "$OUT/check_megakernel.txt"

@@ -14,13 +14,31 @@ import json
 import sys
 
 import torch
+import transformers
 
 import megalith_hf
 
 
-def greedy(model, prompt, new_tokens):
+class RoundingCache(transformers.DynamicCache):
+    """A KV cache that stores keys and values rounded to `dtype` (and computes with them):
+    megalith keeps its KV cache in the checkpoint's dtype while computing in float32."""
+
+    def __init__(self, dtype, config):
+        super().__init__(config=config)
+        self.storage = dtype
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        key_states = key_states.to(self.storage).to(key_states.dtype)
+        value_states = value_states.to(self.storage).to(value_states.dtype)
+        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+
+def greedy(model, prompt, new_tokens, kv_dtype=None):
+    """Greedy tokens after `prompt`, their log-probs, and the prompt's own log-probs. With
+    `kv_dtype`, the KV cache holds keys and values rounded to it."""
     ids = torch.tensor([prompt], device="cuda")
-    out = model(input_ids=ids, use_cache=True)
+    cache = RoundingCache(kv_dtype, model.config) if kv_dtype is not None else None
+    out = model(input_ids=ids, past_key_values=cache, use_cache=True)
     logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)
     prompt_logprobs = [logprobs[i, prompt[i + 1]].item() for i in range(len(prompt) - 1)]
     cache, last = out.past_key_values, logprobs[-1]

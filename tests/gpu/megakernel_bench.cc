@@ -6,17 +6,16 @@
 //   megalith_gpu_bench [--steps N] [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "megalith/compiler/compiler.h"
+#include "megalith/compiler/task_graph_stats.h"
 #include "megalith/model/model_graph.h"
 #include "megalith/model/random_checkpoint.h"
 #include "megalith/runtime/cuda_executor.h"
@@ -25,7 +24,6 @@
 namespace megalith {
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double median(std::vector<double> v) {
@@ -62,24 +60,6 @@ StatusOr<double> read_bandwidth(int sms) {
   return double(bytes) / median(seconds);
 }
 
-// Weight bytes one step reads: every linear task's tile, and one embedding row.
-uint64_t step_weight_bytes(const TaskGraph& tg) {
-  uint64_t total = 0;
-  for (const abi::TaskDesc& t : tg.tasks) {
-    auto elem = [&](int i) { return uint64_t(t.refs[i].type == abi::RefType::kF32 ? 4 : 2); };
-    auto tile = [&](int i) { return uint64_t(t.refs[i].rows) * uint64_t(t.refs[i].cols) * elem(i); };
-    switch (t.kind) {
-      case abi::TaskKind::kRmsNormLinear:
-      case abi::TaskKind::kLmHead: total += tile(2); break;
-      case abi::TaskKind::kLinearResidual: total += tile(1); break;
-      case abi::TaskKind::kRmsNormGateUpSilu: total += tile(2) + tile(3); break;
-      case abi::TaskKind::kEmbedding: total += uint64_t(t.refs[3].cols) * elem(3); break;
-      default: break;
-    }
-  }
-  return total;
-}
-
 Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth) {
   const size_t colon = spec.find(':');
   if (colon == std::string::npos) return invalid_argument("'{}' is not arch:preset", spec);
@@ -95,16 +75,11 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth) 
     return invalid_argument("unknown architecture '{}'", arch_name);
   }
   MEGALITH_ASSIGN_OR_RETURN(ModelConfig cfg, preset_config(arch, preset));
-  const fs::path dir = fs::temp_directory_path() / fmt::format("megalith_bench_{}_{}", preset, getpid());
-  fs::remove_all(dir);
   const auto t0 = Clock::now();
-  MEGALITH_RETURN_IF_ERROR(write_random_checkpoint(cfg, {.seed = 1}, dir));
-  MEGALITH_ASSIGN_OR_RETURN(auto ckpt, load_checkpoint(dir));
   const int64_t max_seq = 16 + 6 * steps;
-  MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(ckpt->config(), 1, max_seq));
-  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, ckpt->config(), {.num_workers = sms}));
-  MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create(tg, *ckpt, {}));
-  fs::remove_all(dir);
+  MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = sms}));
+  MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create_random(tg, cfg, 1, {}));
   const double setup_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
   const std::vector<int32_t> prompt = {1, 2, 3, 4};
