@@ -29,6 +29,9 @@ constexpr int MIN_STAGES = 2;
 
 // Largest head_dim the attention and rotary tasks handle (8 values per lane).
 constexpr int MAX_HEAD_DIM = 256;
+// Query heads of a KV head's group one attention pass handles together: every key and value
+// row loaded serves all of them. Larger groups take several passes.
+constexpr int ATTENTION_ROWS = 8;
 
 enum class MegakernelFault : uint32_t {
   kNone = 0,
@@ -86,6 +89,7 @@ struct MegakernelArgs {
   uint64_t watchdog_ns;     // a spin longer than this is a fault; 0 waits forever
   uint32_t scratch_floats;  // per-task shared-memory scratch, max of task_scratch_floats()
   uint32_t num_stages;      // ring stages, MIN_STAGES..MAX_STAGES
+  uint32_t l2_prefetch_bytes;  // weight bytes beyond the ring the producer prefetches into L2
   // Optional timing trace (nullptr: off): for queue entry q at step s, TaskTrace record
   // (s - first_step) * queue_length + q.
   TaskTrace* trace;
@@ -128,12 +132,16 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
       return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows);
     case TaskKind::kQkNormRopeKvAppend:
       return uint32_t(t.params.rope.head_dim);
-    case TaskKind::kAttentionPartial:
-      // The query head, then each consumer warp's running max, sum and output row.
-      return uint32_t(t.params.attention.head_dim) +
-             CONSUMER_WARPS * uint32_t(t.params.attention.head_dim + 2);
+    case TaskKind::kAttentionPartial: {
+      // The pass's query heads, then each consumer warp's running max, sum and output row for
+      // each of them.
+      const uint32_t hd = uint32_t(t.params.attention.head_dim);
+      return ATTENTION_ROWS * hd + CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
+    }
     case TaskKind::kAttentionMerge:
-      return uint32_t(t.params.attention.num_splits);
+      // Every row's split weights.
+      return uint32_t(t.params.attention.num_splits) * uint32_t(t.refs[0].rows /
+                                                                t.params.attention.num_splits);
     case TaskKind::kEmbedding:
     case TaskKind::kSample:
       return 0;

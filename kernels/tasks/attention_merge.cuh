@@ -1,5 +1,7 @@
 // Combines one KV head's split partials into the attention output, weighting each split by
-// exp(its log-sum-exp - the largest), in double as the CPU reference does.
+// exp(its log-sum-exp - the largest), in double as the CPU reference does. Every row's
+// log-sum-exps are loaded at once, then every output element reads its splits' partials
+// together, so the task costs two memory latencies however many rows it has.
 #pragma once
 
 #include <math.h>
@@ -12,34 +14,32 @@ __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t)
   const Ref partial = env.ref(t, 0), lse = env.ref(t, 1), out = env.ref(t, 2);
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, group = p.group, splits = p.num_splits;
-  const int rows_per_split = partial.rows / splits;  // tokens * group
-  float* weights = env.scratch;
-  for (int row = 0; row < rows_per_split; ++row) {
-    // Each split's log-sum-exp is loaded once, all in parallel, then shared.
-    for (int s = env.tid; s < splits; s += CONSUMER_THREADS) {
-      weights[s] = lse.get(s * rows_per_split + row, 0);
-    }
-    consumer_sync();
-    double max_lse = -INFINITY;
-    for (int s = 0; s < splits; ++s) max_lse = fmax(max_lse, double(weights[s]));
-    consumer_sync();
-    for (int s = env.tid; s < splits; s += CONSUMER_THREADS) {
-      weights[s] = float(exp(double(weights[s]) - max_lse));
-    }
-    consumer_sync();
-    double total = 0;
-    for (int s = 0; s < splits; ++s) total += double(weights[s]);
-    const int r = row / group, g = row % group;
-    for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
-      double acc = 0;
-#pragma unroll 8
-      for (int s = 0; s < splits; ++s) {
-        acc += double(weights[s]) * double(partial.get(s * rows_per_split + row, i));
-      }
-      out.set(r, g * hd + i, float(acc / total));
-    }
-    consumer_sync();
+  const int rows = partial.rows / splits;  // tokens * group
+  float* weights = env.scratch;            // [row][split]
+  for (int i = env.tid; i < rows * splits; i += CONSUMER_THREADS) {
+    const int row = i / splits, s = i % splits;
+    weights[i] = lse.get(s * rows + row, 0);
   }
+  consumer_sync();
+  if (env.tid < rows) {
+    float* w = weights + env.tid * splits;
+    double max_lse = -INFINITY;
+    for (int s = 0; s < splits; ++s) max_lse = fmax(max_lse, double(w[s]));
+    for (int s = 0; s < splits; ++s) w[s] = float(exp(double(w[s]) - max_lse));
+  }
+  consumer_sync();
+  for (int o = env.tid; o < rows * hd; o += CONSUMER_THREADS) {
+    const int row = o / hd, i = o % hd;
+    const float* w = weights + row * splits;
+    double total = 0, acc = 0;
+#pragma unroll 8
+    for (int s = 0; s < splits; ++s) {
+      total += double(w[s]);
+      acc += double(w[s]) * double(partial.get(s * rows + row, i));
+    }
+    out.set(row / group, (row % group) * hd + i, float(acc / total));
+  }
+  consumer_sync();
 }
 
 }  // namespace megalith::kernels

@@ -1,7 +1,8 @@
 // Split-KV decode attention of one KV head's query group over one slice of the visible cache
 // rows: the slice's softmax-normalized output and its log-sum-exp (-inf when the slice is
 // empty) per query row. Each consumer warp keeps an online softmax over every 8th key of the
-// slice; the warps' states are merged at the end.
+// slice for up to ATTENTION_ROWS query heads at once, so each key and value row is loaded once
+// for all of them; the warps' states are merged at the end.
 #pragma once
 
 #include <math.h>
@@ -17,66 +18,89 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, group = p.group;
   constexpr int DIMS_PER_LANE = MAX_HEAD_DIM / 32;
-  float* qs = env.scratch;
-  float* states = env.scratch + hd;  // per warp: max, sum, then hd output values
-  float* state = states + env.warp * (hd + 2);
+  float* qs = env.scratch;                             // ATTENTION_ROWS query heads
+  float* states = env.scratch + ATTENTION_ROWS * hd;   // [warp][head]: max, sum, output row
+  auto state_of = [&](int warp, int h) { return states + (warp * ATTENTION_ROWS + h) * (hd + 2); };
   for (int r = 0; r < q.rows; ++r) {
     const int visible = positions.get_int(0, r) + 1;
     const int chunk = (visible + p.num_splits - 1) / p.num_splits;
     const int begin = min(visible, p.split * chunk), end = min(visible, begin + chunk);
-    for (int g = 0; g < group; ++g) {
-      const int row = r * group + g;
+    for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
+      const int heads = min(ATTENTION_ROWS, group - g0);
       if (begin == end) {
-        for (int i = env.tid; i < hd; i += CONSUMER_THREADS) partial.set(row, i, 0.0f);
-        if (env.tid == 0) lse.set(row, 0, -INFINITY);
+        for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) {
+          partial.set(r * group + g0 + i / hd, i % hd, 0.0f);
+        }
+        if (env.tid < heads) lse.set(r * group + g0 + env.tid, 0, -INFINITY);
         continue;
       }
-      for (int i = env.tid; i < hd; i += CONSUMER_THREADS) qs[i] = q.get(r, g * hd + i);
+      for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) qs[i] = q.get(r, g0 * hd + i);
       consumer_sync();
-      float m = -INFINITY, l = 0, acc[DIMS_PER_LANE];
+      float m[ATTENTION_ROWS], l[ATTENTION_ROWS], acc[ATTENTION_ROWS][DIMS_PER_LANE];
 #pragma unroll
-      for (int j = 0; j < DIMS_PER_LANE; ++j) acc[j] = 0;
+      for (int h = 0; h < ATTENTION_ROWS; ++h) {
+        m[h] = -INFINITY;
+        l[h] = 0;
+#pragma unroll
+        for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = 0;
+      }
       for (int s = begin + env.warp; s < end; s += CONSUMER_WARPS) {
-        float dot = 0;
-        for (int i = env.lane; i < hd; i += 32) dot = fmaf(qs[i], k_cache.get(s, i), dot);
-        const float score = warp_sum(dot) * p.scale;
-        const float m_new = fmaxf(m, score);
-        const float correction = expf(m - m_new), weight = expf(score - m_new);
-        l = l * correction + weight;
+        // The key and value rows' elements of this lane, loaded together.
+        float kv[DIMS_PER_LANE], vv[DIMS_PER_LANE];
 #pragma unroll
         for (int j = 0; j < DIMS_PER_LANE; ++j) {
           const int i = env.lane + 32 * j;
-          if (i < hd) acc[j] = acc[j] * correction + weight * v_cache.get(s, i);
+          kv[j] = i < hd ? k_cache.get(s, i) : 0.0f;
+          vv[j] = i < hd ? v_cache.get(s, i) : 0.0f;
         }
-        m = m_new;
-      }
-      if (env.lane == 0) {
-        state[0] = m;
-        state[1] = l;
+#pragma unroll
+        for (int h = 0; h < ATTENTION_ROWS; ++h) {
+          if (h >= heads) break;
+          float dot = 0;
+#pragma unroll
+          for (int j = 0; j < DIMS_PER_LANE; ++j) {
+            const int i = env.lane + 32 * j;
+            if (i < hd) dot = fmaf(qs[h * hd + i], kv[j], dot);
+          }
+          const float score = warp_sum(dot) * p.scale;
+          const float m_new = fmaxf(m[h], score);
+          const float correction = expf(m[h] - m_new), weight = expf(score - m_new);
+          l[h] = l[h] * correction + weight;
+#pragma unroll
+          for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = acc[h][j] * correction + weight * vv[j];
+          m[h] = m_new;
+        }
       }
 #pragma unroll
-      for (int j = 0; j < DIMS_PER_LANE; ++j) {
-        const int i = env.lane + 32 * j;
-        if (i < hd) state[2 + i] = acc[j];
+      for (int h = 0; h < ATTENTION_ROWS; ++h) {
+        if (h >= heads) break;
+        float* state = state_of(env.warp, h);
+        if (env.lane == 0) {
+          state[0] = m[h];
+          state[1] = l[h];
+        }
+#pragma unroll
+        for (int j = 0; j < DIMS_PER_LANE; ++j) {
+          const int i = env.lane + 32 * j;
+          if (i < hd) state[2 + i] = acc[h][j];
+        }
       }
       consumer_sync();
       // Warps that saw no key hold max -inf and weigh nothing.
-      float max_all = -INFINITY;
-      for (int w = 0; w < CONSUMER_WARPS; ++w) max_all = fmaxf(max_all, states[w * (hd + 2)]);
-      float total = 0;
-      for (int w = 0; w < CONSUMER_WARPS; ++w) {
-        const float* sw = states + w * (hd + 2);
-        total += sw[1] * expf(sw[0] - max_all);
-      }
-      for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
-        float o = 0;
+      for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
+        const int h = o / hd, i = o % hd;
+        float max_all = -INFINITY;
+        for (int w = 0; w < CONSUMER_WARPS; ++w) max_all = fmaxf(max_all, state_of(w, h)[0]);
+        float total = 0, out = 0;
         for (int w = 0; w < CONSUMER_WARPS; ++w) {
-          const float* sw = states + w * (hd + 2);
-          o += sw[2 + i] * expf(sw[0] - max_all);
+          const float* sw = state_of(w, h);
+          const float scale = expf(sw[0] - max_all);
+          total += sw[1] * scale;
+          out += sw[2 + i] * scale;
         }
-        partial.set(row, i, o / total);
+        partial.set(r * group + g0 + h, i, out / total);
+        if (i == 0) lse.set(r * group + g0 + h, 0, max_all + logf(total));
       }
-      if (env.tid == 0) lse.set(row, 0, max_all + logf(total));
       consumer_sync();
     }
   }

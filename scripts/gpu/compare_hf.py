@@ -9,9 +9,14 @@ close. Runs on the GPU machine (it has torch and transformers).
 A --preset ARCH:NAME model gets megalith's random weights for --seed (generated on the GPU by
 megalith, by megalith_hf.py for transformers); a --checkpoint DIR is read from its files by
 both. The reference is megalith's numerical contract: transformers computing in float32 over
-the stored weights, with its KV cache rounded to the stored dtype as megalith keeps it. The
-same model with a float32 KV cache is printed beside it, for scale. Prints one line per model
-and device and a summary; the exit status is 0 only when every comparison matched.
+the stored weights, with its KV cache rounded to the stored dtype as megalith keeps it.
+
+Greedy tokens must be identical to that reference. Log-probs cannot be identical: float32
+sums in a different order differ in their last bits, and a deep random network amplifies
+that. So both are measured against the exact answer, the same model in float64, and
+megalith's log-probs must be no further from it than twice transformers' own float32 error
+(plus 1e-4). Prints one line per model and device and a summary; the exit status is 0 only
+when every comparison passed.
 """
 import argparse
 import json
@@ -37,25 +42,45 @@ def megalith_json(args, *command):
 STORAGE = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def hf_answer(model_dir, random_seed, prompt, new_tokens, kv_dtype):
+def hf_model(model_dir, random_seed, dtype):
+    if random_seed is not None:
+        return megalith_hf.build_model(str(model_dir), random_seed, dtype=dtype)
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=dtype, device_map="cuda").eval()
+
+
+def hf_logprobs(model, sequence, kv_dtype):
+    """log P(sequence[i+1] | sequence[..i]) with the rounding KV cache, in one forward pass."""
+    ids = torch.tensor([sequence], device="cuda")
+    cache = hf_reference.RoundingCache(kv_dtype, model.config)
+    logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0]
+    logprobs = torch.log_softmax(logits.double(), dim=-1)
+    return [logprobs[i, sequence[i + 1]].item() for i in range(len(sequence) - 1)]
+
+
+def hf_answers(model_dir, random_seed, prompt, new_tokens, kv_dtype):
+    """transformers' greedy tokens (float32), and the log-probs of prompt + those tokens in
+    float32 and float64."""
     with torch.no_grad():
-        if random_seed is not None:
-            model = megalith_hf.build_model(str(model_dir), random_seed, dtype=torch.float32)
-        else:
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(model_dir), dtype=torch.float32, device_map="cuda").eval()
-        answers = [hf_reference.greedy(model, prompt, new_tokens, kv) for kv in (kv_dtype, None)]
+        model = hf_model(model_dir, random_seed, torch.float32)
+        tokens, _, _ = hf_reference.greedy(model, prompt, new_tokens, kv_dtype)
+        f32_cache_tokens, _, _ = hf_reference.greedy(model, prompt, new_tokens, None)
+        f32 = hf_logprobs(model, prompt + tokens, kv_dtype)
         del model
         torch.cuda.empty_cache()
-    return answers
+        model = hf_model(model_dir, random_seed, torch.float64)
+        f64 = hf_logprobs(model, prompt + tokens, kv_dtype)
+        del model
+        torch.cuda.empty_cache()
+    return tokens, f32_cache_tokens, f32, f64
 
 
-def match(args, ours, scored, reference):
-    hf_tokens, hf_logprobs, hf_prompt_logprobs = reference
-    same = next((i for i, (a, b) in enumerate(zip(ours, hf_tokens)) if a != b), len(hf_tokens))
-    expected = hf_prompt_logprobs + hf_logprobs
-    diff = max(abs(a - b) for a, b in zip(scored, expected))
-    return same, diff
+def leading_match(a, b):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def max_diff(a, b):
+    return max(abs(x - y) for x, y in zip(a, b))
 
 
 def compare(args, name, model_dir, random_seed):
@@ -63,8 +88,9 @@ def compare(args, name, model_dir, random_seed):
     stored = STORAGE[str(config.get("dtype") or config.get("torch_dtype") or "bfloat16")]
     vocab = config["vocab_size"]
     prompt = [(i * 7919 + 13) % vocab for i in range(args.prompt_len)]
-    contract, f32_cache = hf_answer(model_dir, random_seed, prompt, args.new_tokens, stored)
-    hf_tokens = contract[0]
+    hf_tokens, f32_cache_tokens, hf_f32, exact = hf_answers(model_dir, random_seed, prompt,
+                                                          args.new_tokens, stored)
+    hf_error = max_diff(hf_f32, exact)
     weights = ["--random-weights", "--weights-seed", str(random_seed)] if random_seed is not None else []
     ok = True
     for device in args.devices.split(","):
@@ -76,16 +102,19 @@ def compare(args, name, model_dir, random_seed):
         # Log-probs of the whole sequence transformers produced, next token by next token.
         scored = megalith_json(args, "score", *common, "--ids",
                                ",".join(map(str, prompt + hf_tokens)))["logprobs"]
-        same, diff = match(args, ours, scored, contract)
-        same32, diff32 = match(args, ours, scored, f32_cache)
-        passed = same == len(hf_tokens) and len(ours) == len(hf_tokens) and diff <= args.logprob_atol
+        same = leading_match(ours, hf_tokens)
+        error = max_diff(scored, exact)
+        passed = same == len(hf_tokens) == len(ours) and error <= 2 * hf_error + 1e-4
         ok = ok and passed
         print(f"{'PASS' if passed else 'FAIL'} {name} on {device}: {same}/{len(hf_tokens)} greedy "
-              f"tokens identical, max |logprob diff| {diff:.2e} over {len(scored)} positions "
-              f"(float32 KV cache: {same32}/{len(hf_tokens)}, {diff32:.2e})", flush=True)
+              f"tokens identical; max |logprob error| vs float64 {error:.1e} (transformers "
+              f"float32: {hf_error:.1e}; megalith vs transformers {max_diff(scored, hf_f32):.1e}) "
+              f"over {len(scored)} positions", flush=True)
         if same < len(hf_tokens):
             print(f"  first difference at token {same}: megalith {ours[same:same + 4]}, "
                   f"transformers {hf_tokens[same:same + 4]}", flush=True)
+    print(f"  for scale: transformers with a float32 KV cache agrees on "
+          f"{leading_match(f32_cache_tokens, hf_tokens)}/{len(hf_tokens)} tokens", flush=True)
     return ok
 
 
@@ -102,7 +131,6 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--prompt-len", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--logprob-atol", type=float, default=2e-3)
     parser.add_argument("--devices", default="cuda", help="megalith devices, e.g. cuda,cpu")
     parser.add_argument("--cpu-max-params", type=float, default=2e9,
                         help="larger models run on cuda only")

@@ -3,7 +3,7 @@
 // same GPU in the same run. A traced launch then splits each task kind's time into waiting
 // for its inputs and running.
 //
-//   megalith_gpu_bench [--steps N] [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
+//   megalith_gpu_bench [--steps N] [--l2-prefetch-kb K] [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -60,7 +60,8 @@ StatusOr<double> read_bandwidth(int sms) {
   return double(bytes) / median(seconds);
 }
 
-Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth) {
+Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
+             const CudaExecutorOptions& options) {
   const size_t colon = spec.find(':');
   if (colon == std::string::npos) return invalid_argument("'{}' is not arch:preset", spec);
   const std::string arch_name = spec.substr(0, colon), preset = spec.substr(colon + 1);
@@ -79,7 +80,7 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth) 
   const int64_t max_seq = 16 + 6 * steps;
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
   MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = sms}));
-  MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create_random(tg, cfg, 1, {}));
+  MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create_random(tg, cfg, 1, options));
   const double setup_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
   const std::vector<int32_t> prompt = {1, 2, 3, 4};
@@ -139,11 +140,14 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth) 
 
 int run_bench(int argc, char** argv) {
   int64_t steps = 64;
+  CudaExecutorOptions options;
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--steps" && i + 1 < argc) {
       steps = std::max<int64_t>(1, std::stoll(argv[++i]));
+    } else if (arg == "--l2-prefetch-kb" && i + 1 < argc) {
+      options.l2_prefetch_bytes = uint32_t(std::stoul(argv[++i]) * 1024);
     } else {
       specs.push_back(arg);
     }
@@ -165,7 +169,7 @@ int run_bench(int argc, char** argv) {
   fmt::print("{}, {} SMs: streaming read {:.0f} GB/s\n", prop.name, sms, *bandwidth / 1e9);
   int failures = 0;
   for (const std::string& spec : specs) {
-    const Status s = bench(spec, steps, sms, *bandwidth);
+    const Status s = bench(spec, steps, sms, *bandwidth, options);
     if (!s.ok()) {
       fmt::print(stderr, "{}: {}\n", spec, s.message());
       ++failures;

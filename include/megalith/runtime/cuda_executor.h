@@ -35,6 +35,8 @@ struct CudaExecutorOptions {
   // A worker spinning this long on one event ends the launch with an error naming the task
   // and the event, instead of hanging; 0 waits forever.
   double watchdog_timeout_s = 20.0;
+  // Weight bytes past the ring's copies that each worker prefetches into L2.
+  uint32_t l2_prefetch_bytes = 0;
 };
 
 // One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its

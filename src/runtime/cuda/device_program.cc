@@ -265,6 +265,7 @@ Status DeviceProgram::allocate_and_upload() {
   a.error = reinterpret_cast<kernels::MegakernelError*>(d.meta + pieces[4].offset);
   a.abort_flag = reinterpret_cast<uint32_t*>(d.meta + pieces[5].offset);
   a.watchdog_ns = uint64_t(options_.watchdog_timeout_s * 1e9);
+  a.l2_prefetch_bytes = options_.l2_prefetch_bytes / 16 * 16;
   a.scratch_floats = scratch_floats_;
   a.num_stages = num_stages_;
   return {};

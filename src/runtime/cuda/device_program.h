@@ -25,6 +25,8 @@ struct DeviceProgramOptions {
   // A worker spinning longer than this on one event or ring stage ends the launch with an
   // error naming the task and the event; 0 waits forever.
   double watchdog_timeout_s = 20.0;
+  // Weight bytes past the ring's copies that each worker prefetches into L2.
+  uint32_t l2_prefetch_bytes = 0;
 };
 
 class DeviceProgram {

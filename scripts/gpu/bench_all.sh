@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `megalith bench` on the issue's models, with the Hugging Face peers, on the GPU machine.
+# Records are appended to $OUT/decode.json (copy them to bench/results/decode.json).
+#   scripts/gpu/bench_all.sh [CARRY_DIR] [extra megalith bench flags...]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+carry=${1:-build/carry-gpu}
+shift || true
+export OUT=${OUT:-$PWD/gpu-logs} PYTHONUNBUFFERED=1 MEGALITH_COMMIT=$(cat "$carry/COMMIT")
+export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+mkdir -p "$OUT"
+status=0
+for model in qwen3-8b llama-3.2-1b qwen3-0.6b; do
+  "$carry/tools/megalith/megalith" bench --preset "$model" --out "$OUT/decode.json" "$@" \
+    2>&1 | grep -v -i "warn" || status=1
+done
+exit $status
