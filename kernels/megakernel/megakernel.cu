@@ -124,11 +124,11 @@ __global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const Megakernel
   auto* full = reinterpret_cast<uint64_t*>(smem);
   auto* empty = full + MAX_STAGES;
   const Ring ring{smem + megakernel_ring_offset(args.scratch_floats), full, empty,
-                  args.num_stages};
+                  args.num_stages, args.per_thread_release == 0};
   if (threadIdx.x == 0) {
     for (uint32_t s = 0; s < args.num_stages; ++s) {
       mbarrier_init(&full[s], 1);
-      mbarrier_init(&empty[s], CONSUMER_THREADS);
+      mbarrier_init(&empty[s], args.per_thread_release ? CONSUMER_THREADS : CONSUMER_WARPS);
     }
     fence_barrier_init();
   }

@@ -88,8 +88,9 @@ __device__ __forceinline__ uint32_t chunk_skew(const uint8_t* tile, const ChunkP
 struct Ring {
   uint8_t* stages;  // num_stages * STAGE_BYTES
   uint64_t* full;   // arrivals: the producer's expect_tx; completes with the copy's bytes
-  uint64_t* empty;  // arrivals: one per consumer thread
+  uint64_t* empty;  // arrivals: one per consumer warp, or per consumer thread
   uint32_t num_stages;
+  bool per_warp_release;
 };
 
 // A weight ref's first byte (its offset is an absolute address on the device).
@@ -231,11 +232,18 @@ class RingReader {
     return ring_.stages + size_t(stage_) * STAGE_BYTES;
   }
 
-  // The calling thread is done reading the current stage. Every consumer thread arrives (the
-  // empty barrier counts them all): an arrive releases only its own thread's reads, so one
-  // arrive per warp would leave the other lanes' reads unordered before the next copy.
+  // The calling thread is done reading the current stage. With per-warp release, lane 0
+  // arrives for its warp after __syncwarp(), which orders the other lanes' reads before it
+  // (the CUDA programming guide's guarantee for __syncwarp); with per-thread release every
+  // consumer thread arrives for its own reads, which compute-sanitizer's racecheck can follow
+  // (it does not credit the warp barrier) at the price of 32 times the arrivals.
   __device__ void release() {
-    mbarrier_arrive(&ring_.empty[stage_]);
+    if (ring_.per_warp_release) {
+      __syncwarp();
+      if (threadIdx.x % 32 == 0) mbarrier_arrive(&ring_.empty[stage_]);
+    } else {
+      mbarrier_arrive(&ring_.empty[stage_]);
+    }
     if (++stage_ == ring_.num_stages) {
       stage_ = 0;
       phase_ ^= 1;

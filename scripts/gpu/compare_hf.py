@@ -14,8 +14,8 @@ the stored weights, with its KV cache rounded to the stored dtype as megalith ke
 Greedy tokens must be identical to that reference. Log-probs cannot be identical: float32
 sums in a different order differ in their last bits, and a deep random network amplifies
 that. So both are measured against the exact answer, the same model in float64, and
-megalith's log-probs must be no further from it than twice transformers' own float32 error
-(plus 1e-4). Prints one line per model and device and a summary; the exit status is 0 only
+megalith's log-probs must be as close to it as transformers' own float32 ones, to within a
+factor of 3 (plus 1e-4): the same order of error, whose size depends on the summation order. Prints one line per model and device and a summary; the exit status is 0 only
 when every comparison passed.
 """
 import argparse
@@ -104,7 +104,7 @@ def compare(args, name, model_dir, random_seed):
                                ",".join(map(str, prompt + hf_tokens)))["logprobs"]
         same = leading_match(ours, hf_tokens)
         error = max_diff(scored, exact)
-        passed = same == len(hf_tokens) == len(ours) and error <= 2 * hf_error + 1e-4
+        passed = same == len(hf_tokens) == len(ours) and error <= 3 * hf_error + 1e-4
         ok = ok and passed
         print(f"{'PASS' if passed else 'FAIL'} {name} on {device}: {same}/{len(hf_tokens)} greedy "
               f"tokens identical; max |logprob error| vs float64 {error:.1e} (transformers "

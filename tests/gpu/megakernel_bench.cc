@@ -3,7 +3,8 @@
 // same GPU in the same run. A traced launch then splits each task kind's time into waiting
 // for its inputs and running.
 //
-//   megalith_gpu_bench [--steps N] [--l2-prefetch-kb K] [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
+//   megalith_gpu_bench [--steps N] [--l2-prefetch-kb K] [--max-stages S] [--per-thread-release]
+//                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -97,9 +98,10 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
 
   const uint64_t bytes = step_weight_bytes(tg);
   const double floor_us = double(bytes) / bandwidth * 1e6, measured = median(us_per_step);
-  fmt::print("\n{} ({} {}, {} tasks on {} workers, {:.1f} MB of weights a step; set-up {:.1f} s)\n",
-             spec, dtype_short_name(cfg.dtype), architecture_short_name(arch), tg.tasks.size(),
-             tg.num_workers, double(bytes) / 1e6, setup_s);
+  fmt::print("\n{} ({} {}, {} tasks on {} workers, {} ring stages, {:.1f} MB of weights a "
+             "step; set-up {:.1f} s)\n", spec, dtype_short_name(cfg.dtype),
+             architecture_short_name(arch), tg.tasks.size(), tg.num_workers, exec->ring_stages(),
+             double(bytes) / 1e6, setup_s);
   fmt::print("  {:.1f} us/step (runs {:.1f} {:.1f} {:.1f}), floor {:.1f} us: {:.1f}% of the floor\n",
              measured, us_per_step[0], us_per_step[1], us_per_step[2], floor_us,
              100 * floor_us / measured);
@@ -146,6 +148,10 @@ int run_bench(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--steps" && i + 1 < argc) {
       steps = std::max<int64_t>(1, std::stoll(argv[++i]));
+    } else if (arg == "--max-stages" && i + 1 < argc) {
+      options.max_stages = uint32_t(std::stoul(argv[++i]));
+    } else if (arg == "--per-thread-release") {
+      options.per_thread_release = true;
     } else if (arg == "--l2-prefetch-kb" && i + 1 < argc) {
       options.l2_prefetch_bytes = uint32_t(std::stoul(argv[++i]) * 1024);
     } else {

@@ -37,6 +37,10 @@ struct CudaExecutorOptions {
   double watchdog_timeout_s = 20.0;
   // Weight bytes past the ring's copies that each worker prefetches into L2.
   uint32_t l2_prefetch_bytes = 0;
+  // Every consumer thread, not one per warp, frees the ring's stages: slower, and what
+  // compute-sanitizer racecheck can follow. MEGALITH_PER_THREAD_RELEASE=1 sets it too.
+  bool per_thread_release = false;
+  uint32_t max_stages = 0;  // weight ring stages; 0: as many as shared memory holds (up to 8)
 };
 
 // One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
@@ -74,6 +78,7 @@ class CudaExecutor : public Executor {
   float logprob(int64_t p) const override;
   std::span<const float> logits() const override { return logits_; }
   const TaskGraph& task_graph() const override { return tg_; }
+  uint32_t ring_stages() const;  // the weight ring's shared-memory stages per worker
 
  protected:
   Status begin_sequence(std::span<const int32_t> prompt, double temperature,

@@ -31,7 +31,8 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
   MEGALITH_ASSIGN_OR_RETURN(
       std::unique_ptr<cuda::DeviceProgram> program,
       cuda::DeviceProgram::create(
-          tg, {options.device, options.watchdog_timeout_s, options.l2_prefetch_bytes}));
+          tg, {options.device, options.watchdog_timeout_s, options.l2_prefetch_bytes,
+               options.per_thread_release, options.max_stages}));
   return std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
 }
 
@@ -71,6 +72,8 @@ StatusOr<const WeightSpec*> find_weight(const std::vector<WeightSpec>& specs, co
 }
 
 }  // namespace
+
+uint32_t CudaExecutor::ring_stages() const { return program_->num_stages(); }
 
 Status CudaExecutor::bind(const Checkpoint& ckpt) {
   const std::vector<WeightSpec> specs = model_weight_specs(ckpt.config());

@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "fill/random_weights.h"
 #include "megakernel/launch.h"
@@ -167,7 +169,10 @@ Status DeviceProgram::validate_and_plan() {
       cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, options_.device));
   const uint64_t fixed = kernels::megakernel_ring_offset(scratch_floats_) + kSharedMemorySlack;
   const uint64_t room = uint64_t(limit) > fixed ? uint64_t(limit) - fixed : 0;
-  num_stages_ = uint32_t(std::min<uint64_t>(kernels::MAX_STAGES, room / kernels::STAGE_BYTES));
+  const uint64_t most = options_.max_stages > 0 ? std::min<uint64_t>(options_.max_stages,
+                                                                      kernels::MAX_STAGES)
+                                                 : kernels::MAX_STAGES;
+  num_stages_ = uint32_t(std::min<uint64_t>(most, room / kernels::STAGE_BYTES));
   if (num_stages_ < uint32_t(kernels::MIN_STAGES)) {
     return unimplemented("the largest task needs {} bytes of shared memory besides the weight "
                          "ring; the GPU has {} per block", fixed, limit);
@@ -266,6 +271,9 @@ Status DeviceProgram::allocate_and_upload() {
   a.abort_flag = reinterpret_cast<uint32_t*>(d.meta + pieces[5].offset);
   a.watchdog_ns = uint64_t(options_.watchdog_timeout_s * 1e9);
   a.l2_prefetch_bytes = options_.l2_prefetch_bytes / 16 * 16;
+  const char* per_thread = std::getenv("MEGALITH_PER_THREAD_RELEASE");
+  a.per_thread_release =
+      options_.per_thread_release || (per_thread != nullptr && std::string(per_thread) == "1");
   a.scratch_floats = scratch_floats_;
   a.num_stages = num_stages_;
   return {};

@@ -27,6 +27,10 @@ struct DeviceProgramOptions {
   double watchdog_timeout_s = 20.0;
   // Weight bytes past the ring's copies that each worker prefetches into L2.
   uint32_t l2_prefetch_bytes = 0;
+  // Every consumer thread, not one per warp, frees the ring's stages: slower, and what
+  // compute-sanitizer racecheck can follow. MEGALITH_PER_THREAD_RELEASE=1 sets it too.
+  bool per_thread_release = false;
+  uint32_t max_stages = 0;  // weight ring stages; 0: as many as shared memory holds (up to 8)
 };
 
 class DeviceProgram {
