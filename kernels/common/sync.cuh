@@ -93,10 +93,4 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
       : "memory");
 }
 
-// Starts bringing `bytes` (a multiple of 16, 16-byte aligned) of global memory into L2 without
-// waiting: a later copy of them then comes from L2.
-__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
-
 }  // namespace megalith::kernels

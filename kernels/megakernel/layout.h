@@ -89,7 +89,6 @@ struct MegakernelArgs {
   uint64_t watchdog_ns;     // a spin longer than this is a fault; 0 waits forever
   uint32_t scratch_floats;  // per-task shared-memory scratch, max of task_scratch_floats()
   uint32_t num_stages;      // ring stages, MIN_STAGES..MAX_STAGES
-  uint32_t l2_prefetch_bytes;  // weight bytes beyond the ring the producer prefetches into L2
   uint32_t per_thread_release;  // 1: every consumer thread frees ring stages (racecheck runs)
   // Optional timing trace (nullptr: off): for queue entry q at step s, TaskTrace record
   // (s - first_step) * queue_length + q.

@@ -98,116 +98,56 @@ __device__ __forceinline__ const uint8_t* tile_base(const abi::TensorRef& w) {
   return reinterpret_cast<const uint8_t*>(w.offset);
 }
 
-// A walk over every weight chunk of a worker's queue for the launch's steps, in the order the
-// consumers take them: the producer keeps two, one issuing the ring's copies and one ahead of
-// it prefetching into L2.
-class ChunkCursor {
- public:
-  __device__ ChunkCursor(const MegakernelArgs& args, uint32_t worker)
-      : args_(args),
-        q_begin_(args.queue_begin[worker]),
-        q_end_(args.queue_begin[worker + 1]),
-        step_(args.first_step),
-        q_(q_begin_) {
-    settle();
-  }
-  __device__ bool done() const { return step_ >= args_.end_step || q_begin_ == q_end_; }
-  __device__ int64_t step() const { return step_; }
-  __device__ uint32_t task() const { return args_.entries[q_].task_index; }
-  // The current chunk's bytes: [begin, end), 16-byte aligned around the chunk.
-  __device__ uintptr_t begin() const { return begin_; }
-  __device__ uintptr_t end() const { return end_; }
-  __device__ void next() {
-    ++chunk_;
-    settle();
-  }
-
- private:
-  // Moves to the first chunk at or after (step_, q_, part_, chunk_) and computes its bytes.
-  __device__ void settle() {
-    while (!done()) {
-      const abi::TaskDesc& t = args_.entries[q_].task;
-      const WeightParts parts = weight_parts(t);
-      if (part_ < parts.count) {
-        const abi::TensorRef& w = t.refs[parts.ref[part_]];
-        const ChunkPlan plan = plan_chunks(w);
-        if (chunk_ < plan.num_chunks) {
-          const Chunk c = chunk_at(plan, chunk_);
-          const uint8_t* src = chunk_src(tile_base(w), plan, c);
-          const uint32_t bytes = uint32_t(((c.rows - 1) * plan.cols + c.cols) * plan.elem_bytes);
-          begin_ = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
-          end_ = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
-          return;
-        }
-        ++part_;
-        chunk_ = 0;
-        continue;
-      }
-      part_ = 0;
-      chunk_ = 0;
-      if (++q_ == q_end_) {
-        q_ = q_begin_;
-        ++step_;
-      }
-    }
-  }
-
-  const MegakernelArgs& args_;
-  uint32_t q_begin_, q_end_;
-  int64_t step_;
-  uint32_t q_;
-  int part_ = 0;
-  int32_t chunk_ = 0;
-  uintptr_t begin_ = 0, end_ = 0;
-};
-
-// The producer: one thread streams every chunk of the worker's queue for the launch's steps,
-// and keeps args.l2_prefetch_bytes of the chunks after those in flight prefetching into L2, so
-// more bytes are on their way from HBM than the ring holds.
+// The producer: one thread streams every chunk of the worker's queue for the launch's steps.
 __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring) {
   const uint32_t worker = blockIdx.x;
+  const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
   uint32_t stage = 0, phase = 0;
-  uint64_t issued = 0, issued_bytes = 0, walked_bytes = 0;  // walked: by `ahead`
-  ChunkCursor ahead(args, worker);
-  for (ChunkCursor at(args, worker); !at.done(); at.next()) {
-    // The consumers may legitimately hold the ring while they wait on an event for up to the
-    // watchdog's time, so the producer allows twice that.
-    Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
-    while (!mbarrier_try_wait(&ring.empty[stage], phase ^ 1)) {
-      const SpinState s = spin.poll();
-      if (s == SpinState::kWaiting) continue;
-      if (s == SpinState::kExpired) {
-        report_fault(args, MegakernelFault::kRingTimeout, at.task(), at.step(), abi::kNoEvent, 0,
-                     0);
-      }
-      // Copies still in flight write this CTA's shared memory: let them land first.
-      const uint64_t outstanding = issued < ring.num_stages ? issued : ring.num_stages;
-      for (uint64_t k = issued - outstanding; k < issued; ++k) {
-        while (!mbarrier_try_wait(&ring.full[k % ring.num_stages],
-                                  uint32_t(k / ring.num_stages) & 1)) {
+  uint64_t issued = 0;
+  for (int64_t step = args.first_step; step < args.end_step; ++step) {
+    for (uint32_t q = q_begin; q < q_end; ++q) {
+      const abi::TaskDesc& t = args.entries[q].task;
+      const uint32_t task = args.entries[q].task_index;
+      const WeightParts parts = weight_parts(t);
+      for (int part = 0; part < parts.count; ++part) {
+        const abi::TensorRef& w = t.refs[parts.ref[part]];
+        const uint8_t* tile = tile_base(w);
+        const ChunkPlan plan = plan_chunks(w);
+        for (int32_t c = 0; c < plan.num_chunks; ++c) {
+          const Chunk chunk = chunk_at(plan, c);
+          const uint8_t* src = chunk_src(tile, plan, chunk);
+          const uint32_t bytes = uint32_t(((chunk.rows - 1) * plan.cols + chunk.cols) * plan.elem_bytes);
+          const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
+          const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
+          // The consumers may legitimately hold the ring while they wait on an event for up
+          // to the watchdog's time, so the producer allows twice that.
+          Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
+          while (!mbarrier_try_wait(&ring.empty[stage], phase ^ 1)) {
+            const SpinState s = spin.poll();
+            if (s == SpinState::kWaiting) continue;
+            if (s == SpinState::kExpired) {
+              report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
+            }
+            // Copies still in flight write this CTA's shared memory: let them land first.
+            const uint64_t outstanding = issued < ring.num_stages ? issued : ring.num_stages;
+            for (uint64_t k = issued - outstanding; k < issued; ++k) {
+              while (!mbarrier_try_wait(&ring.full[k % ring.num_stages],
+                                        uint32_t(k / ring.num_stages) & 1)) {
+              }
+            }
+            return;
+          }
+          mbarrier_arrive_expect_tx(&ring.full[stage], uint32_t(end - begin));
+          bulk_copy_g2s(ring.stages + size_t(stage) * STAGE_BYTES,
+                        reinterpret_cast<const void*>(begin), uint32_t(end - begin),
+                        &ring.full[stage]);
+          ++issued;
+          if (++stage == ring.num_stages) {
+            stage = 0;
+            phase ^= 1;
+          }
         }
       }
-      return;
-    }
-    const uint32_t bytes = uint32_t(at.end() - at.begin());
-    mbarrier_arrive_expect_tx(&ring.full[stage], bytes);
-    bulk_copy_g2s(ring.stages + size_t(stage) * STAGE_BYTES,
-                  reinterpret_cast<const void*>(at.begin()), bytes, &ring.full[stage]);
-    ++issued;
-    issued_bytes += bytes;
-    if (++stage == ring.num_stages) {
-      stage = 0;
-      phase ^= 1;
-    }
-    // Chunks not yet copied, up to l2_prefetch_bytes of them, on their way into L2.
-    while (args.l2_prefetch_bytes != 0 && !ahead.done() &&
-           walked_bytes < issued_bytes + args.l2_prefetch_bytes) {
-      const uint32_t n = uint32_t(ahead.end() - ahead.begin());
-      if (walked_bytes >= issued_bytes) {
-        bulk_prefetch_l2(reinterpret_cast<const void*>(ahead.begin()), n);
-      }
-      walked_bytes += n;
-      ahead.next();
     }
   }
 }

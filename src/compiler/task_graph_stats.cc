@@ -23,7 +23,9 @@ std::vector<std::vector<uint32_t>> event_producers(const TaskGraph& tg) {
 }  // namespace
 
 uint64_t step_weight_bytes(const TaskGraph& tg) {
-  uint64_t total = 0;
+  // Bytes the step's tasks read of each weight buffer, at most the buffer once: norm weights
+  // that many tasks read come from HBM once and from L2 after that.
+  std::vector<uint64_t> read(tg.buffers.size(), 0);
   for (const abi::TaskDesc& t : tg.tasks) {
     for (uint16_t i = 0; i < t.num_refs; ++i) {
       const abi::TensorRef& r = t.refs[i];
@@ -32,9 +34,11 @@ uint64_t step_weight_bytes(const TaskGraph& tg) {
       }
       const uint64_t elem = r.type == abi::RefType::kF32 ? 4 : 2;
       const uint64_t rows = t.kind == abi::TaskKind::kEmbedding ? 1 : r.rows;
-      total += rows * uint64_t(r.cols) * elem;
+      read[r.buffer] += rows * uint64_t(r.cols) * elem;
     }
   }
+  uint64_t total = 0;
+  for (size_t b = 0; b < tg.buffers.size(); ++b) total += std::min(read[b], tg.buffers[b].bytes);
   return total;
 }
 

@@ -3,7 +3,7 @@
 // same GPU in the same run. A traced launch then splits each task kind's time into waiting
 // for its inputs and running.
 //
-//   megalith_gpu_bench [--steps N] [--l2-prefetch-kb K] [--max-stages S] [--per-thread-release]
+//   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -152,8 +152,6 @@ int run_bench(int argc, char** argv) {
       options.max_stages = uint32_t(std::stoul(argv[++i]));
     } else if (arg == "--per-thread-release") {
       options.per_thread_release = true;
-    } else if (arg == "--l2-prefetch-kb" && i + 1 < argc) {
-      options.l2_prefetch_bytes = uint32_t(std::stoul(argv[++i]) * 1024);
     } else {
       specs.push_back(arg);
     }

@@ -126,6 +126,11 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
       "make-checkpoint --arch gpt2 --preset tiny --out " + empty_dir.string(),
       "make-checkpoint --arch llama --preset qwen3-8b --out " + empty_dir.string(),
       "make-checkpoint --arch llama --preset tiny --dtype int8 --out " + empty_dir.string(),
+      "generate --model " + empty_dir.string() + " --random-weights --prompt-ids 1",
+      "bench --preset no-such-model --no-peers",
+      "bench --preset tiny --no-peers",  // three architectures have a "tiny"
+      "bench --preset qwen3:tiny --device cpu --no-peers",
+      "bench --preset qwen3:tiny --new-tokens 1 --no-peers",
   };
   for (const std::string& args : cases) {
     const Result r = run(args);
@@ -138,11 +143,40 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
 }
 
 TEST_F(CliTest, EverySubcommandHasHelp) {
-  for (const char* cmd : {"", "generate", "score", "make-checkpoint"}) {
+  for (const char* cmd : {"", "generate", "score", "make-checkpoint", "inspect", "bench"}) {
     const Result r = run(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("--"), std::string::npos) << cmd;
   }
+}
+
+// --random-weights: the model directory needs only config.json, and the weights are the ones
+// make-checkpoint writes for the same seed.
+TEST_F(CliTest, RandomWeightsAreTheCheckpointsOfTheSameSeed) {
+  const fs::path config_only = scratch_path("config_only");
+  fs::remove_all(config_only);
+  ASSERT_EQ(run("make-checkpoint --arch qwen3 --preset tiny --config-only --out " +
+                config_only.string()).exit_code, 0);
+  const std::string random = " --model " + config_only.string() + " --random-weights --weights-seed 3";
+  for (const char* device : {"cpu", "ref"}) {
+    const std::string gen = std::string(" --device ") + device + " --prompt-ids 5,6,7 --max-new-tokens 6 --json";
+    const Result from_files = run("generate" + model() + gen);
+    const Result from_seed = run("generate" + random + gen);
+    ASSERT_EQ(from_files.exit_code, 0) << from_files.err;
+    ASSERT_EQ(from_seed.exit_code, 0) << from_seed.err;
+    EXPECT_EQ(json::parse(from_files.out)["tokens"], json::parse(from_seed.out)["tokens"]) << device;
+    const std::string ids = std::string(" --device ") + device + " --ids 5,6,7,8,9 --json";
+    const json a = json::parse(run("score" + model() + ids).out);
+    const json b = json::parse(run("score" + random + ids).out);
+    EXPECT_EQ(a["logprobs"], b["logprobs"]) << device;
+  }
+  const Result other_seed = run("generate --model " + config_only.string() +
+                                " --random-weights --weights-seed 4 --prompt-ids 5,6,7 "
+                                "--max-new-tokens 6 --json");
+  ASSERT_EQ(other_seed.exit_code, 0) << other_seed.err;
+  EXPECT_NE(json::parse(other_seed.out)["tokens"],
+            json::parse(run("generate" + model() + " --prompt-ids 5,6,7 --max-new-tokens 6 --json").out)["tokens"]);
+  fs::remove_all(config_only);
 }
 
 TEST_F(CliTest, InspectReportsTheTaskGraph) {

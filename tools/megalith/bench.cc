@@ -180,7 +180,6 @@ Status run(BenchArgs a) {
       {"mode", "megakernel"},
       {"schedule", a.device.schedule},
       {"workers", exec->task_graph().num_workers},
-      {"l2_prefetch_kb", a.device.l2_prefetch_kb},
       {"dtype", dtype_short_name(model.config.dtype)},
       {"weights", model.checkpoint ? "checkpoint" : fmt::format("random seed {}", a.device.weights_seed)},
       {"prompt_tokens", a.prompt_len},
@@ -238,10 +237,6 @@ Command add_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--peers-script", args->peers_script, "the Hugging Face peers' script")
       ->capture_default_str();
-  cmd->add_option("--l2-prefetch-kb", args->device.l2_prefetch_kb,
-                  "weight KB each worker prefetches into L2 beyond its shared-memory ring")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 65536));
   cmd->add_flag("--no-peers", args->no_peers, "skip the Hugging Face peers");
   cmd->add_flag("--no-record", args->no_record, "append nothing to --out");
   cmd->add_flag("--json", args->json, "print the record as one JSON object");

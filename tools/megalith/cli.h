@@ -43,7 +43,6 @@ struct DeviceOptions {
   std::string schedule = "static";
   uint64_t shuffle_seed = 0;
   int64_t max_seq_len = 0;  // 0: what the request needs
-  uint32_t l2_prefetch_kb = 0;  // cuda: weight bytes each worker prefetches into L2 past its ring
 };
 void add_device_options(CLI::App& cmd, DeviceOptions& opts);
 Status check_device(const DeviceOptions& opts);

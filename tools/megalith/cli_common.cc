@@ -131,7 +131,6 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
 #if MEGALITH_HAS_CUDA
     CudaExecutorOptions options;
     options.mode = mode;
-    options.l2_prefetch_bytes = opts.l2_prefetch_kb * 1024;
     std::unique_ptr<CudaExecutor> exec;
     if (model.checkpoint) {
       MEGALITH_ASSIGN_OR_RETURN(exec, CudaExecutor::create(tg, *model.checkpoint, options));

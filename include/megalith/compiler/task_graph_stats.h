@@ -35,7 +35,8 @@ struct TaskGraphStats {
 };
 
 TaskGraphStats task_graph_stats(const TaskGraph& tg);
-// The weight bytes one step reads: every weight window a task reads, and one embedding row.
+// The weight bytes one step reads from memory: every weight once (a norm weight many tasks
+// read, or a tied embedding table the lm_head reads, counts once), and one embedding row.
 uint64_t step_weight_bytes(const TaskGraph& tg);
 nlohmann::json task_graph_stats_to_json(const TaskGraphStats& s);
 std::string task_graph_stats_to_string(const TaskGraphStats& s);

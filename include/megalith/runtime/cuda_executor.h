@@ -35,8 +35,6 @@ struct CudaExecutorOptions {
   // A worker spinning this long on one event ends the launch with an error naming the task
   // and the event, instead of hanging; 0 waits forever.
   double watchdog_timeout_s = 20.0;
-  // Weight bytes past the ring's copies that each worker prefetches into L2.
-  uint32_t l2_prefetch_bytes = 0;
   // Every consumer thread, not one per warp, frees the ring's stages: slower, and what
   // compute-sanitizer racecheck can follow. MEGALITH_PER_THREAD_RELEASE=1 sets it too.
   bool per_thread_release = false;

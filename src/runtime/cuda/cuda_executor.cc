@@ -31,8 +31,8 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
   MEGALITH_ASSIGN_OR_RETURN(
       std::unique_ptr<cuda::DeviceProgram> program,
       cuda::DeviceProgram::create(
-          tg, {options.device, options.watchdog_timeout_s, options.l2_prefetch_bytes,
-               options.per_thread_release, options.max_stages}));
+          tg, {options.device, options.watchdog_timeout_s, options.per_thread_release,
+               options.max_stages}));
   return std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
 }
 

@@ -270,7 +270,6 @@ Status DeviceProgram::allocate_and_upload() {
   a.error = reinterpret_cast<kernels::MegakernelError*>(d.meta + pieces[4].offset);
   a.abort_flag = reinterpret_cast<uint32_t*>(d.meta + pieces[5].offset);
   a.watchdog_ns = uint64_t(options_.watchdog_timeout_s * 1e9);
-  a.l2_prefetch_bytes = options_.l2_prefetch_bytes / 16 * 16;
   const char* per_thread = std::getenv("MEGALITH_PER_THREAD_RELEASE");
   a.per_thread_release =
       options_.per_thread_release || (per_thread != nullptr && std::string(per_thread) == "1");
