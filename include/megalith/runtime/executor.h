@@ -11,6 +11,7 @@
 #include <span>
 #include <string_view>
 
+#include "megalith/abi/task_abi.h"
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
 
@@ -27,9 +28,7 @@ class Executor {
   // 0..n-1; later positions take the sampled token (greedy at temperature 0, else Gumbel-max
   // with `seed`).
   Status start_sequence(std::span<const int32_t> prompt, double temperature = 0.0,
-                        uint64_t seed = 0) {
-    return begin_sequence(prompt, temperature, seed);
-  }
+                        uint64_t seed = 0);
   // Forces the token at the next position not yet forced (host-side sampling).
   virtual Status force_token(int32_t token) = 0;
   // One launch: `steps` steps, each one position of the sequence.
@@ -45,8 +44,12 @@ class Executor {
   virtual const TaskGraph& task_graph() const = 0;
 
  protected:
+  // Called with a prompt and temperature start_sequence has checked; `control` is the new
+  // sequence's control block for the executor's next step number.
   virtual Status begin_sequence(std::span<const int32_t> prompt, double temperature,
                                 uint64_t seed) = 0;
+  static abi::StepControl sequence_control(int64_t first_step, size_t prompt_tokens,
+                                           double temperature, uint64_t seed);
 };
 
 }  // namespace megalith

@@ -385,26 +385,8 @@ Status CpuExecutor::bind(const Checkpoint& ckpt) {
 Status CpuExecutor::begin_sequence(std::span<const int32_t> prompt, double temperature,
                                    uint64_t seed) {
   if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
-  if (prompt.empty()) return invalid_argument("the prompt must hold at least one token");
-  if (int64_t(prompt.size()) > tg_.max_seq_len) {
-    return invalid_argument("the prompt has {} tokens; the KV cache holds {}", prompt.size(),
-                            tg_.max_seq_len);
-  }
-  for (int32_t id : prompt) {
-    if (id < 0 || id >= tg_.vocab_size) {
-      return invalid_argument("token id {} is outside the vocabulary [0, {})", id, tg_.vocab_size);
-    }
-  }
-  if (!(temperature >= 0 && temperature <= 100)) {
-    return invalid_argument("temperature must be between 0 and 100, got {}", temperature);
-  }
   auto& control = *reinterpret_cast<abi::StepControl*>(base_[tg_.find_buffer("control")]);
-  control = {};
-  control.first_step = int32_t(next_step_);
-  control.num_prompt = int32_t(prompt.size());
-  control.temperature = float(temperature);
-  control.seed_lo = uint32_t(seed);
-  control.seed_hi = uint32_t(seed >> 32);
+  control = sequence_control(next_step_, prompt.size(), temperature, seed);
   std::memcpy(base_[tg_.find_buffer("prompt")], prompt.data(), prompt.size() * 4);
   sequence_first_step_ = next_step_;
   position_ = 0;

@@ -123,25 +123,7 @@ Status CudaExecutor::bind_io() {
 Status CudaExecutor::begin_sequence(std::span<const int32_t> prompt, double temperature,
                                     uint64_t seed) {
   if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
-  if (prompt.empty()) return invalid_argument("the prompt must hold at least one token");
-  if (int64_t(prompt.size()) > tg_.max_seq_len) {
-    return invalid_argument("the prompt has {} tokens; the KV cache holds {}", prompt.size(),
-                            tg_.max_seq_len);
-  }
-  for (int32_t id : prompt) {
-    if (id < 0 || id >= tg_.vocab_size) {
-      return invalid_argument("token id {} is outside the vocabulary [0, {})", id, tg_.vocab_size);
-    }
-  }
-  if (!(temperature >= 0 && temperature <= 100)) {
-    return invalid_argument("temperature must be between 0 and 100, got {}", temperature);
-  }
-  control_ = {};
-  control_.first_step = int32_t(next_step_);
-  control_.num_prompt = int32_t(prompt.size());
-  control_.temperature = float(temperature);
-  control_.seed_lo = uint32_t(seed);
-  control_.seed_hi = uint32_t(seed >> 32);
+  control_ = sequence_control(next_step_, prompt.size(), temperature, seed);
   std::copy(prompt.begin(), prompt.end(), prompt_.begin());
   position_ = 0;
   return {};
