@@ -4,7 +4,7 @@
 //
 //   while (ld_acquire_gpu(counter) < target) {}   // then the producers' writes are visible
 //   consumer_sync();                               // the 256 consumer threads, not the producer
-//   bulk_copy_g2s(stage, src, bytes, &full[s]);    // completes on the mbarrier
+//   bulk_copy_g2s(stage, src, bytes, &full[s], l2_evict_first_policy());  // completes on the mbarrier
 #pragma once
 
 #include <stdint.h>
@@ -82,14 +82,23 @@ __device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity
   return done != 0;
 }
 
+// An L2 cache policy that evicts the lines it tags first: weights stream through L2 once per
+// step, and tagging them so keeps the KV cache, the activations and the norm weights (which
+// the latency-bound tasks read) resident instead.
+__device__ __forceinline__ uint64_t l2_evict_first_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
 // Global -> shared bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned),
-// counted against the transaction bytes of `bar`.
+// counted against the transaction bytes of `bar`, its L2 lines tagged with `policy`.
 __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes,
-                                              uint64_t* bar) {
+                                              uint64_t* bar, uint64_t policy) {
   asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-          smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
       : "memory");
 }
 

@@ -24,6 +24,9 @@ constexpr int WORKER_THREADS = CONSUMER_THREADS + 32;
 // at most CHUNK_PAYLOAD bytes so its 16-byte-aligned superset still fits a stage.
 constexpr int STAGE_BYTES = 32768;
 constexpr int CHUNK_PAYLOAD = STAGE_BYTES - 32;
+// Row segments (rows longer than a stage) start at multiples of this many elements: one warp
+// unit of bf16 weights (32 lanes x 8).
+constexpr int SEGMENT_ALIGN = 256;
 constexpr int MAX_STAGES = 8;
 constexpr int MIN_STAGES = 2;
 
@@ -31,7 +34,7 @@ constexpr int MIN_STAGES = 2;
 constexpr int MAX_HEAD_DIM = 256;
 // Query heads of a KV head's group one attention pass handles together: every key and value
 // row loaded serves all of them. Larger groups take several passes.
-constexpr int ATTENTION_ROWS = 8;
+constexpr int ATTENTION_ROWS = 4;
 
 enum class MegakernelFault : uint32_t {
   kNone = 0,
@@ -51,10 +54,11 @@ struct MegakernelError {
   uint64_t target;   // ... and the value the task needed
 };
 
-// When a task's wait began, when its events were ready, and when it had signalled, in
-// nanoseconds of the GPU's global timer.
+// When a task's wait began, when its events were ready, when it began and ended streaming its
+// weights (0 for tasks without weights), and when it had signalled, in nanoseconds of the
+// GPU's global timer.
 struct TaskTrace {
-  uint64_t wait_ns, ready_ns, done_ns;
+  uint64_t wait_ns, ready_ns, stream_begin_ns, stream_end_ns, done_ns;
 };
 
 // An event wait with its trigger count, so a waiting thread needs no second lookup.
@@ -113,10 +117,13 @@ MEGALITH_HOST_DEVICE constexpr uint32_t megakernel_smem_bytes(uint32_t scratch_f
   return megakernel_ring_offset(scratch_floats) + num_stages * STAGE_BYTES;
 }
 
-// The scratch of a linear: the input row (normalized) padded to 8 floats, then one
-// accumulator per output row of every weight part.
+// The scratch of a linear: the input row (normalized) padded to 8 floats, one accumulator per
+// output row of every weight part, then each consumer warp's partial sum of every row of a part.
 MEGALITH_HOST_DEVICE constexpr uint32_t linear_x_floats(int32_t in_features) {
   return align_up(uint32_t(in_features), 8);
+}
+MEGALITH_HOST_DEVICE constexpr uint32_t matvec_partial_floats(int32_t rows) {
+  return uint32_t(rows) * CONSUMER_WARPS;
 }
 
 // Shared-memory floats a task needs while it runs.
@@ -125,13 +132,17 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
   switch (t.kind) {
     case TaskKind::kRmsNormLinear:
     case TaskKind::kLmHead:
-      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows);
+      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows) +
+             matvec_partial_floats(t.refs[2].rows);
     case TaskKind::kLinearResidual:
-      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows);
+      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows) +
+             matvec_partial_floats(t.refs[1].rows);
     case TaskKind::kRmsNormGateUpSilu:
-      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows);
+      // Gate and up tiles have the same rows.
+      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows) +
+             matvec_partial_floats(t.refs[2].rows);
     case TaskKind::kQkNormRopeKvAppend:
-      return uint32_t(t.params.rope.head_dim);
+      return CONSUMER_WARPS * uint32_t(t.params.rope.head_dim);  // a head per warp
     case TaskKind::kAttentionPartial: {
       // The pass's query heads, then each consumer warp's running max, sum and output row for
       // each of them.

@@ -43,7 +43,7 @@ __device__ bool wait_events(const MegakernelArgs& args, const QueueEntry& e, int
   return true;
 }
 
-__device__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
+__device__ __forceinline__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
   switch (t.kind) {
 #define MEGALITH_TASK(Name, snake, refs) \
   case abi::TaskKind::k##Name:           \
@@ -61,7 +61,7 @@ __device__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
 
 constexpr int ENTRY_VECTORS = sizeof(QueueEntry) / 16;
 
-__device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8_t* smem,
+__device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8_t* smem,
                              volatile uint32_t* stop) {
   TaskEnv env{args,
               0,
@@ -100,6 +100,7 @@ __device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8
       if (*stop != 0) return;
       env.step = step;
       env.task = e.task_index;
+      env.stream_begin_ns = env.stream_end_ns = 0;
       run_task(env, e.task);
       if (env.failed) return;
       if (env.tid < ENTRY_VECTORS) slots[(slot ^ 1) * ENTRY_VECTORS + env.tid] = staged;
@@ -110,6 +111,8 @@ __device__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8
         red_release_gpu_add(args.counters + e.task.signal, 1);
       }
       if (env.tid == 0 && args.trace) {
+        trace.stream_begin_ns = env.stream_begin_ns;
+        trace.stream_end_ns = env.stream_end_ns;
         trace.done_ns = global_timer_ns();
         args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
       }

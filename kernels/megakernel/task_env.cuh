@@ -25,6 +25,8 @@ struct TaskEnv {
   RingReader ring;
   bool failed;         // the ring's watchdog fired; the same on every consumer thread
   int tid, warp, lane;
+  // Traced launches only, on thread 0: when the task began and ended streaming weights.
+  uint64_t stream_begin_ns = 0, stream_end_ns = 0;
 
   __device__ Ref ref(const abi::TaskDesc& t, int i) const { return make_ref(t.refs[i]); }
 };

@@ -42,7 +42,8 @@ __device__ __forceinline__ WeightParts weight_parts(const abi::TaskDesc& t) {
 
 // How one weight tile (rows of `cols` contiguous elements) is cut into chunks: several whole
 // rows per chunk when a row fits, else each row in segments of `seg_cols` columns (a multiple
-// of 8 elements, so segments keep the rows' 16-byte alignment).
+// of SEGMENT_ALIGN elements, so segments keep the rows' 16-byte alignment and split into whole
+// warp units). A tile whose rows all start on 16 bytes needs no skew room and fills a stage.
 struct ChunkPlan {
   int32_t rows, cols, elem_bytes;
   int32_t rows_per_chunk;
@@ -53,11 +54,15 @@ struct ChunkPlan {
 __device__ __forceinline__ ChunkPlan plan_chunks(const abi::TensorRef& w) {
   const int32_t eb = w.type == abi::RefType::kF32 ? 4 : 2;
   const int32_t row_bytes = w.cols * eb;
-  if (row_bytes <= CHUNK_PAYLOAD) {
-    const int32_t per = CHUNK_PAYLOAD / row_bytes;
+  const int32_t payload = w.offset % 16 == 0 && row_bytes % 16 == 0 ? STAGE_BYTES : CHUNK_PAYLOAD;
+  if (row_bytes <= payload) {
+    const int32_t per = payload / row_bytes;
     return {w.rows, w.cols, eb, per, w.cols, 1, (w.rows + per - 1) / per};
   }
-  const int32_t seg = CHUNK_PAYLOAD / eb / 8 * 8;
+  // As few segments as fit, of equal width (the last one shorter), not full ones and a sliver.
+  const int32_t max_seg = payload / eb / SEGMENT_ALIGN * SEGMENT_ALIGN;
+  const int32_t fewest = (w.cols + max_seg - 1) / max_seg;
+  const int32_t seg = int32_t(align_up(uint32_t((w.cols + fewest - 1) / fewest), SEGMENT_ALIGN));
   const int32_t segs = (w.cols + seg - 1) / seg;
   return {w.rows, w.cols, eb, 1, seg, segs, w.rows * segs};
 }
@@ -104,6 +109,7 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
   const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
   uint32_t stage = 0, phase = 0;
   uint64_t issued = 0;
+  const uint64_t policy = l2_evict_first_policy();
   for (int64_t step = args.first_step; step < args.end_step; ++step) {
     for (uint32_t q = q_begin; q < q_end; ++q) {
       const abi::TaskDesc& t = args.entries[q].task;
@@ -140,7 +146,7 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
           mbarrier_arrive_expect_tx(&ring.full[stage], uint32_t(end - begin));
           bulk_copy_g2s(ring.stages + size_t(stage) * STAGE_BYTES,
                         reinterpret_cast<const void*>(begin), uint32_t(end - begin),
-                        &ring.full[stage]);
+                        &ring.full[stage], policy);
           ++issued;
           if (++stage == ring.num_stages) {
             stage = 0;

@@ -10,6 +10,8 @@
 
 namespace megalith::kernels {
 
+constexpr int MERGE_LOADS = 16;
+
 __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref partial = env.ref(t, 0), lse = env.ref(t, 1), out = env.ref(t, 2);
   const abi::AttentionParams& p = t.params.attention;
@@ -32,10 +34,20 @@ __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t)
     const int row = o / hd, i = o % hd;
     const float* w = weights + row * splits;
     double total = 0, acc = 0;
-#pragma unroll 8
-    for (int s = 0; s < splits; ++s) {
-      total += double(w[s]);
-      acc += double(w[s]) * double(partial.get(s * rows + row, i));
+    // MERGE_LOADS splits' partials loaded before any is used: one memory latency per batch.
+    for (int s0 = 0; s0 < splits; s0 += MERGE_LOADS) {
+      float v[MERGE_LOADS];
+#pragma unroll
+      for (int j = 0; j < MERGE_LOADS; ++j) {
+        v[j] = s0 + j < splits ? partial.get((s0 + j) * rows + row, i) : 0.0f;
+      }
+#pragma unroll
+      for (int j = 0; j < MERGE_LOADS; ++j) {
+        if (s0 + j < splits) {
+          total += double(w[s0 + j]);
+          acc += double(w[s0 + j]) * double(v[j]);
+        }
+      }
     }
     out.set(row / group, (row % group) * hd + i, float(acc / total));
   }

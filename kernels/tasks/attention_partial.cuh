@@ -44,15 +44,21 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
 #pragma unroll
         for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = 0;
       }
-      for (int s = begin + env.warp; s < end; s += CONSUMER_WARPS) {
-        // The key and value rows' elements of this lane, loaded together.
-        float kv[DIMS_PER_LANE], vv[DIMS_PER_LANE];
+      // The key and value rows' elements of this lane; the next row's loads are in flight
+      // while this one is used, so a warp waits one memory latency, not one per key.
+      const auto load_kv = [&](int s, float (&kv)[DIMS_PER_LANE], float (&vv)[DIMS_PER_LANE]) {
 #pragma unroll
         for (int j = 0; j < DIMS_PER_LANE; ++j) {
           const int i = env.lane + 32 * j;
-          kv[j] = i < hd ? k_cache.get(s, i) : 0.0f;
-          vv[j] = i < hd ? v_cache.get(s, i) : 0.0f;
+          kv[j] = i < hd && s < end ? k_cache.get(s, i) : 0.0f;
+          vv[j] = i < hd && s < end ? v_cache.get(s, i) : 0.0f;
         }
+      };
+      float kv[DIMS_PER_LANE], vv[DIMS_PER_LANE];
+      load_kv(begin + env.warp, kv, vv);
+      for (int s = begin + env.warp; s < end; s += CONSUMER_WARPS) {
+        float kn[DIMS_PER_LANE], vn[DIMS_PER_LANE];
+        load_kv(s + CONSUMER_WARPS, kn, vn);
 #pragma unroll
         for (int h = 0; h < ATTENTION_ROWS; ++h) {
           if (h >= heads) break;
@@ -69,6 +75,11 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
 #pragma unroll
           for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = acc[h][j] * correction + weight * vv[j];
           m[h] = m_new;
+        }
+#pragma unroll
+        for (int j = 0; j < DIMS_PER_LANE; ++j) {
+          kv[j] = kn[j];
+          vv[j] = vn[j];
         }
       }
 #pragma unroll

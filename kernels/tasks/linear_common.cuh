@@ -2,10 +2,12 @@
 // is) and the matrix-vector product over the weight tile as its chunks arrive in the ring.
 //
 //   load_normalized_row(env, x, 0, gamma, eps, xs);   // after the input events
-//   if (!stream_matvec(env, t.refs[2], xs, acc)) return;  // acc[o] = W[o, :] . xs
+//   if (!stream_matvec(env, t.refs[2], xs, acc, part)) return;  // acc[o] = W[o, :] . xs
 #pragma once
 
 #include <stdint.h>
+
+#include <type_traits>
 
 #include "common/dtype.cuh"
 #include "common/reduce.cuh"
@@ -121,14 +123,144 @@ __device__ __forceinline__ float warp_dot(const uint8_t* w, const float* x, int 
   return warp_sum(acc);
 }
 
+// The fast path of stream_matvec cuts a chunk into items: UNIT_COLS consecutive columns of R
+// rows (R = 4, 2 or 1, as many as the chunk has). Lane l takes the quads (4 consecutive
+// columns) at l*4 and l*4 + 128 (bf16, f16) or at l*4 (f32), so both its weight loads and its
+// input loads are conflict-free, and it loads each input quad once for the R rows of the item:
+// shared-memory traffic and instruction issue, not arithmetic, are what the consumers run
+// short of.
+template <class W>
+constexpr int UNIT_QUADS = VEC<W> / 4;  // quads per lane in an item
+template <class W>
+constexpr int UNIT_COLS = 32 * VEC<W>;
+
+// Whether every chunk of the plan splits into whole items starting on 16 bytes in the stage:
+// true for every real model's shapes.
+template <class W>
+__device__ __forceinline__ bool splits_into_units(const abi::TensorRef& w, const ChunkPlan& p) {
+  return w.offset % 16 == 0 && p.cols % UNIT_COLS<W> == 0 &&
+         (p.segs_per_row == 1 || p.seg_cols % UNIT_COLS<W> == 0);
+}
+
+// A lane's quad of weights as loaded (8 bytes of bf16 or f16, 16 of f32), converted to floats
+// only when used, which keeps the registers of a whole item's loads few.
+template <class W>
+using RawQuad = std::conditional_t<sizeof(W) == 4, uint4, uint2>;
+template <class W>
+__device__ __forceinline__ float quad_dot(const RawQuad<W>& raw, const float4& x, float acc) {
+  const W* e = reinterpret_cast<const W*>(&raw);
+  acc = fmaf(to_float(e[0]), x.x, acc);
+  acc = fmaf(to_float(e[1]), x.y, acc);
+  acc = fmaf(to_float(e[2]), x.z, acc);
+  return fmaf(to_float(e[3]), x.w, acc);
+}
+
+// Adds each of the R rows' per-lane sums over the warp and accumulates row r's total into
+// part[r * CONSUMER_WARPS + warp] (rows at or past `rows` are skipped). A transposed
+// butterfly: each level hands half of the rows to the other half of the lanes, so R rows cost
+// R - 1 + 5 - log2(R) shuffles instead of 5 R.
+template <int R>
+__device__ __forceinline__ void flush_rows(float (&sum)[R], int rows, int lane, int warp,
+                                           float* part) {
+  static_assert(R == 1 || R == 2 || R == 4, "R rows: 1, 2 or 4");
+  int row = 0, offset = 16;
+#pragma unroll
+  for (int n = R; n > 1; n /= 2, offset /= 2) {
+    const bool upper = lane & offset;
+#pragma unroll
+    for (int i = 0; i < n / 2; ++i) {
+      const float keep = upper ? sum[i + n / 2] : sum[i];
+      const float send = upper ? sum[i] : sum[i + n / 2];
+      sum[i] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
+    }
+    if (upper) row += n / 2;
+  }
+  float v = sum[0];
+#pragma unroll
+  for (int o = offset; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (lane % (32 / R) == 0 && row < rows) part[row * CONSUMER_WARPS + warp] += v;
+}
+
+// The fast path of stream_matvec. Each warp takes a contiguous run of a chunk's items, so it
+// covers one or two row groups; it keeps one sum per row of the group in registers and then
+// adds them into part[row * CONSUMER_WARPS + warp]. Only that warp writes the slot, in chunk order, so no
+// barrier is needed between chunks and the sums do not depend on timing.
+template <class W, int R>
+__device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const float* xs,
+                                    float* acc, float* part) {
+  constexpr int Q = UNIT_QUADS<W>;
+  for (int i = env.tid; i < plan.rows * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
+  consumer_sync();
+  const float4* x4 = reinterpret_cast<const float4*>(xs);
+  for (int32_t c = 0; c < plan.num_chunks; ++c) {
+    const Chunk chunk = chunk_at(plan, c);
+    const uint8_t* stage = env.ring.wait(env.args, env.task, env.step);
+    if (stage == nullptr) {
+      env.failed = true;
+      return false;
+    }
+    const int items_per_row = chunk.cols / UNIT_COLS<W>;
+    const int items = (chunk.rows + R - 1) / R * items_per_row;
+    const int per_warp = (items + CONSUMER_WARPS - 1) / CONSUMER_WARPS;
+    const int begin = min(items, env.warp * per_warp), end = min(items, begin + per_warp);
+    // Group by group of the warp's run: the inner loop has no shuffles or branches, so the
+    // loads of several items are in flight together.
+    for (int i = begin; i < end;) {
+      const int group = i / items_per_row;
+      const int group_end = min(end, (group + 1) * items_per_row);
+      float sum[R] = {};
+#pragma unroll 4
+      for (; i < group_end; ++i) {
+        const int col = (i - group * items_per_row) * UNIT_COLS<W> + env.lane * 4;
+        float4 x[Q];
+#pragma unroll
+        for (int q = 0; q < Q; ++q) x[q] = x4[(chunk.col0 + col) / 4 + q * 32];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const int row = group * R + r;
+          float d = 0;  // the item's own sum first: items are independent chains
+#pragma unroll
+          for (int q = 0; q < Q; ++q) {
+            const RawQuad<W> w =
+                row < chunk.rows ? *reinterpret_cast<const RawQuad<W>*>(
+                                       stage + (size_t(row) * plan.cols + col + q * 128) * sizeof(W))
+                                 : RawQuad<W>{};
+            d = quad_dot<W>(w, x[q], d);
+          }
+          sum[r] += d;
+        }
+      }
+      flush_rows<R>(sum, chunk.rows - group * R, env.lane, env.warp,
+                    part + (chunk.row0 + group * R) * CONSUMER_WARPS);
+    }
+    env.ring.release();
+  }
+  consumer_sync();
+  for (int o = env.tid; o < plan.rows; o += CONSUMER_THREADS) {
+    float s = 0;
+#pragma unroll
+    for (int k = 0; k < CONSUMER_WARPS; ++k) s += part[o * CONSUMER_WARPS + k];
+    acc[o] = s;
+  }
+  consumer_sync();
+  return true;
+}
+
 // acc[o] = sum_i W[o, i] * xs[i] for every row o of the weight tile `w`, consuming its chunks
-// from the ring. A chunk of few rows (or one row's segment) is split across warps, whose
-// partial sums are added in a fixed order, so results do not depend on timing.
+// from the ring; `part` has matvec_partial_floats() floats. Shapes that do not split into
+// items (odd sizes) take the general path: a chunk of few rows (or one row's segment) is split
+// across warps, whose partial sums are added in a fixed order, so results do not depend on
+// timing.
 template <class W>
 __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
-                                    float* acc) {
+                                    float* acc, float* part) {
   const uint8_t* tile = tile_base(w);
   const ChunkPlan plan = plan_chunks(w);
+  if (splits_into_units<W>(w, plan)) {
+    if (plan.rows_per_chunk >= 4) return stream_matvec_items<W, 4>(env, plan, xs, acc, part);
+    if (plan.rows_per_chunk >= 2) return stream_matvec_items<W, 2>(env, plan, xs, acc, part);
+    return stream_matvec_items<W, 1>(env, plan, xs, acc, part);
+  }
   int parity = 0;
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const Chunk chunk = chunk_at(plan, c);
@@ -177,12 +309,18 @@ __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const
 }
 
 __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, const float* xs,
-                                     float* acc) {
-  switch (w.type) {
-    case abi::RefType::kBF16: return stream_matvec_typed<__nv_bfloat16>(env, w, xs, acc);
-    case abi::RefType::kF16: return stream_matvec_typed<__half>(env, w, xs, acc);
-    default: return stream_matvec_typed<float>(env, w, xs, acc);
+                                     float* acc, float* part) {
+  if (env.args.trace && env.tid == 0 && env.stream_begin_ns == 0) {
+    env.stream_begin_ns = global_timer_ns();
   }
+  bool ok;
+  switch (w.type) {
+    case abi::RefType::kBF16: ok = stream_matvec_typed<__nv_bfloat16>(env, w, xs, acc, part); break;
+    case abi::RefType::kF16: ok = stream_matvec_typed<__half>(env, w, xs, acc, part); break;
+    default: ok = stream_matvec_typed<float>(env, w, xs, acc, part); break;
+  }
+  if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();
+  return ok;
 }
 
 }  // namespace megalith::kernels

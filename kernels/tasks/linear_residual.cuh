@@ -13,7 +13,7 @@ __device__ inline void run_linear_residual(TaskEnv& env, const abi::TaskDesc& t)
   float* xs = env.scratch;
   float* acc = xs + linear_x_floats(x.cols);
   load_plain_row(env, x, 0, xs);
-  if (!stream_matvec(env, t.refs[1], xs, acc)) return;
+  if (!stream_matvec(env, t.refs[1], xs, acc, acc + rows)) return;
   for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
     const float b = bias.present() ? bias.get(0, o) : 0.0f;
     res.set(0, o, res.get(0, o) + (acc[o] + b));

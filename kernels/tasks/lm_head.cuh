@@ -18,7 +18,7 @@ __device__ inline void run_lm_head(TaskEnv& env, const abi::TaskDesc& t) {
   float* xs = env.scratch;
   float* acc = xs + linear_x_floats(x.cols);
   load_normalized_row(env, x, 0, gamma, t.params.linear.eps, xs);
-  if (!stream_matvec(env, t.refs[2], xs, acc)) return;
+  if (!stream_matvec(env, t.refs[2], xs, acc, acc + rows)) return;
 
   const abi::StepControl c = *control.as<const abi::StepControl>();
   const int32_t pos = int32_t(env.step - c.first_step);

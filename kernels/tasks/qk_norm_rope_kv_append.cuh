@@ -17,48 +17,49 @@ __device__ inline void run_qk_norm_rope_kv_append(TaskEnv& env, const abi::TaskD
   const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
   const int hd = t.params.rope.head_dim, group = t.params.rope.group, half = hd / 2;
   const double eps = t.params.rope.eps;
-  float* head = env.scratch;
-  for (int r = 0; r < q.rows; ++r) {
+  for (int i = env.tid; i < q.rows * hd; i += CONSUMER_THREADS) {
+    v_cache.set(positions.get_int(0, i / hd), i % hd, v.get(i / hd, i % hd));
+  }
+  // One warp per head (heads 0..group-1 of each row are the queries, head `group` the key),
+  // all heads at once: the task is a chain of memory latencies, so it runs them side by side.
+  float* head = env.scratch + env.warp * hd;
+  const int heads = group + 1;
+  for (int item = env.warp; item < q.rows * heads; item += CONSUMER_WARPS) {
+    const int r = item / heads, h = item % heads;
     const int32_t pos = positions.get_int(0, r);
-    // Heads 0..group-1 are the queries, head `group` the key.
-    for (int h = 0; h <= group; ++h) {
-      const bool is_key = h == group;
-      const Ref& src = is_key ? k : q;
-      const Ref& gamma = is_key ? k_norm : q_norm;
-      const int base = is_key ? 0 : h * hd;
-      double sum_sq = 0;
-      for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
-        head[i] = src.get(r, base + i);
-        sum_sq += double(head[i]) * double(head[i]);
-      }
-      float inv_rms = 1.0f;
-      if (gamma.present()) {
-        inv_rms = float(1.0 / sqrt(block_sum(sum_sq, env.reduce) / double(hd) + eps));
-      } else {
-        consumer_sync();
-      }
-      for (int i = env.tid; i < half; i += CONSUMER_THREADS) {
-        float x1 = head[i], x2 = head[i + half];
-        if (gamma.present()) {
-          x1 = gamma.get(0, i) * (x1 * inv_rms);
-          x2 = gamma.get(0, i + half) * (x2 * inv_rms);
-        }
-        const float angle = float(pos) * inv_freq.get(0, i);
-        const float c = float(cos(double(angle))), s = float(sin(double(angle)));
-        // Separately rounded products, as the CPU computes them (no fused multiply-add).
-        const float o1 = __fmul_rn(x1, c) - __fmul_rn(x2, s);
-        const float o2 = __fmul_rn(x2, c) + __fmul_rn(x1, s);
-        if (is_key) {
-          k_cache.set(pos, i, o1);
-          k_cache.set(pos, i + half, o2);
-        } else {
-          q.set(r, base + i, o1);
-          q.set(r, base + i + half, o2);
-        }
-      }
-      consumer_sync();
+    const bool is_key = h == group;
+    const Ref& src = is_key ? k : q;
+    const Ref& gamma = is_key ? k_norm : q_norm;
+    const int base = is_key ? 0 : h * hd;
+    double sum_sq = 0;
+    for (int i = env.lane; i < hd; i += 32) {
+      head[i] = src.get(r, base + i);
+      sum_sq += double(head[i]) * double(head[i]);
     }
-    for (int i = env.tid; i < hd; i += CONSUMER_THREADS) v_cache.set(pos, i, v.get(r, i));
+    const float inv_rms =
+        gamma.present() ? float(1.0 / sqrt(warp_sum(sum_sq) / double(hd) + eps)) : 1.0f;
+    __syncwarp();
+    for (int i = env.lane; i < half; i += 32) {
+      float x1 = head[i], x2 = head[i + half];
+      if (gamma.present()) {
+        x1 = gamma.get(0, i) * (x1 * inv_rms);
+        x2 = gamma.get(0, i + half) * (x2 * inv_rms);
+      }
+      const float angle = float(pos) * inv_freq.get(0, i);
+      const float c = float(cos(double(angle))), s = float(sin(double(angle)));
+      // Separately rounded products, as the CPU computes them (no fused multiply-add).
+      const float o1 = __fmul_rn(x1, c) - __fmul_rn(x2, s);
+      const float o2 = __fmul_rn(x2, c) + __fmul_rn(x1, s);
+      if (is_key) {
+        k_cache.set(pos, i, o1);
+        k_cache.set(pos, i + half, o2);
+      } else {
+        q.set(r, base + i, o1);
+        q.set(r, base + i + half, o2);
+      }
+    }
+    // The warp's head buffer is refilled by its next item.
+    __syncwarp();
   }
 }
 

@@ -15,8 +15,8 @@ __device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDe
   float* gate = xs + linear_x_floats(x.cols);
   float* up = gate + rows;
   load_normalized_row(env, x, 0, gamma, t.params.linear.eps, xs);
-  if (!stream_matvec(env, t.refs[2], xs, gate)) return;
-  if (!stream_matvec(env, t.refs[3], xs, up)) return;
+  if (!stream_matvec(env, t.refs[2], xs, gate, up + rows)) return;
+  if (!stream_matvec(env, t.refs[3], xs, up, up + rows)) return;
   for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
     const float g = gate[o] + (gate_bias.present() ? gate_bias.get(0, o) : 0.0f);
     const float u = up[o] + (up_bias.present() ? up_bias.get(0, o) : 0.0f);

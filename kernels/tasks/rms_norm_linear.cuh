@@ -14,7 +14,7 @@ __device__ inline void run_rms_norm_linear(TaskEnv& env, const abi::TaskDesc& t)
   float* xs = env.scratch;
   float* acc = xs + linear_x_floats(x.cols);
   load_normalized_row(env, x, 0, gamma, t.params.linear.eps, xs);
-  if (!stream_matvec(env, t.refs[2], xs, acc)) return;
+  if (!stream_matvec(env, t.refs[2], xs, acc, acc + rows)) return;
   for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
     out.set(0, o, acc[o] + (bias.present() ? bias.get(0, o) : 0.0f));
   }

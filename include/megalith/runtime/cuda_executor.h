@@ -42,11 +42,12 @@ struct CudaExecutorOptions {
 };
 
 // One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
-// wait began, when its events were ready, and when it had signalled its own.
+// wait began, when its events were ready, when it began and ended streaming its weights (0
+// for tasks without weights), and when it had signalled its own.
 struct TaskTiming {
   uint32_t task = 0, worker = 0;
   int64_t step = 0;
-  uint64_t wait_ns = 0, ready_ns = 0, done_ns = 0;
+  uint64_t wait_ns = 0, ready_ns = 0, stream_begin_ns = 0, stream_end_ns = 0, done_ns = 0;
 };
 
 class CudaExecutor : public Executor {

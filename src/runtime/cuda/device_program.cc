@@ -387,7 +387,8 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step,
       for (uint32_t w = 0; w < uint32_t(tg_.num_workers); ++w) {
         for (uint32_t q = tg_.queue_begin[w]; q < tg_.queue_begin[w + 1]; ++q) {
           const kernels::TaskTrace& r = records[uint64_t(step - first_step) * tg_.queue_tasks.size() + q];
-          timings->push_back({tg_.queue_tasks[q], w, step, r.wait_ns, r.ready_ns, r.done_ns});
+          timings->push_back({tg_.queue_tasks[q], w, step, r.wait_ns, r.ready_ns, r.stream_begin_ns,
+                              r.stream_end_ns, r.done_ns});
         }
       }
     }
