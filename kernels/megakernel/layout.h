@@ -29,6 +29,9 @@ constexpr int CHUNK_PAYLOAD = STAGE_BYTES - 32;
 constexpr int SEGMENT_ALIGN = 256;
 constexpr int MAX_STAGES = 8;
 constexpr int MIN_STAGES = 2;
+// Three stages stream as fast as more (docs/performance.md); more only put bytes in flight
+// that the latency-bound tasks' loads (attention, input rows) queue behind.
+constexpr int DEFAULT_STAGES = 3;
 
 // Largest head_dim the attention and rotary tasks handle (8 values per lane).
 constexpr int MAX_HEAD_DIM = 256;
@@ -117,8 +120,9 @@ MEGALITH_HOST_DEVICE constexpr uint32_t megakernel_smem_bytes(uint32_t scratch_f
   return megakernel_ring_offset(scratch_floats) + num_stages * STAGE_BYTES;
 }
 
-// The scratch of a linear: the input row (normalized) padded to 8 floats, one accumulator per
-// output row of every weight part, then each consumer warp's partial sum of every row of a part.
+// The scratch of a linear: for the RMS-normalized ones the norm weight, then the input row
+// (normalized), each padded to 8 floats; one accumulator per output row of every weight part;
+// each consumer warp's partial sum of every row of a part.
 MEGALITH_HOST_DEVICE constexpr uint32_t linear_x_floats(int32_t in_features) {
   return align_up(uint32_t(in_features), 8);
 }
@@ -132,14 +136,15 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
   switch (t.kind) {
     case TaskKind::kRmsNormLinear:
     case TaskKind::kLmHead:
-      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows) +
+      // The norm weight first, then the input row.
+      return 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows) +
              matvec_partial_floats(t.refs[2].rows);
     case TaskKind::kLinearResidual:
       return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows) +
              matvec_partial_floats(t.refs[1].rows);
     case TaskKind::kRmsNormGateUpSilu:
       // Gate and up tiles have the same rows.
-      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows) +
+      return 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows) +
              matvec_partial_floats(t.refs[2].rows);
     case TaskKind::kQkNormRopeKvAppend:
       return CONSUMER_WARPS * uint32_t(t.params.rope.head_dim);  // a head per warp

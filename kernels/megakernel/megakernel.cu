@@ -59,6 +59,17 @@ __device__ __forceinline__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
   }
 }
 
+// What a task can do before its events fire, on every consumer thread while thread 0 waits:
+// load the inputs that do not depend on them.
+__device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& t) {
+  switch (t.kind) {
+    case abi::TaskKind::kRmsNormLinear:
+    case abi::TaskKind::kRmsNormGateUpSilu:
+    case abi::TaskKind::kLmHead: load_norm_weight(env, t, env.scratch); return;
+    default: return;
+  }
+}
+
 constexpr int ENTRY_VECTORS = sizeof(QueueEntry) / 16;
 
 __device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8_t* smem,
@@ -91,6 +102,7 @@ __device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const R
       uint4 staged{};
       if (env.tid < ENTRY_VECTORS) staged = entries[size_t(next) * ENTRY_VECTORS + env.tid];
       TaskTrace trace{};
+      prepare_task(env, e.task);
       if (env.tid == 0) {
         if (args.trace) trace.wait_ns = global_timer_ns();
         *stop = wait_events(args, e, step) ? 0u : 1u;

@@ -1,6 +1,6 @@
 // Split-KV decode attention of one KV head's query group over one slice of the visible cache
 // rows: the slice's softmax-normalized output and its log-sum-exp (-inf when the slice is
-// empty) per query row. Each consumer warp keeps an online softmax over every 8th key of the
+// empty) per query row; with a single split (no lse ref) the attention output itself. Each consumer warp keeps an online softmax over every 8th key of the
 // slice for up to ATTENTION_ROWS query heads at once, so each key and value row is loaded once
 // for all of them; the warps' states are merged at the end.
 #pragma once
@@ -21,6 +21,15 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
   float* qs = env.scratch;                             // ATTENTION_ROWS query heads
   float* states = env.scratch + ATTENTION_ROWS * hd;   // [warp][head]: max, sum, output row
   auto state_of = [&](int warp, int h) { return states + (warp * ATTENTION_ROWS + h) * (hd + 2); };
+  // With a single split (no lse ref) the output is the attention output: heads side by side.
+  const bool split = lse.present();
+  const auto out = [&](int r, int g, int i, float v) {
+    if (split) {
+      partial.set(r * group + g, i, v);
+    } else {
+      partial.set(r, g * hd + i, v);
+    }
+  };
   for (int r = 0; r < q.rows; ++r) {
     const int visible = positions.get_int(0, r) + 1;
     const int chunk = (visible + p.num_splits - 1) / p.num_splits;
@@ -28,10 +37,8 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
     for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
       const int heads = min(ATTENTION_ROWS, group - g0);
       if (begin == end) {
-        for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) {
-          partial.set(r * group + g0 + i / hd, i % hd, 0.0f);
-        }
-        if (env.tid < heads) lse.set(r * group + g0 + env.tid, 0, -INFINITY);
+        for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) out(r, g0 + i / hd, i % hd, 0.0f);
+        if (split && env.tid < heads) lse.set(r * group + g0 + env.tid, 0, -INFINITY);
         continue;
       }
       for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) qs[i] = q.get(r, g0 * hd + i);
@@ -102,15 +109,15 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
         const int h = o / hd, i = o % hd;
         float max_all = -INFINITY;
         for (int w = 0; w < CONSUMER_WARPS; ++w) max_all = fmaxf(max_all, state_of(w, h)[0]);
-        float total = 0, out = 0;
+        float total = 0, sum = 0;
         for (int w = 0; w < CONSUMER_WARPS; ++w) {
           const float* sw = state_of(w, h);
           const float scale = expf(sw[0] - max_all);
           total += sw[1] * scale;
-          out += sw[2 + i] * scale;
+          sum += sw[2 + i] * scale;
         }
-        partial.set(r * group + g0 + h, i, out / total);
-        if (i == 0) lse.set(r * group + g0 + h, 0, max_all + logf(total));
+        out(r, g0 + h, i, sum / total);
+        if (split && i == 0) lse.set(r * group + g0 + h, 0, max_all + logf(total));
       }
       consumer_sync();
     }

@@ -1,7 +1,7 @@
 // The parts every linear task shares: the input row in shared memory (RMS-normalized or as
 // is) and the matrix-vector product over the weight tile as its chunks arrive in the ring.
 //
-//   load_normalized_row(env, x, 0, gamma, eps, xs);   // after the input events
+//   load_normalized_row(env, x, 0, gs, eps, xs);   // after the input events
 //   if (!stream_matvec(env, t.refs[2], xs, acc, part)) return;  // acc[o] = W[o, :] . xs
 #pragma once
 
@@ -67,25 +67,34 @@ __device__ inline double load_row(TaskEnv& env, const Ref& x, int r, float* xs) 
   return sum_sq;
 }
 
-// xs[i] = gamma[i] * (x[r, i] * inv_rms), the CPU reference's order of operations; the sum of
-// squares in double. Absent gamma means 1.
-__device__ inline void load_normalized_row(TaskEnv& env, const Ref& x, int r, const Ref& gamma,
-                                           float eps, float* xs) {
-  const double total = block_sum(load_row(env, x, r, xs), env.reduce);
-  const float inv_rms = float(1.0 / sqrt(total / double(x.cols) + double(eps)));
-  for (int base = 0; base < x.cols; base += 2 * ROW_LOADS * CONSUMER_THREADS) {
+// The norm weight of an RMS-normalized linear (ref 1) as floats in gs, 1 where it is absent.
+// The megakernel calls it before the task waits on its events (prepare_task): the weight does
+// not depend on them, so its loads overlap the wait instead of following it.
+__device__ inline void load_norm_weight(TaskEnv& env, const abi::TaskDesc& t, float* gs) {
+  const Ref gamma = env.ref(t, 1);
+  const int cols = t.refs[0].cols;
+  for (int base = 0; base < cols; base += 2 * ROW_LOADS * CONSUMER_THREADS) {
     float g[2 * ROW_LOADS];
 #pragma unroll
     for (int j = 0; j < 2 * ROW_LOADS; ++j) {
       const int i = base + j * CONSUMER_THREADS + env.tid;
-      g[j] = gamma.present() && i < x.cols ? gamma.get(0, i) : 1.0f;
+      g[j] = gamma.present() && i < cols ? gamma.get(0, i) : 1.0f;
     }
 #pragma unroll
     for (int j = 0; j < 2 * ROW_LOADS; ++j) {
       const int i = base + j * CONSUMER_THREADS + env.tid;
-      if (i < x.cols) xs[i] = g[j] * (xs[i] * inv_rms);
+      if (i < cols) gs[i] = g[j];
     }
   }
+}
+
+// xs[i] = gs[i] * (x[r, i] * inv_rms), the CPU reference's order of operations; the sum of
+// squares in double. gs is the norm weight load_norm_weight() staged.
+__device__ inline void load_normalized_row(TaskEnv& env, const Ref& x, int r, const float* gs,
+                                           float eps, float* xs) {
+  const double total = block_sum(load_row(env, x, r, xs), env.reduce);
+  const float inv_rms = float(1.0 / sqrt(total / double(x.cols) + double(eps)));
+  for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) xs[i] = gs[i] * (xs[i] * inv_rms);
   consumer_sync();
 }
 

@@ -8,13 +8,14 @@
 namespace megalith::kernels {
 
 __device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDesc& t) {
-  const Ref x = env.ref(t, 0), gamma = env.ref(t, 1), gate_bias = env.ref(t, 4);
+  const Ref x = env.ref(t, 0), gate_bias = env.ref(t, 4);
   const Ref up_bias = env.ref(t, 5), out = env.ref(t, 6);
   const int32_t rows = t.refs[2].rows;
-  float* xs = env.scratch;
+  const float* gs = env.scratch;  // the norm weight, staged by prepare_task
+  float* xs = env.scratch + linear_x_floats(x.cols);
   float* gate = xs + linear_x_floats(x.cols);
   float* up = gate + rows;
-  load_normalized_row(env, x, 0, gamma, t.params.linear.eps, xs);
+  load_normalized_row(env, x, 0, gs, t.params.linear.eps, xs);
   if (!stream_matvec(env, t.refs[2], xs, gate, up + rows)) return;
   if (!stream_matvec(env, t.refs[3], xs, up, up + rows)) return;
   for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {

@@ -524,6 +524,36 @@ TEST_F(GpuTest, AttentionPartialEverySplit) {
   }
 }
 
+TEST_F(GpuTest, AttentionPartialSingleSplitWritesTheOutput) {
+  for (const HeadShape& h : kHeadShapes) {
+    for (int32_t position : {0, 37, 210}) {
+      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {}", h.head_dim, h.group,
+                               type_name(h.cache), position));
+      TaskCase c(fresh_seed());
+      const int64_t hd = h.head_dim, max_seq = 211;
+      const float scale = float(1.0 / std::sqrt(double(hd)));
+      const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
+                                  h.kv_heads * h.group * hd, -2, 2);
+      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {position});
+      const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1,
+                                      h.kv_heads * h.group * hd);
+      for (int64_t head = 0; head < h.kv_heads; ++head) {
+        abi::TaskDesc t = make_task(
+            TaskKind::kAttentionPartial,
+            {c.ref(q, 0, 1, head * h.group * hd, h.group * hd), c.ref(kc, 0, max_seq, head * hd, hd),
+             c.ref(vc, 0, max_seq, head * hd, hd), c.whole(pos),
+             c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite),
+             abi::TensorRef{}});
+        t.params.attention = {scale, h.head_dim, h.group, 0, 1};
+        c.task(t);
+      }
+      c.run_and_compare(0, 1);
+    }
+  }
+}
+
 TEST_F(GpuTest, AttentionMerge) {
   for (const HeadShape& h : kHeadShapes) {
     for (int32_t splits : {1, 5, 66}) {

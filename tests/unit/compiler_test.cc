@@ -86,16 +86,26 @@ bool refs_overlap(const abi::TensorRef& a, const abi::TensorRef& b) {
 class CompilerArchTest : public ::testing::TestWithParam<Architecture> {};
 
 TEST_P(CompilerArchTest, CompilesAndVerifiesForAnyWorkerCount) {
+  // A short cache gives one attention task per KV head writing the output itself, a long one
+  // (on enough workers) splits with a merge.
   for (const ModelConfig& cfg : {*preset_config(GetParam(), "tiny"), odd_config(GetParam())}) {
-    for (int32_t workers : {1, 2, 3, 7, 16, 132}) {
-      const TaskGraph tg = compile_or_die(cfg, workers);
+    for (const auto& [workers, max_seq] : std::vector<std::pair<int32_t, int64_t>>{
+             {1, 40}, {2, 40}, {3, 40}, {7, 40}, {16, 40}, {132, 40}, {7, 20}, {132, 20}}) {
+      const TaskGraph tg = compile_or_die(cfg, workers, max_seq);
       ASSERT_FALSE(tg.tasks.empty());
       EXPECT_EQ(tg.tasks[tg.source_task].kind, TaskKind::kEmbedding);
       EXPECT_EQ(tg.tasks[tg.sink_task].kind, TaskKind::kSample);
       EXPECT_EQ(tg.queue_begin.back(), tg.tasks.size());
       std::set<TaskKind> kinds;
-      for (const abi::TaskDesc& t : tg.tasks) kinds.insert(t.kind);
-      EXPECT_EQ(kinds.size(), size_t(abi::kNumTaskKinds)) << "every fused kind is used";
+      bool split = false;
+      for (const abi::TaskDesc& t : tg.tasks) {
+        kinds.insert(t.kind);
+        if (t.kind == TaskKind::kAttentionPartial) split = t.params.attention.num_splits > 1;
+      }
+      EXPECT_EQ(split, max_seq / 16 > 1 && workers / cfg.num_kv_heads > 1) << workers << " " << max_seq;
+      EXPECT_EQ(kinds.count(TaskKind::kAttentionMerge), split ? 1u : 0u);
+      EXPECT_EQ(kinds.size(), size_t(abi::kNumTaskKinds) - (split ? 0 : 1))
+          << "every fused kind is used";
       for (const FusedOpInfo& op : tg.ops) {
         EXPECT_GE(op.task_count, 1u) << op.name;
         if (op.kind != TaskKind::kEmbedding && op.kind != TaskKind::kSample &&

@@ -6,6 +6,7 @@
 #include "megalith/model/random_checkpoint.h"
 #include "megalith/runtime/cpu_executor.h"
 #if MEGALITH_HAS_CUDA
+#include "megalith/core/progress_bar.h"
 #include "megalith/runtime/cuda_executor.h"
 #endif
 
@@ -131,9 +132,12 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
 #if MEGALITH_HAS_CUDA
     CudaExecutorOptions options;
     options.mode = mode;
+    ProgressBar bar("uploading weights");
+    options.on_upload = [&bar](uint64_t done, uint64_t total) { bar.update(done, total); };
     std::unique_ptr<CudaExecutor> exec;
     if (model.checkpoint) {
       MEGALITH_ASSIGN_OR_RETURN(exec, CudaExecutor::create(tg, *model.checkpoint, options));
+      bar.finish();
     } else {
       MEGALITH_ASSIGN_OR_RETURN(exec,
                                 CudaExecutor::create_random(tg, cfg, opts.weights_seed, options));

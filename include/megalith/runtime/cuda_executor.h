@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -38,7 +39,10 @@ struct CudaExecutorOptions {
   // Every consumer thread, not one per warp, frees the ring's stages: slower, and what
   // compute-sanitizer racecheck can follow. MEGALITH_PER_THREAD_RELEASE=1 sets it too.
   bool per_thread_release = false;
-  uint32_t max_stages = 0;  // weight ring stages; 0: as many as shared memory holds (up to 8)
+  uint32_t max_stages = 0;  // weight ring stages (as many as fit, up to this); 0: 3, the fastest
+  // Called as create() uploads a checkpoint's weights: bytes done so far and in all, after
+  // each weight (a progress bar's feed).
+  std::function<void(uint64_t done, uint64_t total)> on_upload;
 };
 
 // One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
@@ -87,7 +91,7 @@ class CudaExecutor : public Executor {
   CudaExecutor(const TaskGraph& tg, std::unique_ptr<cuda::DeviceProgram> program);
   static StatusOr<std::unique_ptr<CudaExecutor>> create_program(
       const TaskGraph& tg, int64_t vocab_size, const CudaExecutorOptions& options);
-  Status bind(const Checkpoint& ckpt);
+  Status bind(const Checkpoint& ckpt, const std::function<void(uint64_t, uint64_t)>& on_upload);
   Status bind_random(const ModelConfig& cfg, uint64_t seed);
   Status bind_io();
 

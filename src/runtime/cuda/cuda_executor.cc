@@ -40,7 +40,7 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const TaskGraph& tg
                                                              const Checkpoint& ckpt,
                                                              const CudaExecutorOptions& options) {
   MEGALITH_ASSIGN_OR_RETURN(auto exec, create_program(tg, ckpt.config().vocab_size, options));
-  MEGALITH_RETURN_IF_ERROR(exec->bind(ckpt));
+  MEGALITH_RETURN_IF_ERROR(exec->bind(ckpt, options.on_upload));
   MEGALITH_RETURN_IF_ERROR(exec->bind_io());
   return exec;
 }
@@ -75,8 +75,13 @@ StatusOr<const WeightSpec*> find_weight(const std::vector<WeightSpec>& specs, co
 
 uint32_t CudaExecutor::ring_stages() const { return program_->num_stages(); }
 
-Status CudaExecutor::bind(const Checkpoint& ckpt) {
+Status CudaExecutor::bind(const Checkpoint& ckpt,
+                          const std::function<void(uint64_t, uint64_t)>& on_upload) {
   const std::vector<WeightSpec> specs = model_weight_specs(ckpt.config());
+  uint64_t total = 0, done = 0;
+  for (const BufferDesc& desc : tg_.buffers) {
+    if (desc.kind == BufferKind::kWeight) total += desc.bytes;
+  }
   for (uint32_t b = 0; b < tg_.buffers.size(); ++b) {
     const BufferDesc& desc = tg_.buffers[b];
     if (desc.kind != BufferKind::kWeight) continue;
@@ -90,6 +95,8 @@ Status CudaExecutor::bind(const Checkpoint& ckpt) {
                               desc.bytes, elem_type_name(desc.type));
     }
     MEGALITH_RETURN_IF_ERROR(program_->write(b, w.data, w.nbytes()).with_context(desc.name));
+    done += desc.bytes;
+    if (on_upload) on_upload(done, total);
   }
   return {};
 }

@@ -171,7 +171,7 @@ Status DeviceProgram::validate_and_plan() {
   const uint64_t room = uint64_t(limit) > fixed ? uint64_t(limit) - fixed : 0;
   const uint64_t most = options_.max_stages > 0 ? std::min<uint64_t>(options_.max_stages,
                                                                       kernels::MAX_STAGES)
-                                                 : kernels::MAX_STAGES;
+                                                 : kernels::DEFAULT_STAGES;
   num_stages_ = uint32_t(std::min<uint64_t>(most, room / kernels::STAGE_BYTES));
   if (num_stages_ < uint32_t(kernels::MIN_STAGES)) {
     return unimplemented("the largest task needs {} bytes of shared memory besides the weight "

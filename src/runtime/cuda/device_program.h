@@ -28,7 +28,7 @@ struct DeviceProgramOptions {
   // Every consumer thread, not one per warp, frees the ring's stages: slower, and what
   // compute-sanitizer racecheck can follow. MEGALITH_PER_THREAD_RELEASE=1 sets it too.
   bool per_thread_release = false;
-  uint32_t max_stages = 0;  // weight ring stages; 0: as many as shared memory holds (up to 8)
+  uint32_t max_stages = 0;  // weight ring stages (as many as fit, up to this); 0: 3, the fastest
 };
 
 class DeviceProgram {

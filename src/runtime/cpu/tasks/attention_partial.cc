@@ -1,6 +1,7 @@
 // Split-KV decode attention: one KV head's query group over one slice of the visible cache
 // rows. Writes the slice's softmax-normalized output and its log-sum-exp (-inf when the
-// slice is empty) per query row.
+// slice is empty) per query row; with a single split (no lse ref) the output is the attention
+// output itself, the group's heads side by side in row r.
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -14,6 +15,14 @@ void run_attention_partial(const TaskContext& ctx, const abi::TaskDesc& t) {
   const RefView positions(ctx, t.refs[3]), partial(ctx, t.refs[4]), lse(ctx, t.refs[5]);
   const abi::AttentionParams& p = t.params.attention;
   const int64_t hd = p.head_dim, group = p.group;
+  const bool split = lse.present();
+  const auto out = [&](int64_t r, int64_t g, int64_t i, float v) {
+    if (split) {
+      partial.set(r * group + g, i, v);
+    } else {
+      partial.set(r, g * hd + i, v);
+    }
+  };
   for (int64_t r = 0; r < q.rows(); ++r) {
     const int64_t visible = int64_t(positions.get_int(0, r)) + 1;
     const int64_t chunk = (visible + p.num_splits - 1) / p.num_splits;
@@ -22,8 +31,8 @@ void run_attention_partial(const TaskContext& ctx, const abi::TaskDesc& t) {
     for (int64_t g = 0; g < group; ++g) {
       const int64_t row = r * group + g;
       if (begin == end) {
-        for (int64_t i = 0; i < hd; ++i) partial.set(row, i, 0.0f);
-        lse.set(row, 0, -std::numeric_limits<float>::infinity());
+        for (int64_t i = 0; i < hd; ++i) out(r, g, i, 0.0f);
+        if (split) lse.set(row, 0, -std::numeric_limits<float>::infinity());
         continue;
       }
       std::vector<double> scores(static_cast<size_t>(end - begin));
@@ -39,9 +48,9 @@ void run_attention_partial(const TaskContext& ctx, const abi::TaskDesc& t) {
       for (int64_t i = 0; i < hd; ++i) {
         double acc = 0;
         for (int64_t s = begin; s < end; ++s) acc += scores[size_t(s - begin)] * double(v_cache.get(s, i));
-        partial.set(row, i, float(acc / total));
+        out(r, g, i, float(acc / total));
       }
-      lse.set(row, 0, float(max_score + std::log(total)));
+      if (split) lse.set(row, 0, float(max_score + std::log(total)));
     }
   }
 }
