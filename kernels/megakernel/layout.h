@@ -85,6 +85,12 @@ struct alignas(16) QueueEntry {
   WaitTarget waits[INLINE_WAITS];  // waits beyond these: MegakernelArgs::waits[wait_begin + i]
 };
 
+// A position's token as the sample task publishes it to host-mapped memory during the launch.
+struct PublishedToken {
+  int32_t token;
+  float logprob;
+};
+
 struct MegakernelArgs {
   const QueueEntry* entries;    // every worker's queue, concatenated
   const uint32_t* queue_begin;  // num_workers + 1 entries
@@ -101,6 +107,11 @@ struct MegakernelArgs {
   // (s - first_step) * queue_length + q.
   TaskTrace* trace;
   uint32_t queue_length;  // entries of all queues together
+  // Optional (nullptr: off), host-mapped: the sample task writes each position's token to
+  // published[position], then stores position + 1 to *published_count with a system-scope
+  // release, so the host streams tokens while the launch runs.
+  PublishedToken* published;
+  uint64_t* published_count;
 };
 
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }

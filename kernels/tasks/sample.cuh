@@ -38,8 +38,13 @@ __device__ inline void run_sample(TaskEnv& env, const abi::TaskDesc& t) {
   const double lse = double(best.value) + log(total);
   int32_t next = c.temperature > 0 ? sampled.id : best.id;
   if (pos + 1 < c.num_prompt) next = prompt.get_int(0, pos + 1);
+  const float logprob = float(double(logits.get(0, next)) - lse);
   tokens.set_int(0, pos, next);
-  logprobs.set(0, pos, float(double(logits.get(0, next)) - lse));
+  logprobs.set(0, pos, logprob);
+  if (env.args.published) {
+    env.args.published[pos] = {next, logprob};
+    st_release_sys(env.args.published_count, uint64_t(pos) + 1);
+  }
 }
 
 }  // namespace megalith::kernels

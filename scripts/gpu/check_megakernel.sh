@@ -22,7 +22,7 @@ cat "$out/gpu.txt"
 
 status=0
 "$tests" --gtest_color=no >"$out/gpu_tests.log" 2>&1 || status=1
-grep -E "^\[  (PASSED|FAILED) |^\[==========\]|tokens equal|launches of|watchdog report" \
+grep -E "^\[  (PASSED|FAILED) |^\[==========\]|tokens equal|launches of|watchdog report|reached the host" \
   "$out/gpu_tests.log"
 
 # The sanitizers slow every access, so the smallest model only. racecheck does not credit

@@ -804,6 +804,50 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   compare(n2 - 1, n2 + 31, "sampled");
 }
 
+// Every position's token reaches the host through host-mapped memory during the launch, in
+// order, once, equal to what run() reports at its end; a second launch continues the count.
+TEST_P(GpuModelTest, TokensArePublishedWhileTheLaunchRuns) {
+  const ModelCase mc = GetParam();
+  ModelConfig cfg = *preset_config(mc.arch, "tiny");
+  cfg.dtype = mc.dtype;
+  auto graph = build_decode_graph(cfg, 1, 96);
+  ASSERT_TRUE(graph.ok());
+  auto tg = compile(*graph, cfg, {.num_workers = sm_count()});
+  ASSERT_TRUE(tg.ok()) << tg.status().message();
+  struct Published {
+    int64_t position;
+    int32_t token;
+    float logprob;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::vector<Published> seen;
+  CudaExecutorOptions options;
+  options.on_token = [&](int64_t position, int32_t token, float logprob) {
+    seen.push_back({position, token, logprob, std::chrono::steady_clock::now()});
+  };
+  auto exec = CudaExecutor::create_random(*tg, cfg, fresh_seed(), options);
+  ASSERT_TRUE(exec.ok()) << exec.status().message();
+  ASSERT_TRUE((*exec)->start_sequence(std::vector<int32_t>{5, 4, 3}, 0.7, 11).ok());
+  const auto start = std::chrono::steady_clock::now();
+  Status s = (*exec)->run(60);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto end = std::chrono::steady_clock::now();
+  s = (*exec)->run(20);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(seen.size(), 80u);
+  for (int64_t p = 0; p < 80; ++p) {
+    EXPECT_EQ(seen[size_t(p)].position, p);
+    EXPECT_EQ(seen[size_t(p)].token, (*exec)->token(p)) << p;
+    EXPECT_EQ(seen[size_t(p)].logprob, (*exec)->logprob(p)) << p;
+  }
+  const auto us = [&](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(t - start).count();
+  };
+  fmt::print("{} {}: the first token reached the host after {:.0f} us, the 30th after {:.0f} us, "
+             "of a {:.0f} us launch\n", architecture_short_name(mc.arch), dtype_short_name(mc.dtype),
+             us(seen[0].at), us(seen[29].at), us(end));
+}
+
 // Weights the GPU generates from a seed are the checkpoint's, bit for bit: the same task graph
 // bound to both gives identical logits after a prompt and identical greedy tokens.
 TEST_P(GpuModelTest, RandomWeightsOnTheGpuEqualTheCheckpoints) {

@@ -43,6 +43,10 @@ struct CudaExecutorOptions {
   // Called as create() uploads a checkpoint's weights: bytes done so far and in all, after
   // each weight (a progress bar's feed).
   std::function<void(uint64_t done, uint64_t total)> on_upload;
+  // Called during each run() with every position it computes, in order, as soon as the kernel
+  // has published the position's token to host-mapped memory: tokens stream while the one
+  // launch still runs.
+  std::function<void(int64_t position, int32_t token, float logprob)> on_token;
 };
 
 // One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
@@ -107,6 +111,7 @@ class CudaExecutor : public Executor {
   std::vector<float> logprobs_, logits_;
   int64_t next_step_ = 0, position_ = 0;
   bool poisoned_ = false;
+  std::function<void(int64_t, int32_t, float)> on_token_;
 };
 
 }  // namespace megalith

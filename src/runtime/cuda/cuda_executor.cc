@@ -33,7 +33,9 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
       cuda::DeviceProgram::create(
           tg, {options.device, options.watchdog_timeout_s, options.per_thread_release,
                options.max_stages}));
-  return std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
+  auto exec = std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
+  exec->on_token_ = options.on_token;
+  return exec;
 }
 
 StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const TaskGraph& tg,
@@ -163,7 +165,8 @@ Status CudaExecutor::run_traced(int64_t steps, std::vector<TaskTiming>* timings)
   MEGALITH_RETURN_IF_ERROR(program_->write(control_buffer_, &control_, sizeof(control_)));
   MEGALITH_RETURN_IF_ERROR(
       program_->write(prompt_buffer_, prompt_.data(), size_t(control_.num_prompt) * 4));
-  MEGALITH_RETURN_IF_ERROR(program_->run(next_step_, next_step_ + steps, timings));
+  MEGALITH_RETURN_IF_ERROR(
+      program_->run(next_step_, next_step_ + steps, timings, on_token_, position_));
   MEGALITH_RETURN_IF_ERROR(program_->read(tokens_buffer_, tokens_.data(), tokens_.size() * 4));
   MEGALITH_RETURN_IF_ERROR(
       program_->read(logprobs_buffer_, logprobs_.data(), logprobs_.size() * 4));

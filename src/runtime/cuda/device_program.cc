@@ -6,9 +6,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "fill/random_weights.h"
 #include "megakernel/launch.h"
@@ -39,6 +41,8 @@ struct DeviceProgram::Device {
   uint8_t* meta = nullptr;   // descriptors, counters, error record
   void* staging[2] = {nullptr, nullptr};
   cudaEvent_t staged[2] = {nullptr, nullptr};
+  // Host-mapped: the count of published positions, then one record per position.
+  void* published = nullptr;
   kernels::MegakernelArgs args{};
 
   ~Device() {
@@ -47,6 +51,7 @@ struct DeviceProgram::Device {
       if (staged[i]) cudaEventDestroy(staged[i]);
       if (staging[i]) cudaFreeHost(staging[i]);
     }
+    if (published) cudaFreeHost(published);
     if (arena) cudaFree(arena);
     if (meta) cudaFree(meta);
     if (stream) cudaStreamDestroy(stream);
@@ -349,8 +354,8 @@ Status DeviceProgram::fill_random(uint32_t buffer, const abi::RandomWeightParams
   return {};
 }
 
-Status DeviceProgram::run(int64_t first_step, int64_t end_step,
-                          std::vector<TaskTiming>* timings) {
+Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<TaskTiming>* timings,
+                          const TokenCallback& on_token, int64_t first_position) {
   if (broken_) return invalid_argument("the device program stopped after an error");
   if (first_step < 0 || end_step < first_step) {
     return invalid_argument("bad step range [{}, {})", first_step, end_step);
@@ -372,7 +377,40 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step,
   broken_ = true;  // until the launch is known to have finished cleanly
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.error, 0, sizeof(kernels::MegakernelError), d.stream));
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.abort_flag, 0, sizeof(uint32_t), d.stream));
+  uint64_t* published_count = nullptr;
+  kernels::PublishedToken* published = nullptr;
+  if (on_token) {
+    if (!d.published) {
+      MEGALITH_CUDA_RETURN_IF_ERROR(cudaHostAlloc(
+          &d.published, 16 + size_t(tg_.max_seq_len) * sizeof(kernels::PublishedToken),
+          cudaHostAllocMapped));
+    }
+    published_count = static_cast<uint64_t*>(d.published);
+    published = reinterpret_cast<kernels::PublishedToken*>(static_cast<uint8_t*>(d.published) + 16);
+    __atomic_store_n(published_count, uint64_t(first_position), __ATOMIC_RELEASE);
+    MEGALITH_CUDA_RETURN_IF_ERROR(
+        cudaHostGetDevicePointer(reinterpret_cast<void**>(&args.published_count), published_count, 0));
+    MEGALITH_CUDA_RETURN_IF_ERROR(
+        cudaHostGetDevicePointer(reinterpret_cast<void**>(&args.published), published, 0));
+  }
   MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, tg_.num_workers, d.stream));
+  if (on_token) {
+    // Hands over what the kernel has published until the launch is over, then the rest.
+    int64_t delivered = first_position;
+    const auto deliver = [&] {
+      const int64_t count = int64_t(__atomic_load_n(published_count, __ATOMIC_ACQUIRE));
+      for (; delivered < count; ++delivered) {
+        on_token(delivered, published[delivered].token, published[delivered].logprob);
+      }
+    };
+    cudaError_t state;
+    while ((state = cudaStreamQuery(d.stream)) == cudaErrorNotReady) {
+      deliver();
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    MEGALITH_CUDA_RETURN_IF_ERROR(state);
+    deliver();
+  }
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
   MEGALITH_RETURN_IF_ERROR(fault_report());
   broken_ = false;

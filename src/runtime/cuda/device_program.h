@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -52,8 +53,12 @@ class DeviceProgram {
 
   // One launch: every worker's queue once per step for steps [first, end). Returns when the
   // launch has finished; a watchdog fault or a CUDA error comes back as a Status, after which
-  // the program must not run again. With `timings`, every task's times at every step.
-  Status run(int64_t first_step, int64_t end_step, std::vector<TaskTiming>* timings = nullptr);
+  // the program must not run again. With `timings`, every task's times at every step. With
+  // `on_token`, the sequence's positions from `first_position` on are handed to it in order
+  // as the kernel publishes them (host-mapped memory), while the launch runs.
+  using TokenCallback = std::function<void(int64_t position, int32_t token, float logprob)>;
+  Status run(int64_t first_step, int64_t end_step, std::vector<TaskTiming>* timings = nullptr,
+             const TokenCallback& on_token = nullptr, int64_t first_position = 0);
 
   uint32_t num_stages() const { return num_stages_; }
   uint64_t shared_memory_bytes() const { return smem_bytes_; }
