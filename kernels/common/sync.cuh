@@ -51,31 +51,39 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return uint32_t(__cvta_generic_to_shared(p));
 }
 
+// The mbarrier operations exist on sm_80 too, in an older form (no tx counts, no sink
+// operand, test_wait instead of try_wait); the sm_90 forms carry explicit CTA-scope release and
+// acquire, which the sm_80 forms have by default.
 __device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
-               : "memory");
+  asm volatile("mbarrier.init.shared.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
 
-// Makes the initialized barriers visible to the async proxy (the bulk copies).
+// Makes the initialized barriers visible to the async proxy (the bulk copies); sm_80's
+// cp.async is not in that proxy, and the block barrier after the init suffices there.
 __device__ __forceinline__ void fence_barrier_init() {
+#if __CUDA_ARCH__ >= 900
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
 }
 
 __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+#if __CUDA_ARCH__ >= 900
   asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar))
                : "memory");
-}
-
-__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;" ::"r"(
-                   smem_addr(bar)),
-               "r"(bytes)
-               : "memory");
+#else
+  asm volatile(
+      "{\n"
+      ".reg .b64 state;\n"
+      "mbarrier.arrive.shared.b64 state, [%0];\n"
+      "}\n" ::"r"(smem_addr(bar))
+      : "memory");
+#endif
 }
 
 // One bounded wait for the phase of `parity` to complete; true when it has.
 __device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
   uint32_t done;
+#if __CUDA_ARCH__ >= 900
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -85,6 +93,17 @@ __device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity
       : "=r"(done)
       : "r"(smem_addr(bar)), "r"(parity)
       : "memory");
+#else
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(smem_addr(bar)), "r"(parity)
+      : "memory");
+#endif
   return done != 0;
 }
 
@@ -97,6 +116,14 @@ __device__ __forceinline__ uint64_t l2_evict_first_policy() {
   return policy;
 }
 
+#if __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;" ::"r"(
+                   smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+
 // Global -> shared bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned),
 // counted against the transaction bytes of `bar`, its L2 lines tagged with `policy`.
 __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes,
@@ -107,5 +134,20 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
       "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
       : "memory");
 }
+#else
+// sm_80: one 16-byte global -> shared copy (cached in L2 only), its lines tagged with
+// `policy`.
+__device__ __forceinline__ void copy16_g2s(void* dst, const void* src, uint64_t policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)),
+               "l"(src), "l"(policy)
+               : "memory");
+}
+
+// sm_80: arrives on `bar` once this thread's earlier cp.async copies have landed; the arrival
+// counts against the barrier's expected count.
+__device__ __forceinline__ void copies_arrive(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
+}
+#endif
 
 }  // namespace megalith::kernels

@@ -20,8 +20,9 @@ constexpr int CONSUMER_THREADS = CONSUMER_WARPS * 32;
 constexpr int PRODUCER_WARP = CONSUMER_WARPS;
 constexpr int WORKER_THREADS = CONSUMER_THREADS + 32;
 
-// The weight ring: stages of STAGE_BYTES, each filled by one cp.async.bulk. A chunk carries
-// at most CHUNK_PAYLOAD bytes so its 16-byte-aligned superset still fits a stage.
+// The weight ring: stages of STAGE_BYTES, each filled by one cp.async.bulk (sm_90) or the
+// producer warp's cp.async pieces (sm_80). A chunk carries at most CHUNK_PAYLOAD bytes so its
+// 16-byte-aligned superset still fits a stage.
 constexpr int STAGE_BYTES = 32768;
 constexpr int CHUNK_PAYLOAD = STAGE_BYTES - 32;
 // Row segments (rows longer than a stage) start at multiples of this many elements: one warp

@@ -142,14 +142,14 @@ __global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const Megakernel
                   args.num_stages, args.per_thread_release == 0};
   if (threadIdx.x == 0) {
     for (uint32_t s = 0; s < args.num_stages; ++s) {
-      mbarrier_init(&full[s], 1);
+      mbarrier_init(&full[s], PRODUCER_LANES);
       mbarrier_init(&empty[s], args.per_thread_release ? CONSUMER_THREADS : CONSUMER_WARPS);
     }
     fence_barrier_init();
   }
   __syncthreads();
   if (threadIdx.x / 32 == PRODUCER_WARP) {
-    if (threadIdx.x % 32 == 0) run_producer(args, ring);
+    if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer(args, ring);
     return;
   }
   run_consumer(args, ring, smem, &stop);

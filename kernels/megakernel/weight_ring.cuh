@@ -103,7 +103,33 @@ __device__ __forceinline__ const uint8_t* tile_base(const abi::TensorRef& w) {
   return reinterpret_cast<const uint8_t*>(w.offset);
 }
 
-// The producer: one thread streams every chunk of the worker's queue for the launch's steps.
+// Who fills a stage. sm_90: one thread issues a bulk copy that completes the stage's full
+// barrier with its byte count. sm_80 (no bulk copies): the producer warp's 32 lanes copy
+// 16-byte pieces with cp.async, and each lane's copies arrive on the full barrier as they
+// land, so the barrier expects PRODUCER_LANES arrivals.
+#if __CUDA_ARCH__ >= 900
+constexpr int PRODUCER_LANES = 1;
+#else
+constexpr int PRODUCER_LANES = 32;
+#endif
+
+// Starts filling `stage` with the 16-byte-aligned bytes [begin, begin + bytes).
+__device__ __forceinline__ void fill_stage(const Ring& ring, uint32_t stage, uintptr_t begin,
+                                           uint32_t bytes, uint64_t policy) {
+  uint8_t* dst = ring.stages + size_t(stage) * STAGE_BYTES;
+#if __CUDA_ARCH__ >= 900
+  mbarrier_arrive_expect_tx(&ring.full[stage], bytes);
+  bulk_copy_g2s(dst, reinterpret_cast<const void*>(begin), bytes, &ring.full[stage], policy);
+#else
+  for (uint32_t i = threadIdx.x % 32 * 16; i < bytes; i += 32 * 16) {
+    copy16_g2s(dst + i, reinterpret_cast<const void*>(begin + i), policy);
+  }
+  copies_arrive(&ring.full[stage]);
+#endif
+}
+
+// The producer: PRODUCER_LANES threads of the producer warp stream every chunk of the
+// worker's queue for the launch's steps.
 __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring) {
   const uint32_t worker = blockIdx.x;
   const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
@@ -143,10 +169,7 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
             }
             return;
           }
-          mbarrier_arrive_expect_tx(&ring.full[stage], uint32_t(end - begin));
-          bulk_copy_g2s(ring.stages + size_t(stage) * STAGE_BYTES,
-                        reinterpret_cast<const void*>(begin), uint32_t(end - begin),
-                        &ring.full[stage], policy);
+          fill_stage(ring, stage, begin, uint32_t(end - begin), policy);
           ++issued;
           if (++stage == ring.num_stages) {
             stage = 0;

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Builds the CUDA-enabled release here and packs what the GPU machine needs into build/carry-gpu
 # (the device tool carries it): the megalith CLI, the GPU tests and benchmark, the shared
-# libraries the GPU machine lacks, and the commit they were built from.
-#   scripts/gpu/pack.sh
+# libraries the GPU machine lacks, and the commit they were built from. With an architecture
+# list, device code for those only, in build/gpuARCHS and build/carry-gpuARCHS (80: the
+# Ampere path, which runs on Hopper too: scripts/gpu/check_megakernel.sh build/carry-gpu80).
+#   scripts/gpu/pack.sh [ARCHS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=build/gpu
-[[ -f $build/build.ninja ]] || cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+archs=${1:-}
+build=build/gpu$archs
+carry=build/carry-gpu$archs
+flags=()
+[[ -z $archs ]] || flags=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
+[[ -f $build/build.ninja ]] || cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >/dev/null
 cmake --build $build
-carry=build/carry-gpu
 rm -rf $carry
 mkdir -p $carry/tools/megalith $carry/tests/gpu $carry/lib
 cp $build/tools/megalith/megalith $carry/tools/megalith/

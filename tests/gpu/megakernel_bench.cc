@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -106,46 +105,9 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
              measured, us_per_step[0], us_per_step[1], us_per_step[2], floor_us,
              100 * floor_us / measured);
 
-  // Per kind: mean time from wait start to inputs ready, and from ready to signalled; for the
-  // tasks that stream weights, the run split into loading inputs (ready to the first chunk),
-  // streaming, and the tail (the epilogue and the signal).
-  struct KindStats {
-    double wait_us = 0, run_us = 0, input_us = 0, stream_us = 0, tail_us = 0;
-    int64_t n = 0;
-  };
-  std::map<std::string_view, KindStats> kinds;
-  std::map<int64_t, std::pair<uint64_t, uint64_t>> step_span;  // first wait, last done
-  for (const TaskTiming& t : timings) {
-    KindStats& k = kinds[task_kind_name(tg.tasks[t.task].kind)];
-    k.wait_us += double(t.ready_ns - t.wait_ns) * 1e-3;
-    k.run_us += double(t.done_ns - t.ready_ns) * 1e-3;
-    if (t.stream_begin_ns != 0) {
-      k.input_us += double(t.stream_begin_ns - t.ready_ns) * 1e-3;
-      k.stream_us += double(t.stream_end_ns - t.stream_begin_ns) * 1e-3;
-      k.tail_us += double(t.done_ns - t.stream_end_ns) * 1e-3;
-    }
-    ++k.n;
-    auto [it, fresh] = step_span.emplace(t.step, std::make_pair(t.wait_ns, t.done_ns));
-    if (!fresh) {
-      it->second.first = std::min(it->second.first, t.wait_ns);
-      it->second.second = std::max(it->second.second, t.done_ns);
-    }
-  }
-  std::vector<double> step_us;
-  uint64_t previous_done = 0;
-  for (const auto& [step, span] : step_span) {
-    if (previous_done) step_us.push_back(double(span.second - previous_done) * 1e-3);
-    previous_done = span.second;
-  }
   fmt::print("  traced: {:.1f} us/step (median, last task done to last task done)\n",
-             step_us.empty() ? 0.0 : median(step_us));
-  fmt::print("  {:<24} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "kind", "tasks", "wait us",
-             "run us", "input", "stream", "tail");
-  for (const auto& [name, k] : kinds) {
-    const double n = double(k.n);
-    fmt::print("  {:<24} {:>8} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n", name, k.n / steps,
-               k.wait_us / n, k.run_us / n, k.input_us / n, k.stream_us / n, k.tail_us / n);
-  }
+             traced_step_us(timings));
+  fmt::print("{}", format_trace_summary(summarize_trace(tg, timings)));
   return {};
 }
 

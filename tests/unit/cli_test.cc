@@ -131,6 +131,10 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
       "bench --preset tiny --no-peers",  // three architectures have a "tiny"
       "bench --preset qwen3:tiny --device cpu --no-peers",
       "bench --preset qwen3:tiny --new-tokens 1 --no-peers",
+      "trace --preset no-such-model",
+      "trace --preset qwen3:tiny --device cpu",
+      "trace --preset qwen3:tiny --steps 0",
+      "trace --preset qwen3:tiny --out ''",
   };
   for (const std::string& args : cases) {
     const Result r = run(args);
@@ -143,7 +147,7 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
 }
 
 TEST_F(CliTest, EverySubcommandHasHelp) {
-  for (const char* cmd : {"", "generate", "score", "make-checkpoint", "inspect", "bench"}) {
+  for (const char* cmd : {"", "generate", "score", "make-checkpoint", "inspect", "bench", "trace"}) {
     const Result r = run(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("--"), std::string::npos) << cmd;

@@ -40,24 +40,6 @@ struct BenchArgs {
   bool no_peers = false, no_record = false, json = false;
 };
 
-// "qwen3-8b" or "llama:tiny": the preset's architecture is found when the name is unique.
-StatusOr<ModelConfig> find_preset(const std::string& spec) {
-  const size_t colon = spec.find(':');
-  const std::string name = colon == std::string::npos ? spec : spec.substr(colon + 1);
-  const std::string arch = colon == std::string::npos ? "" : spec.substr(0, colon);
-  std::vector<Architecture> matches;
-  for (Architecture a : {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3}) {
-    if (!arch.empty() && architecture_short_name(a) != arch) continue;
-    const auto names = preset_names(a);
-    if (std::find(names.begin(), names.end(), name) != names.end()) matches.push_back(a);
-  }
-  if (matches.size() != 1) {
-    return invalid_argument("--preset '{}' names {} model presets; use ARCH:NAME (see "
-                            "make-checkpoint --help)", spec, matches.empty() ? "no" : "several");
-  }
-  return preset_config(matches[0], name);
-}
-
 // Runs `command` and returns what it printed, or an error with its exit status.
 StatusOr<std::string> capture(const std::string& command) {
   std::unique_ptr<FILE, decltype(&pclose)> pipe(popen(command.c_str(), "r"), &pclose);
@@ -117,21 +99,9 @@ Status run(BenchArgs a) {
   return unimplemented("this megalith was built without nvcc");
 #else
   // A preset becomes a config-only model directory with random weights: what the peers load.
-  std::unique_ptr<fs::path, void (*)(fs::path*)> scratch(nullptr, [](fs::path* p) {
-    std::error_code ec;
-    fs::remove_all(*p, ec);
-    delete p;
-  });
+  std::unique_ptr<PresetModel> preset;
   if (!a.preset.empty()) {
-    if (!a.device.model.empty()) return invalid_argument("give --model or --preset, not both");
-    MEGALITH_ASSIGN_OR_RETURN(ModelConfig cfg, find_preset(a.preset));
-    scratch.reset(new fs::path(fs::temp_directory_path() /
-                               fmt::format("megalith_bench_{}_{}", a.preset, getpid())));
-    fs::create_directories(*scratch);
-    std::ofstream(*scratch / "config.json") << model_config_to_json(cfg, ConfigStyle::kHub).dump(2);
-    a.device.model = scratch->string();
-    a.device.random_weights = true;
-    if (a.name.empty()) a.name = a.preset.substr(a.preset.find(':') + 1);
+    MEGALITH_ASSIGN_OR_RETURN(preset, PresetModel::create(a.preset, a.device, &a.name));
   }
   MEGALITH_ASSIGN_OR_RETURN(Model model, load_model(a.device));
   if (a.name.empty()) a.name = fs::path(model.dir).filename().string();

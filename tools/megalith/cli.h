@@ -25,6 +25,7 @@ Command add_generate(CLI::App& app);
 Command add_score(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_trace(CLI::App& app);
 
 // Parses "1,2,3" (spaces allowed) into token ids.
 StatusOr<std::vector<int32_t>> parse_ids(const std::string& text, const std::string& flag);
@@ -55,6 +56,22 @@ struct Model {
   std::unique_ptr<Checkpoint> checkpoint;
 };
 StatusOr<Model> load_model(const DeviceOptions& opts);
+
+// A model preset ("qwen3-8b", "llama:tiny") as a config-only model directory with random
+// weights: --preset of bench and trace. The directory is removed with the object.
+class PresetModel {
+ public:
+  // Points `opts` at the preset's directory, random weights; `name` gets the preset's name.
+  static StatusOr<std::unique_ptr<PresetModel>> create(const std::string& preset,
+                                                       DeviceOptions& opts, std::string* name);
+  ~PresetModel();
+  PresetModel(const PresetModel&) = delete;
+  PresetModel& operator=(const PresetModel&) = delete;
+
+ private:
+  explicit PresetModel(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
 
 // Compiles the model's decode graph for `positions` KV-cache rows (or --max-seq-len) and binds
 // it to the executor of --device cpu or cuda.

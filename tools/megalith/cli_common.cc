@@ -1,4 +1,8 @@
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "cli.h"
 #include "megalith/compiler/compiler.h"
@@ -118,6 +122,44 @@ StatusOr<Model> load_model(const DeviceOptions& opts) {
     MEGALITH_ASSIGN_OR_RETURN(model.checkpoint, random_checkpoint(model.config, opts.weights_seed));
   }
   return model;
+}
+
+// "qwen3-8b" or "llama:tiny": the preset's architecture is found when the name is unique.
+static StatusOr<ModelConfig> find_preset(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  const std::string name = colon == std::string::npos ? spec : spec.substr(colon + 1);
+  const std::string arch = colon == std::string::npos ? "" : spec.substr(0, colon);
+  std::vector<Architecture> matches;
+  for (Architecture a : {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3}) {
+    if (!arch.empty() && architecture_short_name(a) != arch) continue;
+    const auto names = preset_names(a);
+    if (std::find(names.begin(), names.end(), name) != names.end()) matches.push_back(a);
+  }
+  if (matches.size() != 1) {
+    return invalid_argument("--preset '{}' names {} model presets; use ARCH:NAME (see "
+                            "make-checkpoint --help)", spec, matches.empty() ? "no" : "several");
+  }
+  return preset_config(matches[0], name);
+}
+
+StatusOr<std::unique_ptr<PresetModel>> PresetModel::create(const std::string& preset,
+                                                           DeviceOptions& opts, std::string* name) {
+  if (!opts.model.empty()) return invalid_argument("give --model or --preset, not both");
+  MEGALITH_ASSIGN_OR_RETURN(ModelConfig cfg, find_preset(preset));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / fmt::format("megalith_{}_{}", preset, getpid());
+  std::filesystem::create_directories(dir);
+  std::unique_ptr<PresetModel> model(new PresetModel(dir.string()));
+  std::ofstream(dir / "config.json") << model_config_to_json(cfg, ConfigStyle::kHub).dump(2);
+  opts.model = dir.string();
+  opts.random_weights = true;
+  if (name->empty()) *name = preset.substr(preset.find(':') + 1);
+  return model;
+}
+
+PresetModel::~PresetModel() {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
 }
 
 StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, const Model& model,

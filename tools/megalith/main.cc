@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       megalith::cli::add_score(app),
       megalith::cli::add_inspect(app),
       megalith::cli::add_bench(app),
+      megalith::cli::add_trace(app),
   };
 
   try {

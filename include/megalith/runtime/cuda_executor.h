@@ -23,6 +23,7 @@
 #include "megalith/model/checkpoint.h"
 #include "megalith/model/config.h"
 #include "megalith/runtime/executor.h"
+#include "megalith/runtime/trace.h"
 
 namespace megalith {
 
@@ -47,15 +48,6 @@ struct CudaExecutorOptions {
   // has published the position's token to host-mapped memory: tokens stream while the one
   // launch still runs.
   std::function<void(int64_t position, int32_t token, float logprob)> on_token;
-};
-
-// One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
-// wait began, when its events were ready, when it began and ended streaming its weights (0
-// for tasks without weights), and when it had signalled its own.
-struct TaskTiming {
-  uint32_t task = 0, worker = 0;
-  int64_t step = 0;
-  uint64_t wait_ns = 0, ready_ns = 0, stream_begin_ns = 0, stream_end_ns = 0, done_ns = 0;
 };
 
 class CudaExecutor : public Executor {
