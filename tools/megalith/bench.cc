@@ -40,6 +40,7 @@ struct BenchArgs {
   bool no_peers = false, no_record = false, json = false;
 };
 
+#if MEGALITH_HAS_CUDA
 // Runs `command` and returns what it printed, or an error with its exit status.
 StatusOr<std::string> capture(const std::string& command) {
   std::unique_ptr<FILE, decltype(&pclose)> pipe(popen(command.c_str(), "r"), &pclose);
@@ -85,6 +86,7 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
+#endif
 
 Status run(BenchArgs a) {
   if (a.device.device != "cuda") {
