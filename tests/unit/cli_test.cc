@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "megalith/tokenizer/tokenizer.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -120,6 +122,10 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
       "generate" + model() + " --prompt-ids 1 --temperature -2",
       "generate" + model() + " --prompt-ids 1 --top-p 0",
       "generate" + model() + " --prompt-ids 1 --device tpu",
+      "generate" + model() + " --prompt hello",  // the model has no tokenizer.json
+      "generate" + model() + " --prompt hello --prompt-ids 1",
+      "generate" + model() + " --prompt-ids 1 --chat",
+      "generate" + model(),
       "generate --model /nonexistent/dir --prompt-ids 1",
       "generate --model " + empty_dir.string() + " --prompt-ids 1",
       "score" + model() + " --ids 1",
@@ -144,6 +150,46 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
     EXPECT_TRUE(r.out.empty()) << args;
   }
   fs::remove_all(empty_dir);
+}
+
+// --prompt TEXT: the model directory's tokenizer.json makes the ids (the same as --prompt-ids
+// of them gives) and the reply comes back as text; --chat sends a user turn in the template.
+TEST_F(CliTest, TextPromptsAreTokenizedAndRepliesDecoded) {
+  const fs::path dir = scratch_path("text_model");
+  fs::remove_all(dir);
+  ASSERT_EQ(run("make-checkpoint --arch qwen2 --preset tiny --config-only --out " + dir.string())
+                .exit_code, 0);
+  json config = json::parse(std::ifstream(dir / "config.json"));
+  config["vocab_size"] = 1280;  // room for the fixture tokenizer's 1205 ids
+  std::ofstream(dir / "config.json") << config.dump();
+  const fs::path fixture =
+      fs::path(MEGALITH_SOURCE_DIR) / "tests/tokenizer/fixtures/qwen2/tokenizer.json";
+  fs::copy_file(fixture, dir / "tokenizer.json");
+  auto tok = megalith::Tokenizer::load(fixture);
+  ASSERT_TRUE(tok.ok()) << tok.status().message();
+
+  const std::string base = "generate --model " + dir.string() +
+                           " --random-weights --device cpu --max-new-tokens 6 --ignore-eos --json";
+  const std::string text = "Hello world, naïve café!";
+  const Result r = run(base + " --prompt '" + text + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  const std::vector<int32_t> ids = tok->encode(text, /*add_special_tokens=*/true);
+  EXPECT_EQ(j["prompt_tokens"], ids.size());
+  const std::vector<int32_t> reply = j["tokens"];
+  EXPECT_EQ(j["text"], tok->decode(reply, /*skip_special_tokens=*/true));
+  std::string id_list;
+  for (int32_t id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
+  const Result by_ids = run(base + " --prompt-ids " + id_list);
+  ASSERT_EQ(by_ids.exit_code, 0) << by_ids.err;
+  EXPECT_EQ(json::parse(by_ids.out)["tokens"], j["tokens"]);
+
+  const Result chat = run(base + " --chat --prompt 'Hi there'");
+  ASSERT_EQ(chat.exit_code, 0) << chat.err;
+  const std::vector<int32_t> chat_ids = tok->encode(
+      "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", /*add_special_tokens=*/false);
+  EXPECT_EQ(json::parse(chat.out)["prompt_tokens"], chat_ids.size());
+  fs::remove_all(dir);
 }
 
 TEST_F(CliTest, EverySubcommandHasHelp) {

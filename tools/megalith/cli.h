@@ -12,6 +12,7 @@
 #include "megalith/core/status.h"
 #include "megalith/model/checkpoint.h"
 #include "megalith/runtime/executor.h"
+#include "megalith/tokenizer/tokenizer.h"
 
 namespace megalith::cli {
 
@@ -56,6 +57,8 @@ struct Model {
   std::unique_ptr<Checkpoint> checkpoint;
 };
 StatusOr<Model> load_model(const DeviceOptions& opts);
+// The model directory's tokenizer.json, checked to fit the model's vocabulary.
+StatusOr<Tokenizer> load_model_tokenizer(const Model& model);
 
 // A model preset ("qwen3-8b", "llama:tiny") as a config-only model directory with random
 // weights: --preset of bench and trace. The directory is removed with the object.

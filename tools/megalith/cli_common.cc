@@ -163,6 +163,20 @@ PresetModel::~PresetModel() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+StatusOr<Tokenizer> load_model_tokenizer(const Model& model) {
+  const std::filesystem::path path = std::filesystem::path(model.dir) / "tokenizer.json";
+  if (!std::filesystem::exists(path)) {
+    return not_found("{} has no tokenizer.json: give the prompt as --prompt-ids, or use a model "
+                     "with a tokenizer", model.dir);
+  }
+  MEGALITH_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::load(path));
+  if (tok.vocab_size() > model.config.vocab_size) {
+    return invalid_argument("{}: the tokenizer has {} ids, the model's vocabulary {}",
+                            path.string(), tok.vocab_size(), model.config.vocab_size);
+  }
+  return tok;
+}
+
 StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, const Model& model,
                                                   int64_t positions) {
   const ModelConfig& cfg = model.config;
