@@ -81,6 +81,7 @@ StatusOr<GenerationResult> generate(ReferenceModel& model, std::span<const int32
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
     const int32_t token = sampler.sample(last);
     result.tokens.push_back(token);
+    if (options.on_token) options.on_token(token);
     const auto& stops = options.stop_token_ids;
     if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
       result.finish_reason = "stop";
@@ -148,6 +149,7 @@ StatusOr<GenerationResult> generate(Executor& exec, std::span<const int32_t> pro
     for (int64_t p = first_new; p < exec.position(); ++p) {
       const int32_t token = in_launch ? exec.token(p) : sampler.sample(exec.logits());
       result.tokens.push_back(token);
+      if (options.on_token) options.on_token(token);
       if (is_stop(options, token)) {
         result.finish_reason = "stop";
         break;

@@ -125,6 +125,8 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
       "generate" + model() + " --prompt hello",  // the model has no tokenizer.json
       "generate" + model() + " --prompt hello --prompt-ids 1",
       "generate" + model() + " --prompt-ids 1 --chat",
+      "chat" + model() + " < /dev/null",  // no tokenizer.json
+      "chat" + model() + " --max-new-tokens 0 < /dev/null",
       "generate" + model(),
       "generate --model /nonexistent/dir --prompt-ids 1",
       "generate --model " + empty_dir.string() + " --prompt-ids 1",
@@ -189,11 +191,27 @@ TEST_F(CliTest, TextPromptsAreTokenizedAndRepliesDecoded) {
   const std::vector<int32_t> chat_ids = tok->encode(
       "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", /*add_special_tokens=*/false);
   EXPECT_EQ(json::parse(chat.out)["prompt_tokens"], chat_ids.size());
+
+  // megalith chat: a turn per line, the reply streamed then a newline; the first turn is what
+  // generate --chat says, the second sees the conversation, /reset starts over.
+  const std::string flags =
+      " --model " + dir.string() + " --random-weights --device cpu --max-new-tokens 6";
+  const Result once = run("generate" + flags + " --chat --prompt 'Hi there'");
+  ASSERT_EQ(once.exit_code, 0) << once.err;
+  const fs::path turns = scratch_path("turns");
+  std::ofstream(turns) << "Hi there\nAgain\n/reset\nHi there\n";
+  const Result talk = run("chat" + flags + " < " + turns.string());
+  fs::remove(turns);
+  ASSERT_EQ(talk.exit_code, 0) << talk.err;
+  ASSERT_GT(talk.out.size(), 2 * once.out.size());
+  EXPECT_EQ(talk.out.substr(0, once.out.size()), once.out);
+  EXPECT_EQ(talk.out.substr(talk.out.size() - once.out.size()), once.out);
   fs::remove_all(dir);
 }
 
 TEST_F(CliTest, EverySubcommandHasHelp) {
-  for (const char* cmd : {"", "generate", "score", "make-checkpoint", "inspect", "bench", "trace"}) {
+  for (const char* cmd :
+       {"", "generate", "chat", "score", "make-checkpoint", "inspect", "bench", "trace"}) {
     const Result r = run(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("--"), std::string::npos) << cmd;

@@ -27,6 +27,7 @@ Command add_score(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_trace(CLI::App& app);
+Command add_chat(CLI::App& app);
 
 // Parses "1,2,3" (spaces allowed) into token ids.
 StatusOr<std::vector<int32_t>> parse_ids(const std::string& text, const std::string& flag);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <nlohmann/json.hpp>
@@ -62,6 +63,15 @@ Status run(const GenerateArgs& a) {
   } else {
     MEGALITH_ASSIGN_OR_RETURN(prompt, parse_ids(a.prompt_ids, "--prompt-ids"));
   }
+  // Text comes out as it is generated, whole characters at a time.
+  std::optional<StreamDecoder> stream;
+  if (tokenizer && !a.json) {
+    stream.emplace(*tokenizer, /*skip_special_tokens=*/true);
+    options.on_token = [&stream](int32_t id) {
+      fmt::print("{}", stream->add(id));
+      std::fflush(stdout);
+    };
+  }
   GenerationResult r;
   if (a.device.device == "ref") {
     ReferenceModel reference(*model.checkpoint);
@@ -87,8 +97,8 @@ Status run(const GenerateArgs& a) {
                           {"ms_per_token", ms_per_token}};
     fmt::print("{}\n", out.dump());
   } else {
-    if (tokenizer) {
-      fmt::print("{}\n", tokenizer->decode(r.tokens, /*skip_special_tokens=*/true));
+    if (stream) {
+      fmt::print("{}\n", stream->flush());
     } else {
       fmt::print("{}\n", fmt::join(r.tokens, ","));
     }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <span>
 #include <string>
@@ -44,6 +45,8 @@ std::vector<double> log_softmax(std::span<const float> logits);
 struct GenerationOptions {
   int64_t max_new_tokens = 16;
   std::vector<int64_t> stop_token_ids;  // generation ends after emitting one of these
+  // Called with each generated token as soon as generate() has it, in order (streaming).
+  std::function<void(int32_t token)> on_token;
 };
 
 struct GenerationResult {
