@@ -1,0 +1,130 @@
+// The weight ring and the linear consumers alone: every SM streams synthetic weight tiles
+// (bf16, all 0x3c3c) through the megakernel's own producer and stream_matvec, with no events,
+// and the rate per SM is printed beside a run whose consumers only take and free the chunks
+// (what the copies alone reach). docs/performance.md: this is how the consumers were found to
+// be the limit.
+//
+//   megalith_gpu_weight_stream [--stages S]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "probe/weight_stream.h"
+
+namespace {
+
+using namespace megalith;
+
+#define CHECK_CUDA(call)                                                               \
+  do {                                                                                 \
+    const cudaError_t e_ = (call);                                                     \
+    if (e_ != cudaSuccess) {                                                           \
+      fmt::print(stderr, "{}: {}\n", #call, cudaGetErrorString(e_));                   \
+      return 1;                                                                        \
+    }                                                                                  \
+  } while (0)
+
+struct Shape {
+  int cols, rows_per_task, tasks_per_sm;  // about 1 GB in all on 132 SMs
+};
+
+int run(int argc, char** argv) {
+  uint32_t stages = 3;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--stages") == 0 && i + 1 < argc) stages = uint32_t(std::stoul(argv[++i]));
+  }
+  int sms = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const Shape shapes[] = {{4096, 384, 3}, {4096, 32, 36}, {12288, 32, 12},
+                          {1024, 64, 72}, {2048, 64, 36}, {8192, 32, 18}};
+  uint64_t most = 0;
+  for (const Shape& s : shapes) {
+    most = std::max(most, uint64_t(sms) * s.tasks_per_sm * s.rows_per_task * s.cols * 2);
+  }
+  void* weights = nullptr;
+  CHECK_CUDA(cudaMalloc(&weights, most));
+  CHECK_CUDA(cudaMemset(weights, 0x3c, most));  // bf16 0x3c3c = 0.011474609375
+  uint64_t* counters = nullptr;
+  kernels::MegakernelError* error = nullptr;
+  uint32_t* abort_flag = nullptr;
+  kernels::QueueEntry* entries = nullptr;
+  uint32_t* queue_begin = nullptr;
+  CHECK_CUDA(cudaMalloc(&counters, 8));
+  CHECK_CUDA(cudaMalloc(&error, sizeof(kernels::MegakernelError)));
+  CHECK_CUDA(cudaMalloc(&abort_flag, 4));
+  CHECK_CUDA(cudaMemset(error, 0, sizeof(kernels::MegakernelError)));
+  CHECK_CUDA(cudaMemset(abort_flag, 0, 4));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  fmt::print("{} SMs, {} ring stages of {} KB\n", sms, stages, kernels::STAGE_BYTES / 1024);
+  fmt::print("  {:>6} {:>6} {:>16} {:>16} {:>10}\n", "cols", "rows", "copies GB/s/SM",
+             "matvec GB/s/SM", "bad rows");
+  int status = 0;
+  for (const Shape& s : shapes) {
+    const int tasks = sms * s.tasks_per_sm;
+    const uint64_t tile_bytes = uint64_t(s.rows_per_task) * s.cols * 2;
+    std::vector<kernels::QueueEntry> host(static_cast<size_t>(tasks));
+    for (int i = 0; i < tasks; ++i) {
+      kernels::QueueEntry& e = host[size_t(i)];
+      std::memset(&e, 0, sizeof(e));
+      e.task.kind = abi::TaskKind::kLmHead;
+      abi::TensorRef& w = e.task.refs[2];
+      w.type = abi::RefType::kBF16;
+      w.offset = reinterpret_cast<uint64_t>(weights) + uint64_t(i) * tile_bytes;
+      w.rows = s.rows_per_task;
+      w.cols = s.cols;
+      w.row_stride = s.cols;
+    }
+    std::vector<uint32_t> begin(size_t(sms) + 1);
+    for (int w = 0; w <= sms; ++w) begin[size_t(w)] = uint32_t(w * s.tasks_per_sm);
+    CHECK_CUDA(cudaFree(entries));
+    CHECK_CUDA(cudaFree(queue_begin));
+    CHECK_CUDA(cudaMalloc(&entries, host.size() * sizeof(kernels::QueueEntry)));
+    CHECK_CUDA(cudaMalloc(&queue_begin, begin.size() * 4));
+    CHECK_CUDA(cudaMemcpy(entries, host.data(), host.size() * sizeof(kernels::QueueEntry),
+                          cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(queue_begin, begin.data(), begin.size() * 4, cudaMemcpyHostToDevice));
+    kernels::MegakernelArgs args{};
+    args.entries = entries;
+    args.queue_begin = queue_begin;
+    args.counters = counters;
+    args.error = error;
+    args.abort_flag = abort_flag;
+    args.first_step = 0;
+    args.end_step = 1;
+    args.scratch_floats = kernels::linear_x_floats(s.cols) + uint32_t(s.rows_per_task) +
+                          kernels::matvec_partial_floats(s.rows_per_task);
+    args.num_stages = stages;
+    const float expected = float(s.cols) * 0.011474609375f;
+    double gbps[2] = {0, 0};
+    for (int matvec = 0; matvec < 2; ++matvec) {
+      CHECK_CUDA(kernels::launch_weight_stream(args, matvec, expected, sms, nullptr));  // warm-up
+      CHECK_CUDA(cudaMemset(counters, 0, 8));
+      CHECK_CUDA(cudaEventRecord(start));
+      constexpr int kRuns = 5;
+      for (int r = 0; r < kRuns; ++r) {
+        CHECK_CUDA(kernels::launch_weight_stream(args, matvec, expected, sms, nullptr));
+      }
+      CHECK_CUDA(cudaEventRecord(stop));
+      CHECK_CUDA(cudaEventSynchronize(stop));
+      float ms = 0;
+      CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+      gbps[matvec] = double(tile_bytes) * tasks * kRuns / (double(ms) * 1e6);
+    }
+    uint64_t bad = 0;
+    CHECK_CUDA(cudaMemcpy(&bad, counters, 8, cudaMemcpyDeviceToHost));
+    if (bad != 0) status = 1;
+    fmt::print("  {:>6} {:>6} {:>16.1f} {:>16.1f} {:>10}\n", s.cols, s.rows_per_task,
+               gbps[0] / sms, gbps[1] / sms, bad);
+  }
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }
