@@ -70,8 +70,7 @@ int run(int argc, char** argv) {
     const uint64_t tile_bytes = uint64_t(s.rows_per_task) * s.cols * 2;
     std::vector<kernels::QueueEntry> host(static_cast<size_t>(tasks));
     for (int i = 0; i < tasks; ++i) {
-      kernels::QueueEntry& e = host[size_t(i)];
-      std::memset(&e, 0, sizeof(e));
+      kernels::QueueEntry& e = host[size_t(i)];  // value-initialized by the vector
       e.task.kind = abi::TaskKind::kLmHead;
       abi::TensorRef& w = e.task.refs[2];
       w.type = abi::RefType::kBF16;
