@@ -74,17 +74,7 @@ constexpr int ENTRY_VECTORS = sizeof(QueueEntry) / 16;
 
 __device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8_t* smem,
                              volatile uint32_t* stop) {
-  TaskEnv env{args,
-              0,
-              0,
-              reinterpret_cast<float*>(smem + SMEM_SCRATCH_OFFSET),
-              reinterpret_cast<double*>(smem + SMEM_BARRIER_BYTES),
-              reinterpret_cast<float*>(smem + SMEM_BARRIER_BYTES + CONSUMER_WARPS * 8 * 2),
-              RingReader(ring),
-              false,
-              int(threadIdx.x),
-              int(threadIdx.x) / 32,
-              int(threadIdx.x) % 32};
+  TaskEnv env = consumer_env(args, ring, smem);
   const uint32_t worker = blockIdx.x;
   const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
   if (q_begin == q_end) return;
@@ -136,18 +126,7 @@ __device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const R
 __global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const MegakernelArgs args) {
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ uint32_t stop;
-  auto* full = reinterpret_cast<uint64_t*>(smem);
-  auto* empty = full + MAX_STAGES;
-  const Ring ring{smem + megakernel_ring_offset(args.scratch_floats), full, empty,
-                  args.num_stages, args.per_thread_release == 0};
-  if (threadIdx.x == 0) {
-    for (uint32_t s = 0; s < args.num_stages; ++s) {
-      mbarrier_init(&full[s], PRODUCER_LANES);
-      mbarrier_init(&empty[s], args.per_thread_release ? CONSUMER_THREADS : CONSUMER_WARPS);
-    }
-    fence_barrier_init();
-  }
-  __syncthreads();
+  const Ring ring = setup_ring(args, smem);
   if (threadIdx.x / 32 == PRODUCER_WARP) {
     if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer(args, ring);
     return;

@@ -31,4 +31,19 @@ struct TaskEnv {
   __device__ Ref ref(const abi::TaskDesc& t, int i) const { return make_ref(t.refs[i]); }
 };
 
+// A consumer thread's environment in the shared memory of layout.h, reading `ring`.
+__device__ inline TaskEnv consumer_env(const MegakernelArgs& args, const Ring& ring, uint8_t* smem) {
+  return {args,
+          args.first_step,
+          0,
+          reinterpret_cast<float*>(smem + SMEM_SCRATCH_OFFSET),
+          reinterpret_cast<double*>(smem + SMEM_BARRIER_BYTES),
+          reinterpret_cast<float*>(smem + SMEM_BARRIER_BYTES + CONSUMER_WARPS * 8 * 2),
+          RingReader(ring),
+          false,
+          int(threadIdx.x),
+          int(threadIdx.x) / 32,
+          int(threadIdx.x) % 32};
+}
+
 }  // namespace megalith::kernels

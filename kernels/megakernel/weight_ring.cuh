@@ -128,6 +128,23 @@ __device__ __forceinline__ void fill_stage(const Ring& ring, uint32_t stage, uin
 #endif
 }
 
+// Lays the ring out in shared memory after the task scratch and initializes its barriers.
+// Every thread of the block calls it: it ends with the block barrier.
+__device__ inline Ring setup_ring(const MegakernelArgs& args, uint8_t* smem) {
+  auto* full = reinterpret_cast<uint64_t*>(smem);
+  auto* empty = full + MAX_STAGES;
+  if (threadIdx.x == 0) {
+    for (uint32_t s = 0; s < args.num_stages; ++s) {
+      mbarrier_init(&full[s], PRODUCER_LANES);
+      mbarrier_init(&empty[s], args.per_thread_release ? CONSUMER_THREADS : CONSUMER_WARPS);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+  return {smem + megakernel_ring_offset(args.scratch_floats), full, empty, args.num_stages,
+          args.per_thread_release == 0};
+}
+
 // The producer: PRODUCER_LANES threads of the producer warp stream every chunk of the
 // worker's queue for the launch's steps.
 __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring) {

@@ -12,33 +12,12 @@ namespace {
 __global__ void __launch_bounds__(WORKER_THREADS, 1)
     weight_stream_kernel(const MegakernelArgs args, bool matvec, float expected_row_sum) {
   extern __shared__ __align__(128) uint8_t smem[];
-  auto* full = reinterpret_cast<uint64_t*>(smem);
-  auto* empty = full + MAX_STAGES;
-  const Ring ring{smem + megakernel_ring_offset(args.scratch_floats), full, empty,
-                  args.num_stages, true};
-  if (threadIdx.x == 0) {
-    for (uint32_t s = 0; s < args.num_stages; ++s) {
-      mbarrier_init(&full[s], PRODUCER_LANES);
-      mbarrier_init(&empty[s], CONSUMER_WARPS);
-    }
-    fence_barrier_init();
-  }
-  __syncthreads();
+  const Ring ring = setup_ring(args, smem);
   if (threadIdx.x / 32 == PRODUCER_WARP) {
     if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer(args, ring);
     return;
   }
-  TaskEnv env{args,
-              args.first_step,
-              0,
-              reinterpret_cast<float*>(smem + SMEM_SCRATCH_OFFSET),
-              reinterpret_cast<double*>(smem + SMEM_BARRIER_BYTES),
-              reinterpret_cast<float*>(smem + SMEM_BARRIER_BYTES + CONSUMER_WARPS * 8 * 2),
-              RingReader(ring),
-              false,
-              int(threadIdx.x),
-              int(threadIdx.x) / 32,
-              int(threadIdx.x) % 32};
+  TaskEnv env = consumer_env(args, ring, smem);
   const uint32_t q_begin = args.queue_begin[blockIdx.x], q_end = args.queue_begin[blockIdx.x + 1];
   for (uint32_t q = q_begin; q < q_end; ++q) {
     const abi::TensorRef& w = args.entries[q].task.refs[2];

@@ -143,10 +143,17 @@ constexpr int UNIT_QUADS = VEC<W> / 4;  // quads per lane in an item
 template <class W>
 constexpr int UNIT_COLS = 32 * VEC<W>;
 
+// The next chunk's stage of the ring; nullptr (and env.failed) when the watchdog fired.
+__device__ __forceinline__ const uint8_t* next_stage(TaskEnv& env) {
+  const uint8_t* stage = env.ring.wait(env.args, env.task, env.step);
+  if (stage == nullptr) env.failed = true;
+  return stage;
+}
+
 // Whether every chunk of the plan splits into whole items starting on 16 bytes in the stage:
 // true for every real model's shapes.
 template <class W>
-__device__ __forceinline__ bool splits_into_units(const abi::TensorRef& w, const ChunkPlan& p) {
+__device__ __forceinline__ bool splits_into_items(const abi::TensorRef& w, const ChunkPlan& p) {
   return w.offset % 16 == 0 && p.cols % UNIT_COLS<W> == 0 &&
          (p.segs_per_row == 1 || p.seg_cols % UNIT_COLS<W> == 0);
 }
@@ -203,11 +210,8 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
   const float4* x4 = reinterpret_cast<const float4*>(xs);
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const Chunk chunk = chunk_at(plan, c);
-    const uint8_t* stage = env.ring.wait(env.args, env.task, env.step);
-    if (stage == nullptr) {
-      env.failed = true;
-      return false;
-    }
+    const uint8_t* stage = next_stage(env);
+    if (stage == nullptr) return false;
     const int items_per_row = chunk.cols / UNIT_COLS<W>;
     const int items = (chunk.rows + R - 1) / R * items_per_row;
     const int per_warp = (items + CONSUMER_WARPS - 1) / CONSUMER_WARPS;
@@ -265,7 +269,7 @@ __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const
                                     float* acc, float* part) {
   const uint8_t* tile = tile_base(w);
   const ChunkPlan plan = plan_chunks(w);
-  if (splits_into_units<W>(w, plan)) {
+  if (splits_into_items<W>(w, plan)) {
     if (plan.rows_per_chunk >= 4) return stream_matvec_items<W, 4>(env, plan, xs, acc, part);
     if (plan.rows_per_chunk >= 2) return stream_matvec_items<W, 2>(env, plan, xs, acc, part);
     return stream_matvec_items<W, 1>(env, plan, xs, acc, part);
@@ -273,11 +277,8 @@ __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const
   int parity = 0;
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const Chunk chunk = chunk_at(plan, c);
-    const uint8_t* stage = env.ring.wait(env.args, env.task, env.step);
-    if (stage == nullptr) {
-      env.failed = true;
-      return false;
-    }
+    const uint8_t* stage = next_stage(env);
+    if (stage == nullptr) return false;
     const uint8_t* data = stage + chunk_skew(tile, plan, chunk);
     // Warps per row: all warps share a row when the chunk has fewer rows than warps.
     const int split = chunk.rows >= CONSUMER_WARPS ? 1 : CONSUMER_WARPS / chunk.rows;

@@ -434,30 +434,22 @@ class Lowering {
     }
 
     // Keys are read at one memory latency per key and warp (about 1.5-3 us under the weight
-    // stream on an H200), a split costs a merge task and one hop: slices of kKeysPerSplit
-    // keys of cache capacity or more. A single slice writes the attention output itself.
+    // stream on an H200) and a split costs a merge task and one hop, so every slice spans at
+    // least kKeysPerSplit positions of cache capacity. A single slice writes the attention
+    // output itself and needs no merge.
     constexpr int64_t kKeysPerSplit = 16;
     const int64_t splits = std::clamp<int64_t>(opts_.num_workers / kv_heads, 1,
                                                std::max<int64_t>(1, max_seq / kKeysPerSplit));
     const ValueId out = value(att.outputs[0]);
-    if (splits == 1) {
-      const uint32_t o2 = begin_op(layer + "attention", TaskKind::kAttentionPartial, {i});
-      abi::TaskParams ap{};
-      ap.attention = {float(attrs.scale), int32_t(hd), int32_t(group), 0, 1};
-      for (int64_t h = 0; h < kv_heads; ++h) {
-        add_task(o2, TaskKind::kAttentionPartial,
-                 {cols(qv, h * group * hd, group * hd), cols(k_cache, h * hd, hd),
-                  cols(v_cache, h * hd, hd), full(positions),
-                  cols(out, h * group * hd, group * hd, RefAccess::kWrite), Access{}},
-                 ap);
-      }
-      return {};
-    }
+    const bool merged = splits > 1;
     const int64_t rows_per_split = T * group;
-    const ValueId partial = add_value(layer + "attention_partial", BufferKind::kActivation,
-                                      ElemType::kF32, kv_heads * splits * rows_per_split, hd);
-    const ValueId lse = add_value(layer + "attention_lse", BufferKind::kActivation,
-                                  ElemType::kF32, kv_heads * splits * rows_per_split, 1);
+    ValueId partial = kNoValue, lse = kNoValue;
+    if (merged) {
+      partial = add_value(layer + "attention_partial", BufferKind::kActivation, ElemType::kF32,
+                          kv_heads * splits * rows_per_split, hd);
+      lse = add_value(layer + "attention_lse", BufferKind::kActivation, ElemType::kF32,
+                      kv_heads * splits * rows_per_split, 1);
+    }
     const uint32_t o2 = begin_op(layer + "attention", TaskKind::kAttentionPartial, {i});
     for (int64_t h = 0; h < kv_heads; ++h) {
       for (int64_t s = 0; s < splits; ++s) {
@@ -468,11 +460,13 @@ class Lowering {
         add_task(o2, TaskKind::kAttentionPartial,
                  {cols(qv, h * group * hd, group * hd), cols(k_cache, h * hd, hd),
                   cols(v_cache, h * hd, hd), full(positions),
-                  rows(partial, row, rows_per_split, RefAccess::kWrite),
-                  rows(lse, row, rows_per_split, RefAccess::kWrite)},
+                  merged ? rows(partial, row, rows_per_split, RefAccess::kWrite)
+                         : cols(out, h * group * hd, group * hd, RefAccess::kWrite),
+                  merged ? rows(lse, row, rows_per_split, RefAccess::kWrite) : Access{}},
                  ap);
       }
     }
+    if (!merged) return {};
     const uint32_t o3 = begin_op(layer + "attention_merge", TaskKind::kAttentionMerge, {});
     for (int64_t h = 0; h < kv_heads; ++h) {
       abi::TaskParams mp{};

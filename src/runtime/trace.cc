@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 
 namespace megalith {
@@ -15,7 +16,7 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
     uint64_t bytes = 0;
   };
   std::map<std::string_view, Sums> by_kind;
-  int64_t first_step = 0, last_step = -1;
+  int64_t first_step = INT64_MAX, last_step = INT64_MIN;
   for (const TaskTiming& t : timings) {
     if (t.task >= tg.tasks.size()) continue;
     const abi::TaskDesc& desc = tg.tasks[t.task];
@@ -30,11 +31,10 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
     }
     s.bytes += task_bytes(tg, desc);
     ++s.n;
-    if (last_step < first_step) first_step = last_step = t.step;
     first_step = std::min(first_step, t.step);
     last_step = std::max(last_step, t.step);
   }
-  const int64_t steps = std::max<int64_t>(1, last_step - first_step + 1);
+  const int64_t steps = by_kind.empty() ? 1 : last_step - first_step + 1;
   std::vector<TraceKindSummary> out;
   for (const auto& [kind, s] : by_kind) {
     const double n = double(s.n), streamed = double(std::max<int64_t>(1, s.streamed));

@@ -105,12 +105,7 @@ Command add_chat(CLI::App& app) {
   cmd->add_option("--system", args->system, "a system message first");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "longest reply, in tokens")
       ->capture_default_str();
-  cmd->add_option("--temperature", args->sampling.temperature, "0 is greedy")
-      ->capture_default_str();
-  cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")->capture_default_str();
-  cmd->add_option("--top-k", args->sampling.top_k, "keep the k likeliest tokens; 0 keeps all")
-      ->capture_default_str();
-  cmd->add_option("--seed", args->sampling.seed, "sampling seed")->capture_default_str();
+  add_sampling_options(*cmd, args->sampling);
   return {cmd, [args] { return run(*args); }};
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "megalith/core/status.h"
+#include "megalith/engine/generation.h"
 #include "megalith/model/checkpoint.h"
 #include "megalith/runtime/executor.h"
 #include "megalith/tokenizer/tokenizer.h"
@@ -48,6 +49,8 @@ struct DeviceOptions {
   int64_t max_seq_len = 0;  // 0: what the request needs
 };
 void add_device_options(CLI::App& cmd, DeviceOptions& opts);
+// --temperature, --top-p, --top-k and --seed.
+void add_sampling_options(CLI::App& cmd, SamplingParams& sampling);
 Status check_device(const DeviceOptions& opts);
 
 // The model the options name: its directory, its config, and its weights (a checkpoint; none

@@ -163,6 +163,14 @@ PresetModel::~PresetModel() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+void add_sampling_options(CLI::App& cmd, SamplingParams& sampling) {
+  cmd.add_option("--temperature", sampling.temperature, "0 is greedy")->capture_default_str();
+  cmd.add_option("--top-p", sampling.top_p, "nucleus sampling mass")->capture_default_str();
+  cmd.add_option("--top-k", sampling.top_k, "keep the k likeliest tokens; 0 keeps all")
+      ->capture_default_str();
+  cmd.add_option("--seed", sampling.seed, "sampling seed")->capture_default_str();
+}
+
 StatusOr<Tokenizer> load_model_tokenizer(const Model& model) {
   const std::filesystem::path path = std::filesystem::path(model.dir) / "tokenizer.json";
   if (!std::filesystem::exists(path)) {

@@ -121,12 +121,7 @@ Command add_generate(CLI::App& app) {
                 "and stop at the end of the reply");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to generate")
       ->capture_default_str();
-  cmd->add_option("--temperature", args->sampling.temperature, "0 is greedy")
-      ->capture_default_str();
-  cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")->capture_default_str();
-  cmd->add_option("--top-k", args->sampling.top_k, "keep the k likeliest tokens; 0 keeps all")
-      ->capture_default_str();
-  cmd->add_option("--seed", args->sampling.seed, "sampling seed")->capture_default_str();
+  add_sampling_options(*cmd, args->sampling);
   cmd->add_flag("--ignore-eos", args->ignore_eos, "keep generating past end-of-sequence tokens");
   cmd->add_flag("--json", args->json,
                 "print one JSON object: {\"tokens\": [...], \"text\": ..., ...}");
