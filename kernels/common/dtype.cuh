@@ -42,14 +42,18 @@ template <class T>
 struct VecF {
   float v[VEC<T>];
 };
+// The VEC<T> elements of a 16-byte vector already loaded, as floats.
 template <class T>
-__device__ __forceinline__ VecF<T> load_vec(const void* p) {
-  const uint4 raw = *static_cast<const uint4*>(p);
+__device__ __forceinline__ VecF<T> unpack_vec(const uint4& raw) {
   const T* e = reinterpret_cast<const T*>(&raw);
   VecF<T> out;
 #pragma unroll
   for (int i = 0; i < VEC<T>; ++i) out.v[i] = to_float(e[i]);
   return out;
+}
+template <class T>
+__device__ __forceinline__ VecF<T> load_vec(const void* p) {
+  return unpack_vec<T>(*static_cast<const uint4*>(p));
 }
 
 __device__ __forceinline__ int ref_elem_bytes(abi::RefType t) {

@@ -21,6 +21,12 @@ __device__ __forceinline__ T warp_sum(T v) {
   return v;
 }
 
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
 // A value and the id it belongs to; the larger value wins, and on a tie the lower id, so the
 // result is the first maximum in id order whatever the reduction order.
 struct ArgMax {

@@ -39,6 +39,18 @@ constexpr int MAX_HEAD_DIM = 256;
 // Query heads of a KV head's group one attention pass handles together: every key and value
 // row loaded serves all of them. Larger groups take several passes.
 constexpr int ATTENTION_ROWS = 4;
+// The vector attention pass (cache rows of at most 256 bytes, 16-byte aligned): keys scored
+// per block of ATTENTION_KEY_BLOCK, each key's row read by ATTENTION_KEY_LANES lanes.
+constexpr int ATTENTION_KEY_BLOCK = 256;
+constexpr int ATTENTION_KEY_LANES = 4;
+constexpr int ATTENTION_MAX_ROW_BYTES = 256;
+// Its scratch: the query heads and their running outputs, the block's scores, each head's
+// running max, sum and correction, and every key group's partial outputs (at most 8 values
+// of a 16-byte vector per thread and head).
+MEGALITH_HOST_DEVICE constexpr uint32_t attention_vector_scratch_floats(uint32_t hd) {
+  return 2 * ATTENTION_ROWS * hd + ATTENTION_ROWS * ATTENTION_KEY_BLOCK + 4 * ATTENTION_ROWS +
+         CONSUMER_THREADS * 8 * ATTENTION_ROWS;
+}
 
 enum class MegakernelFault : uint32_t {
   kNone = 0,
@@ -161,10 +173,12 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
     case TaskKind::kQkNormRopeKvAppend:
       return CONSUMER_WARPS * uint32_t(t.params.rope.head_dim);  // a head per warp
     case TaskKind::kAttentionPartial: {
-      // The pass's query heads, then each consumer warp's running max, sum and output row for
-      // each of them.
+      // The scalar pass's: the query heads, then each consumer warp's running max, sum and
+      // output row for each of them; the vector pass's, whichever is larger.
       const uint32_t hd = uint32_t(t.params.attention.head_dim);
-      return ATTENTION_ROWS * hd + CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
+      const uint32_t scalar = ATTENTION_ROWS * hd + CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
+      const uint32_t vector = attention_vector_scratch_floats(hd);
+      return scalar > vector ? scalar : vector;
     }
     case TaskKind::kAttentionMerge:
       // Every row's split weights.

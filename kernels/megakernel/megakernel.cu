@@ -65,7 +65,7 @@ __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& 
   switch (t.kind) {
     case abi::TaskKind::kRmsNormLinear:
     case abi::TaskKind::kRmsNormGateUpSilu:
-    case abi::TaskKind::kLmHead: load_norm_weight(env, t, env.scratch); return;
+    case abi::TaskKind::kLmHead: start_norm_weight_copy(env, t); return;
     default: return;
   }
 }

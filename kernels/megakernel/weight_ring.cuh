@@ -40,10 +40,13 @@ __device__ __forceinline__ WeightParts weight_parts(const abi::TaskDesc& t) {
   }
 }
 
-// How one weight tile (rows of `cols` contiguous elements) is cut into chunks: several whole
-// rows per chunk when a row fits, else each row in segments of `seg_cols` columns (a multiple
-// of SEGMENT_ALIGN elements, so segments keep the rows' 16-byte alignment and split into whole
-// warp units). A tile whose rows all start on 16 bytes needs no skew room and fills a stage.
+// How one weight tile (rows of `cols` contiguous elements) is cut into chunks of up to
+// rows_per_chunk rows x seg_cols columns; a chunk's row segments lie in its stage seg_cols
+// apart. The rows of a tile whose rows start on 16 bytes are cut into as few equal segments
+// (multiples of SEGMENT_ALIGN elements) as let 4 rows share a stage: a stage stays nearly
+// full and the consumers' items span 4 rows whatever the row width (12288 columns: 4 rows x
+// 4096). Other tiles take whole rows when one fits, else one row's segment a chunk, with
+// room for the skew.
 struct ChunkPlan {
   int32_t rows, cols, elem_bytes;
   int32_t rows_per_chunk;
@@ -54,29 +57,32 @@ struct ChunkPlan {
 __device__ __forceinline__ ChunkPlan plan_chunks(const abi::TensorRef& w) {
   const int32_t eb = w.type == abi::RefType::kF32 ? 4 : 2;
   const int32_t row_bytes = w.cols * eb;
-  const int32_t payload = w.offset % 16 == 0 && row_bytes % 16 == 0 ? STAGE_BYTES : CHUNK_PAYLOAD;
-  if (row_bytes <= payload) {
-    const int32_t per = payload / row_bytes;
-    return {w.rows, w.cols, eb, per, w.cols, 1, (w.rows + per - 1) / per};
+  const bool aligned = w.offset % 16 == 0 && row_bytes % 16 == 0;
+  const int32_t payload = aligned ? STAGE_BYTES : CHUNK_PAYLOAD;
+  int32_t seg = w.cols;
+  if (aligned) {
+    const int32_t want_rows = min(4, w.rows);
+    for (int32_t k = 2; seg * eb * want_rows > payload && seg > SEGMENT_ALIGN; ++k) {
+      seg = int32_t(align_up(uint32_t((w.cols + k - 1) / k), SEGMENT_ALIGN));
+    }
+  } else if (row_bytes > payload) {
+    // As few segments as fit, of equal width (the last one shorter), not full ones and a sliver.
+    const int32_t max_seg = payload / eb / SEGMENT_ALIGN * SEGMENT_ALIGN;
+    const int32_t fewest = (w.cols + max_seg - 1) / max_seg;
+    seg = int32_t(align_up(uint32_t((w.cols + fewest - 1) / fewest), SEGMENT_ALIGN));
   }
-  // As few segments as fit, of equal width (the last one shorter), not full ones and a sliver.
-  const int32_t max_seg = payload / eb / SEGMENT_ALIGN * SEGMENT_ALIGN;
-  const int32_t fewest = (w.cols + max_seg - 1) / max_seg;
-  const int32_t seg = int32_t(align_up(uint32_t((w.cols + fewest - 1) / fewest), SEGMENT_ALIGN));
   const int32_t segs = (w.cols + seg - 1) / seg;
-  return {w.rows, w.cols, eb, 1, seg, segs, w.rows * segs};
+  // An unaligned tile's segment carries its own skew, so it travels alone.
+  const int32_t per = !aligned && segs > 1 ? 1 : max(1, min(w.rows, payload / (seg * eb)));
+  return {w.rows, w.cols, eb, per, seg, segs, (w.rows + per - 1) / per * segs};
 }
 
 struct Chunk {
   int32_t row0, rows, col0, cols;
 };
 __device__ __forceinline__ Chunk chunk_at(const ChunkPlan& p, int32_t c) {
-  if (p.segs_per_row == 1) {
-    const int32_t row0 = c * p.rows_per_chunk;
-    return {row0, min(p.rows_per_chunk, p.rows - row0), 0, p.cols};
-  }
-  const int32_t row = c / p.segs_per_row, col0 = (c % p.segs_per_row) * p.seg_cols;
-  return {row, 1, col0, min(p.seg_cols, p.cols - col0)};
+  const int32_t row0 = c / p.segs_per_row * p.rows_per_chunk, col0 = c % p.segs_per_row * p.seg_cols;
+  return {row0, min(p.rows_per_chunk, p.rows - row0), col0, min(p.seg_cols, p.cols - col0)};
 }
 
 // The chunk's first byte in global memory, and its offset inside the stage: the copy starts
@@ -113,16 +119,24 @@ constexpr int PRODUCER_LANES = 1;
 constexpr int PRODUCER_LANES = 32;
 #endif
 
-// Starts filling `stage` with the 16-byte-aligned bytes [begin, begin + bytes).
+// Starts filling `stage` with `rows` runs of `bytes` 16-byte-aligned bytes, `src_stride` apart
+// from `begin` in global memory and `dst_stride` apart in the stage.
 __device__ __forceinline__ void fill_stage(const Ring& ring, uint32_t stage, uintptr_t begin,
-                                           uint32_t bytes, uint64_t policy) {
+                                           uint32_t bytes, int32_t rows, int64_t src_stride,
+                                           uint32_t dst_stride, uint64_t policy) {
   uint8_t* dst = ring.stages + size_t(stage) * STAGE_BYTES;
 #if __CUDA_ARCH__ >= 900
-  mbarrier_arrive_expect_tx(&ring.full[stage], bytes);
-  bulk_copy_g2s(dst, reinterpret_cast<const void*>(begin), bytes, &ring.full[stage], policy);
+  mbarrier_arrive_expect_tx(&ring.full[stage], bytes * uint32_t(rows));
+  for (int32_t r = 0; r < rows; ++r) {
+    bulk_copy_g2s(dst + r * dst_stride, reinterpret_cast<const void*>(begin + r * src_stride), bytes,
+                  &ring.full[stage], policy);
+  }
 #else
-  for (uint32_t i = threadIdx.x % 32 * 16; i < bytes; i += 32 * 16) {
-    copy16_g2s(dst + i, reinterpret_cast<const void*>(begin + i), policy);
+  for (int32_t r = 0; r < rows; ++r) {
+    for (uint32_t i = threadIdx.x % 32 * 16; i < bytes; i += 32 * 16) {
+      copy16_g2s(dst + r * dst_stride + i, reinterpret_cast<const void*>(begin + r * src_stride + i),
+                 policy);
+    }
   }
   copies_arrive(&ring.full[stage]);
 #endif
@@ -165,7 +179,11 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
         for (int32_t c = 0; c < plan.num_chunks; ++c) {
           const Chunk chunk = chunk_at(plan, c);
           const uint8_t* src = chunk_src(tile, plan, chunk);
-          const uint32_t bytes = uint32_t(((chunk.rows - 1) * plan.cols + chunk.cols) * plan.elem_bytes);
+          // Whole rows are one run; a block of row segments is a run per row.
+          const bool whole_rows = plan.segs_per_row == 1;
+          const int32_t runs = whole_rows ? 1 : chunk.rows;
+          const uint32_t bytes = uint32_t(((whole_rows ? chunk.rows - 1 : 0) * plan.cols + chunk.cols) *
+                                          plan.elem_bytes);
           const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
           const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
           // The consumers may legitimately hold the ring while they wait on an event for up
@@ -186,7 +204,9 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
             }
             return;
           }
-          fill_stage(ring, stage, begin, uint32_t(end - begin), policy);
+          fill_stage(ring, stage, begin, uint32_t(end - begin), runs,
+                     int64_t(plan.cols) * plan.elem_bytes, uint32_t(plan.seg_cols * plan.elem_bytes),
+                     policy);
           ++issued;
           if (++stage == ring.num_stages) {
             stage = 0;

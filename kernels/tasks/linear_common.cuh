@@ -1,7 +1,7 @@
 // The parts every linear task shares: the input row in shared memory (RMS-normalized or as
 // is) and the matrix-vector product over the weight tile as its chunks arrive in the ring.
 //
-//   load_normalized_row(env, x, 0, gs, eps, xs);   // after the input events
+//   load_normalized_row(env, t, xs);               // after the input events
 //   if (!stream_matvec(env, t.refs[2], xs, acc, part)) return;  // acc[o] = W[o, :] . xs
 #pragma once
 
@@ -67,34 +67,35 @@ __device__ inline double load_row(TaskEnv& env, const Ref& x, int r, float* xs) 
   return sum_sq;
 }
 
-// The norm weight of an RMS-normalized linear (ref 1) as floats in gs, 1 where it is absent.
-// The megakernel calls it before the task waits on its events (prepare_task): the weight does
-// not depend on them, so its loads overlap the wait instead of following it.
-__device__ inline void load_norm_weight(TaskEnv& env, const abi::TaskDesc& t, float* gs) {
+// The norm weight of an RMS-normalized linear (ref 1), as stored, copied with cp.async into
+// the start of the scratch. The megakernel starts the copy before the task waits on its events
+// (prepare_task) and load_normalized_row() waits for it, so the copy overlaps the wait and the
+// input's loads instead of delaying the task when its inputs are already there.
+__device__ inline void start_norm_weight_copy(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref gamma = env.ref(t, 1);
-  const int cols = t.refs[0].cols;
-  for (int base = 0; base < cols; base += 2 * ROW_LOADS * CONSUMER_THREADS) {
-    float g[2 * ROW_LOADS];
-#pragma unroll
-    for (int j = 0; j < 2 * ROW_LOADS; ++j) {
-      const int i = base + j * CONSUMER_THREADS + env.tid;
-      g[j] = gamma.present() && i < cols ? gamma.get(0, i) : 1.0f;
-    }
-#pragma unroll
-    for (int j = 0; j < 2 * ROW_LOADS; ++j) {
-      const int i = base + j * CONSUMER_THREADS + env.tid;
-      if (i < cols) gs[i] = g[j];
-    }
+  if (!gamma.present()) return;
+  uint8_t* raw = reinterpret_cast<uint8_t*>(env.scratch);
+  const int bytes = t.refs[0].cols * ref_elem_bytes(gamma.type);
+  if ((reinterpret_cast<uintptr_t>(gamma.data) & 15) == 0 && bytes % 16 == 0) {
+    for (int i = env.tid * 16; i < bytes; i += CONSUMER_THREADS * 16) copy16_async(raw + i, gamma.data + i);
+  } else {
+    for (int i = env.tid; i < bytes; i += CONSUMER_THREADS) raw[i] = gamma.data[i];
   }
 }
 
-// xs[i] = gs[i] * (x[r, i] * inv_rms), the CPU reference's order of operations; the sum of
-// squares in double. gs is the norm weight load_norm_weight() staged.
-__device__ inline void load_normalized_row(TaskEnv& env, const Ref& x, int r, const float* gs,
-                                           float eps, float* xs) {
-  const double total = block_sum(load_row(env, x, r, xs), env.reduce);
-  const float inv_rms = float(1.0 / sqrt(total / double(x.cols) + double(eps)));
-  for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) xs[i] = gs[i] * (xs[i] * inv_rms);
+// xs[i] = gamma[i] * (x[0, i] * inv_rms) for the task's input x (ref 0) and norm weight
+// (ref 1, staged by start_norm_weight_copy), the CPU reference's order of operations; the
+// sum of squares in double.
+__device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t, float* xs) {
+  const Ref x = env.ref(t, 0), gamma = env.ref(t, 1);
+  const double sum_sq = load_row(env, x, 0, xs);
+  wait_async_copies();  // this thread's part of the norm weight; block_sum's barrier, everyone's
+  const double total = block_sum(sum_sq, env.reduce);
+  const float inv_rms = float(1.0 / sqrt(total / double(x.cols) + double(t.params.linear.eps)));
+  const Ref staged{reinterpret_cast<uint8_t*>(env.scratch), gamma.type, 1, x.cols, x.cols};
+  for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) {
+    xs[i] = (gamma.present() ? staged.get(0, i) : 1.0f) * (xs[i] * inv_rms);
+  }
   consumer_sync();
 }
 
@@ -236,7 +237,7 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
           for (int q = 0; q < Q; ++q) {
             const RawQuad<W> w =
                 row < chunk.rows ? *reinterpret_cast<const RawQuad<W>*>(
-                                       stage + (size_t(row) * plan.cols + col + q * 128) * sizeof(W))
+                                       stage + (size_t(row) * plan.seg_cols + col + q * 128) * sizeof(W))
                                  : RawQuad<W>{};
             d = quad_dot<W>(w, x[q], d);
           }
@@ -289,12 +290,13 @@ __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const
       const int r = u / split, c0 = (u % split) * piece;
       const int c1 = min(chunk.cols, c0 + piece);
       const float d =
-          c0 < c1 ? warp_dot<W>(data + (size_t(r) * plan.cols + c0) * sizeof(W),
+          c0 < c1 ? warp_dot<W>(data + (size_t(r) * plan.seg_cols + c0) * sizeof(W),
                                 xs + chunk.col0 + c0, c1 - c0, env.lane)
                   : 0.0f;
       if (env.lane == 0) {
         if (split == 1) {
-          acc[chunk.row0 + r] = d;
+          float& a = acc[chunk.row0 + r];
+          a = chunk.col0 == 0 ? d : a + d;
         } else {
           sums[u] = d;
         }

@@ -15,10 +15,9 @@ __device__ inline void run_lm_head(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref x = env.ref(t, 0), control = env.ref(t, 3);
   const Ref logits = env.ref(t, 4), partials = env.ref(t, 5);
   const int32_t rows = t.refs[2].rows, row_begin = t.params.linear.row_begin;
-  const float* gs = env.scratch;  // the norm weight, staged by prepare_task
-  float* xs = env.scratch + linear_x_floats(x.cols);
+  float* xs = env.scratch + linear_x_floats(x.cols);  // after the staged norm weight
   float* acc = xs + linear_x_floats(x.cols);
-  load_normalized_row(env, x, 0, gs, t.params.linear.eps, xs);
+  load_normalized_row(env, t, xs);
   if (!stream_matvec(env, t.refs[2], xs, acc, acc + rows)) return;
 
   const abi::StepControl c = *control.as<const abi::StepControl>();

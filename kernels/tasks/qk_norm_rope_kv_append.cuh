@@ -31,6 +31,18 @@ __device__ inline void run_qk_norm_rope_kv_append(TaskEnv& env, const abi::TaskD
     const Ref& src = is_key ? k : q;
     const Ref& gamma = is_key ? k_norm : q_norm;
     const int base = is_key ? 0 : h * hd;
+    // The lane's norm weights and frequencies are loaded with the head, not after it: the
+    // task is a chain of memory latencies.
+    constexpr int PAIRS = MAX_HEAD_DIM / 64;  // rotation pairs per lane
+    float g1[PAIRS], g2[PAIRS], freq[PAIRS];
+#pragma unroll
+    for (int j = 0; j < PAIRS; ++j) {
+      const int i = env.lane + 32 * j;
+      const bool used = i < half;
+      g1[j] = used && gamma.present() ? gamma.get(0, i) : 1.0f;
+      g2[j] = used && gamma.present() ? gamma.get(0, i + half) : 1.0f;
+      freq[j] = used ? inv_freq.get(0, i) : 0.0f;
+    }
     double sum_sq = 0;
     for (int i = env.lane; i < hd; i += 32) {
       head[i] = src.get(r, base + i);
@@ -39,13 +51,16 @@ __device__ inline void run_qk_norm_rope_kv_append(TaskEnv& env, const abi::TaskD
     const float inv_rms =
         gamma.present() ? float(1.0 / sqrt(warp_sum(sum_sq) / double(hd) + eps)) : 1.0f;
     __syncwarp();
-    for (int i = env.lane; i < half; i += 32) {
+#pragma unroll
+    for (int j = 0; j < PAIRS; ++j) {
+      const int i = env.lane + 32 * j;
+      if (i >= half) break;
       float x1 = head[i], x2 = head[i + half];
       if (gamma.present()) {
-        x1 = gamma.get(0, i) * (x1 * inv_rms);
-        x2 = gamma.get(0, i + half) * (x2 * inv_rms);
+        x1 = g1[j] * (x1 * inv_rms);
+        x2 = g2[j] * (x2 * inv_rms);
       }
-      const float angle = float(pos) * inv_freq.get(0, i);
+      const float angle = float(pos) * freq[j];
       const float c = float(cos(double(angle))), s = float(sin(double(angle)));
       // Separately rounded products, as the CPU computes them (no fused multiply-add).
       const float o1 = __fmul_rn(x1, c) - __fmul_rn(x2, s);

@@ -11,11 +11,10 @@ __device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDe
   const Ref x = env.ref(t, 0), gate_bias = env.ref(t, 4);
   const Ref up_bias = env.ref(t, 5), out = env.ref(t, 6);
   const int32_t rows = t.refs[2].rows;
-  const float* gs = env.scratch;  // the norm weight, staged by prepare_task
-  float* xs = env.scratch + linear_x_floats(x.cols);
+  float* xs = env.scratch + linear_x_floats(x.cols);  // after the staged norm weight
   float* gate = xs + linear_x_floats(x.cols);
   float* up = gate + rows;
-  load_normalized_row(env, x, 0, gs, t.params.linear.eps, xs);
+  load_normalized_row(env, t, xs);
   if (!stream_matvec(env, t.refs[2], xs, gate, up + rows)) return;
   if (!stream_matvec(env, t.refs[3], xs, up, up + rows)) return;
   for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {

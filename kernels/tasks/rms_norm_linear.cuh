@@ -11,10 +11,9 @@ namespace megalith::kernels {
 __device__ inline void run_rms_norm_linear(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref x = env.ref(t, 0), bias = env.ref(t, 3), out = env.ref(t, 4);
   const int32_t rows = t.refs[2].rows;
-  const float* gs = env.scratch;  // the norm weight, staged by prepare_task
-  float* xs = env.scratch + linear_x_floats(x.cols);
+  float* xs = env.scratch + linear_x_floats(x.cols);  // after the staged norm weight
   float* acc = xs + linear_x_floats(x.cols);
-  load_normalized_row(env, x, 0, gs, t.params.linear.eps, xs);
+  load_normalized_row(env, t, xs);
   if (!stream_matvec(env, t.refs[2], xs, acc, acc + rows)) return;
   for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
     out.set(0, o, acc[o] + (bias.present() ? bias.get(0, o) : 0.0f));

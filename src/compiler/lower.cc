@@ -433,13 +433,11 @@ class Lowering {
                rp);
     }
 
-    // Keys are read at one memory latency per key and warp (about 1.5-3 us under the weight
-    // stream on an H200) and a split costs a merge task and one hop, so every slice spans at
-    // least kKeysPerSplit positions of cache capacity. A single slice writes the attention
-    // output itself and needs no merge.
-    constexpr int64_t kKeysPerSplit = 16;
-    const int64_t splits = std::clamp<int64_t>(opts_.num_workers / kv_heads, 1,
-                                               std::max<int64_t>(1, max_seq / kKeysPerSplit));
+    // A slice's keys are loaded a block of 256 at a time, each block in a few memory
+    // latencies, and a split costs a merge task and one hop: slices are long.
+    const int64_t splits = std::clamp<int64_t>(
+        opts_.num_workers / kv_heads, 1,
+        std::max<int64_t>(1, max_seq / std::max<int64_t>(1, opts_.attention_keys_per_split)));
     const ValueId out = value(att.outputs[0]);
     const bool merged = splits > 1;
     const int64_t rows_per_split = T * group;

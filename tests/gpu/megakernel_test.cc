@@ -332,9 +332,11 @@ struct LinearShape {
 const LinearShape kLinearShapes[] = {
     {75, 40, 7, 13, RefType::kBF16, true, true},    // 150-byte rows: unaligned chunks
     {136, 9, 2, 3, RefType::kF16, false, true},     // 3 rows: warps share each row
-    {4104, 37, 0, 37, RefType::kBF16, true, false}, // 3 rows a chunk, 13 chunks: ring wraps
-    {9000, 5, 1, 3, RefType::kF32, true, true},     // 36000-byte rows: two segments each
-    {20000, 4, 2, 2, RefType::kBF16, false, true},  // bf16 rows of two segments
+    {4104, 37, 0, 37, RefType::kBF16, true, false}, // 7 rows x 2 segments a chunk: ring wraps
+    {9000, 5, 1, 3, RefType::kF32, true, true},     // 36000-byte rows: 3 rows x 4 segments
+    {20000, 4, 2, 2, RefType::kBF16, false, true},  // 2 bf16 rows x 3 segments
+    {12288, 11, 3, 8, RefType::kBF16, false, false}, // a down projection's rows: 4 x 4096 items
+    {5120, 13, 0, 13, RefType::kF16, true, true},   // 6 rows x 2560 a chunk, then 1 row
     {333, 64, 3, 61, RefType::kF32, false, false},  // many odd f32 rows per chunk
     {1, 3, 0, 3, RefType::kF16, true, true},        // one input feature
 };
@@ -733,7 +735,11 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
   auto graph = build_decode_graph((*ckpt)->config(), 1, kMaxSeq);
   ASSERT_TRUE(graph.ok()) << graph.status().message();
-  auto tg = compile(*graph, (*ckpt)->config(), {.num_workers = sm_count()});
+  // The Qwen2 and Qwen3 cases split the cache into slices of 16 positions (partials and a
+  // merge); the Llama case, like a real short cache, takes one attention task per KV head.
+  const int64_t keys_per_split = mc.arch == Architecture::kLlama ? 256 : 16;
+  auto tg = compile(*graph, (*ckpt)->config(),
+                    {.num_workers = sm_count(), .attention_keys_per_split = keys_per_split});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   auto cpu = CpuExecutor::create(*tg, **ckpt, {});
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();

@@ -90,7 +90,7 @@ TEST_P(CompilerArchTest, CompilesAndVerifiesForAnyWorkerCount) {
   // (on enough workers) splits with a merge.
   for (const ModelConfig& cfg : {*preset_config(GetParam(), "tiny"), odd_config(GetParam())}) {
     for (const auto& [workers, max_seq] : std::vector<std::pair<int32_t, int64_t>>{
-             {1, 40}, {2, 40}, {3, 40}, {7, 40}, {16, 40}, {132, 40}, {7, 20}, {132, 20}}) {
+             {1, 600}, {2, 600}, {3, 40}, {7, 600}, {16, 600}, {132, 600}, {7, 20}, {132, 20}}) {
       const TaskGraph tg = compile_or_die(cfg, workers, max_seq);
       ASSERT_FALSE(tg.tasks.empty());
       EXPECT_EQ(tg.tasks[tg.source_task].kind, TaskKind::kEmbedding);
@@ -102,7 +102,9 @@ TEST_P(CompilerArchTest, CompilesAndVerifiesForAnyWorkerCount) {
         kinds.insert(t.kind);
         if (t.kind == TaskKind::kAttentionPartial) split = t.params.attention.num_splits > 1;
       }
-      EXPECT_EQ(split, max_seq / 16 > 1 && workers / cfg.num_kv_heads > 1) << workers << " " << max_seq;
+      EXPECT_EQ(split, max_seq / CompileOptions{}.attention_keys_per_split > 1 &&
+                           workers / cfg.num_kv_heads > 1)
+          << workers << " " << max_seq;
       EXPECT_EQ(kinds.count(TaskKind::kAttentionMerge), split ? 1u : 0u);
       EXPECT_EQ(kinds.size(), size_t(abi::kNumTaskKinds) - (split ? 0 : 1))
           << "every fused kind is used";

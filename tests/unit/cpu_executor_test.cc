@@ -50,8 +50,11 @@ const Model& model(Architecture arch, DType dtype = DType::kBF16) {
   return models.emplace(std::make_pair(arch, dtype), std::move(m)).first->second;
 }
 
+// Slices of 8 cache positions: the short caches here split attention (partials and a merge)
+// once there are workers for it.
 TaskGraph compiled(const Model& m, int32_t workers) {
-  StatusOr<TaskGraph> tg = compile(m.graph, m.ckpt->config(), {.num_workers = workers});
+  StatusOr<TaskGraph> tg = compile(m.graph, m.ckpt->config(),
+                                   {.num_workers = workers, .attention_keys_per_split = 8});
   EXPECT_TRUE(tg.ok()) << tg.status().message();
   return std::move(tg).value();
 }

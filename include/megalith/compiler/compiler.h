@@ -26,6 +26,10 @@ struct CompileOptions {
   // Estimated per-worker streaming bandwidth and per-task overhead, for placement.
   double worker_gbps = 34.0;
   double task_overhead_us = 0.5;
+  // Each split of the KV cache (one attention task per KV head and split, then a merge)
+  // spans at least this many positions of cache capacity; shorter caches take one task per
+  // KV head, which writes the attention output itself.
+  int64_t attention_keys_per_split = 256;
   bool verify = true;  // run verify_task_graph() on the result
 };
 
