@@ -12,6 +12,13 @@ double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
 }
+
+// Whether generation ends after `token`: a stop id, or the caller asks to stop.
+bool is_stop(const GenerationOptions& options, int32_t token) {
+  const auto& stops = options.stop_token_ids;
+  return std::find(stops.begin(), stops.end(), token) != stops.end() ||
+         (options.should_stop && options.should_stop());
+}
 }  // namespace
 
 Status validate(const SamplingParams& p) {
@@ -82,8 +89,7 @@ StatusOr<GenerationResult> generate(ReferenceModel& model, std::span<const int32
     const int32_t token = sampler.sample(last);
     result.tokens.push_back(token);
     if (options.on_token) options.on_token(token);
-    const auto& stops = options.stop_token_ids;
-    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+    if (is_stop(options, token)) {
       result.finish_reason = "stop";
       break;
     }
@@ -108,11 +114,6 @@ StatusOr<std::vector<double>> score(ReferenceModel& model, std::span<const int32
 }
 
 namespace {
-
-bool is_stop(const GenerationOptions& options, int32_t token) {
-  const auto& stops = options.stop_token_ids;
-  return std::find(stops.begin(), stops.end(), token) != stops.end();
-}
 
 Status check_fits(const Executor& exec, size_t prompt, int64_t new_tokens) {
   if (int64_t(prompt) + new_tokens > exec.max_positions() + 1) {

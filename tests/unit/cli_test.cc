@@ -127,6 +127,9 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
       "generate" + model() + " --prompt-ids 1 --chat",
       "chat" + model() + " < /dev/null",  // no tokenizer.json
       "chat" + model() + " --max-new-tokens 0 < /dev/null",
+      "serve" + model() + " --port 0",  // no tokenizer.json
+      "serve" + model() + " --port 70000",
+      "serve" + model() + " --host no.such.host.invalid --port 0",
       "generate" + model(),
       "generate --model /nonexistent/dir --prompt-ids 1",
       "generate --model " + empty_dir.string() + " --prompt-ids 1",
@@ -211,7 +214,7 @@ TEST_F(CliTest, TextPromptsAreTokenizedAndRepliesDecoded) {
 
 TEST_F(CliTest, EverySubcommandHasHelp) {
   for (const char* cmd :
-       {"", "generate", "chat", "score", "make-checkpoint", "inspect", "bench", "trace"}) {
+       {"", "generate", "chat", "serve", "score", "make-checkpoint", "inspect", "bench", "trace"}) {
     const Result r = run(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("--"), std::string::npos) << cmd;

@@ -7,13 +7,11 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "cli.h"
 #include "megalith/engine/generation.h"
-#include "megalith/model/reference_model.h"
 #include "megalith/tokenizer/chat_template.h"
 #include "megalith/tokenizer/tokenizer.h"
 
@@ -40,16 +38,8 @@ Status run(ChatArgs a) {
   MEGALITH_ASSIGN_OR_RETURN(Tokenizer tokenizer, load_model_tokenizer(model));
   MEGALITH_ASSIGN_OR_RETURN(ChatTemplate chat,
                             ChatTemplate::for_tokenizer(tokenizer, model.config.arch));
-  GenerationOptions options{a.max_new_tokens, model.config.eos_token_ids, nullptr};
-  for (int32_t id : chat.stop_token_ids()) options.stop_token_ids.push_back(id);
-
-  std::unique_ptr<Executor> exec;
-  std::optional<ReferenceModel> reference;
-  if (a.device.device == "ref") {
-    reference.emplace(*model.checkpoint);
-  } else {
-    MEGALITH_ASSIGN_OR_RETURN(exec, make_executor(a.device, model, a.device.max_seq_len));
-  }
+  GenerationOptions options{a.max_new_tokens, stop_token_ids(model.config, &chat)};
+  MEGALITH_ASSIGN_OR_RETURN(auto runner, ModelRunner::create(a.device, model, a.device.max_seq_len));
   const bool interactive = isatty(STDIN_FILENO) != 0;
   std::vector<ChatMessage> messages;
   if (!a.system.empty()) messages.push_back({"system", a.system});
@@ -80,12 +70,7 @@ Status run(ChatArgs a) {
       fmt::print("{}", piece);
       std::fflush(stdout);
     };
-    if (reference) {
-      Sampler sampler(a.sampling);
-      MEGALITH_RETURN_IF_ERROR(generate(*reference, prompt, options, sampler).status());
-    } else {
-      MEGALITH_RETURN_IF_ERROR(generate(*exec, prompt, options, a.sampling).status());
-    }
+    MEGALITH_RETURN_IF_ERROR(runner->generate(prompt, options, a.sampling).status());
     const std::string rest = stream.flush();
     reply += rest;
     fmt::print("{}\n", rest);

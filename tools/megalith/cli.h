@@ -6,13 +6,17 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "megalith/core/status.h"
 #include "megalith/engine/generation.h"
 #include "megalith/model/checkpoint.h"
+#include "megalith/model/reference_model.h"
 #include "megalith/runtime/executor.h"
+#include "megalith/tokenizer/chat_template.h"
 #include "megalith/tokenizer/tokenizer.h"
 
 namespace megalith::cli {
@@ -29,6 +33,7 @@ Command add_inspect(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_trace(CLI::App& app);
 Command add_chat(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 // Parses "1,2,3" (spaces allowed) into token ids.
 StatusOr<std::vector<int32_t>> parse_ids(const std::string& text, const std::string& flag);
@@ -84,5 +89,28 @@ class PresetModel {
 // it to the executor of --device cpu or cuda.
 StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, const Model& model,
                                                   int64_t positions);
+
+// What generate, chat and serve run prompts through: the reference model (--device ref), or the
+// task graph compiled for `positions` KV-cache rows on the executor of --device cpu or cuda.
+// One sequence at a time; `model` must outlive the runner.
+class ModelRunner {
+ public:
+  static StatusOr<std::unique_ptr<ModelRunner>> create(const DeviceOptions& opts,
+                                                       const Model& model, int64_t positions);
+  StatusOr<GenerationResult> generate(std::span<const int32_t> prompt,
+                                      const GenerationOptions& options,
+                                      const SamplingParams& sampling);
+  // The positions a prompt and its continuation may take (prompt + new tokens - 1).
+  int64_t max_positions() const { return exec_ ? exec_->max_positions() : positions_; }
+
+ private:
+  std::unique_ptr<Executor> exec_;
+  std::optional<ReferenceModel> reference_;
+  int64_t positions_ = 0;
+};
+
+// The ids generation ends at: the model's end-of-sequence ids, and the end of an assistant turn
+// when the prompt is in `chat`'s template.
+std::vector<int64_t> stop_token_ids(const ModelConfig& config, const ChatTemplate* chat);
 
 }  // namespace megalith::cli

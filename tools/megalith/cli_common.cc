@@ -218,4 +218,31 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
   return std::unique_ptr<Executor>(std::move(exec));
 }
 
+StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::create(const DeviceOptions& opts,
+                                                           const Model& model, int64_t positions) {
+  std::unique_ptr<ModelRunner> runner(new ModelRunner());
+  runner->positions_ = opts.max_seq_len > 0 ? opts.max_seq_len : positions;
+  if (opts.device == "ref") {
+    runner->reference_.emplace(*model.checkpoint);
+  } else {
+    MEGALITH_ASSIGN_OR_RETURN(runner->exec_, make_executor(opts, model, positions));
+  }
+  return runner;
+}
+
+StatusOr<GenerationResult> ModelRunner::generate(std::span<const int32_t> prompt,
+                                                 const GenerationOptions& options,
+                                                 const SamplingParams& sampling) {
+  if (exec_) return megalith::generate(*exec_, prompt, options, sampling);
+  MEGALITH_RETURN_IF_ERROR(validate(sampling));
+  Sampler sampler(sampling);
+  return megalith::generate(*reference_, prompt, options, sampler);
+}
+
+std::vector<int64_t> stop_token_ids(const ModelConfig& config, const ChatTemplate* chat) {
+  std::vector<int64_t> ids = config.eos_token_ids;
+  if (chat) ids.insert(ids.end(), chat->stop_token_ids().begin(), chat->stop_token_ids().end());
+  return ids;
+}
+
 }  // namespace megalith::cli

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -40,22 +41,16 @@ Status run(const GenerateArgs& a) {
   if (a.chat && a.prompt.empty()) return invalid_argument("--chat formats a --prompt TEXT");
   MEGALITH_ASSIGN_OR_RETURN(Model model, load_model(a.device));
   const std::string& dir = model.dir;
-  GenerationOptions options{a.max_new_tokens, {}};
-  if (!a.ignore_eos) options.stop_token_ids = model.config.eos_token_ids;
   std::vector<int32_t> prompt;
   std::optional<Tokenizer> tokenizer;
+  std::optional<ChatTemplate> chat;
   if (a.prompt_ids.empty()) {
     MEGALITH_ASSIGN_OR_RETURN(tokenizer, load_model_tokenizer(model));
     if (a.chat) {
-      MEGALITH_ASSIGN_OR_RETURN(ChatTemplate chat,
-                                ChatTemplate::for_tokenizer(*tokenizer, model.config.arch));
+      MEGALITH_ASSIGN_OR_RETURN(chat, ChatTemplate::for_tokenizer(*tokenizer, model.config.arch));
       const ChatMessage turn{"user", a.prompt};
-      MEGALITH_ASSIGN_OR_RETURN(std::string text, chat.format({&turn, 1}));
+      MEGALITH_ASSIGN_OR_RETURN(std::string text, chat->format({&turn, 1}));
       prompt = tokenizer->encode(text, /*add_special_tokens=*/false);
-      if (!a.ignore_eos) {
-        options.stop_token_ids.insert(options.stop_token_ids.end(), chat.stop_token_ids().begin(),
-                                      chat.stop_token_ids().end());
-      }
     } else {
       prompt = tokenizer->encode(a.prompt, /*add_special_tokens=*/true);
     }
@@ -63,6 +58,8 @@ Status run(const GenerateArgs& a) {
   } else {
     MEGALITH_ASSIGN_OR_RETURN(prompt, parse_ids(a.prompt_ids, "--prompt-ids"));
   }
+  GenerationOptions options{a.max_new_tokens, {}};
+  if (!a.ignore_eos) options.stop_token_ids = stop_token_ids(model.config, chat ? &*chat : nullptr);
   // Text comes out as it is generated, whole characters at a time.
   std::optional<StreamDecoder> stream;
   if (tokenizer && !a.json) {
@@ -72,16 +69,9 @@ Status run(const GenerateArgs& a) {
       std::fflush(stdout);
     };
   }
-  GenerationResult r;
-  if (a.device.device == "ref") {
-    ReferenceModel reference(*model.checkpoint);
-    Sampler sampler(a.sampling);
-    MEGALITH_ASSIGN_OR_RETURN(r, generate(reference, prompt, options, sampler));
-  } else {
-    const int64_t positions = int64_t(prompt.size()) + std::max<int64_t>(a.max_new_tokens - 1, 0);
-    MEGALITH_ASSIGN_OR_RETURN(auto exec, make_executor(a.device, model, positions));
-    MEGALITH_ASSIGN_OR_RETURN(r, generate(*exec, prompt, options, a.sampling));
-  }
+  const int64_t positions = int64_t(prompt.size()) + std::max<int64_t>(a.max_new_tokens - 1, 0);
+  MEGALITH_ASSIGN_OR_RETURN(auto runner, ModelRunner::create(a.device, model, positions));
+  MEGALITH_ASSIGN_OR_RETURN(GenerationResult r, runner->generate(prompt, options, a.sampling));
 
   const double ms_per_token = r.tokens.size() > 1 ? r.decode_ms / double(r.tokens.size() - 1) : 0;
   if (a.json) {

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       megalith::cli::add_make_checkpoint(app),
       megalith::cli::add_generate(app),
       megalith::cli::add_chat(app),
+      megalith::cli::add_serve(app),
       megalith::cli::add_score(app),
       megalith::cli::add_inspect(app),
       megalith::cli::add_bench(app),

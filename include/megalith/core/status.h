@@ -24,6 +24,8 @@ enum class StatusCode {
   kDataLoss,
   kUnimplemented,
   kInternal,  // a broken run (a deadlocked executor), not bad input
+  kCancelled,    // the caller gave up on the work (a server's client went away)
+  kUnavailable,  // cannot be done now, might be later (a server shutting down)
 };
 
 class [[nodiscard]] Status {

@@ -47,6 +47,9 @@ struct GenerationOptions {
   std::vector<int64_t> stop_token_ids;  // generation ends after emitting one of these
   // Called with each generated token as soon as generate() has it, in order (streaming).
   std::function<void(int32_t token)> on_token;
+  // Asked after each generated token (after on_token): true ends generation there, with
+  // finish_reason "stop" (a stop string found in the text, a client that went away).
+  std::function<bool()> should_stop;
 };
 
 struct GenerationResult {

@@ -1,0 +1,134 @@
+// megalith serve: the OpenAI-compatible HTTP API over one model (GET /v1/models,
+// POST /v1/completions, POST /v1/chat/completions, streamed or whole), until SIGINT or SIGTERM.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cli.h"
+#include "megalith/server/http.h"
+#include "megalith/server/openai_api.h"
+#include "megalith/tokenizer/chat_template.h"
+
+namespace megalith::cli {
+
+namespace {
+
+struct ServeArgs {
+  DeviceOptions device;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string model_name;
+};
+
+// The server a SIGINT or SIGTERM stops; HttpServer::stop() is async-signal-safe.
+std::atomic<HttpServer*> signalled_server{nullptr};
+extern "C" void stop_on_signal(int) {
+  if (HttpServer* server = signalled_server.load()) server->stop();
+}
+
+// Stops `server` on SIGINT and SIGTERM while it lives; a second signal once serve() has
+// returned gets the default action again.
+class StopOnSignals {
+ public:
+  explicit StopOnSignals(HttpServer& server) {
+    signalled_server = &server;
+    struct sigaction action {};
+    action.sa_handler = stop_on_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~StopOnSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    signalled_server = nullptr;
+  }
+  StopOnSignals(const StopOnSignals&) = delete;
+  StopOnSignals& operator=(const StopOnSignals&) = delete;
+
+ private:
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
+
+Status run(ServeArgs a) {
+  MEGALITH_RETURN_IF_ERROR(check_device(a.device));
+  if (a.port < 0 || a.port > 65535) {
+    return invalid_argument("--port must be between 0 and 65535 (0: any free port), got {}",
+                            a.port);
+  }
+  MEGALITH_ASSIGN_OR_RETURN(Model model, load_model(a.device));
+  MEGALITH_ASSIGN_OR_RETURN(Tokenizer tokenizer, load_model_tokenizer(model));
+  std::optional<ChatTemplate> chat;
+  if (auto found = ChatTemplate::for_tokenizer(tokenizer, model.config.arch); found.ok()) {
+    chat = std::move(*found);
+  } else {
+    fmt::print(stderr, "megalith serve: /v1/chat/completions is off: {}\n",
+               found.status().message());
+  }
+  // The KV cache is compiled once, for the longest request the server takes.
+  const int64_t positions = a.device.max_seq_len > 0
+                                ? a.device.max_seq_len
+                                : std::min<int64_t>(model.config.max_position_embeddings, 2048);
+  MEGALITH_ASSIGN_OR_RETURN(auto runner, ModelRunner::create(a.device, model, positions));
+  if (a.model_name.empty()) {
+    a.model_name = std::filesystem::weakly_canonical(model.dir).filename().string();
+  }
+  OpenAiApi api(tokenizer, std::move(chat),
+                [&runner](std::span<const int32_t> prompt, const GenerationOptions& options,
+                          const SamplingParams& sampling) {
+                  return runner->generate(prompt, options, sampling);
+                },
+                {.model_name = a.model_name,
+                 .max_positions = runner->max_positions(),
+                 .vocab_size = model.config.vocab_size,
+                 .eos_token_ids = model.config.eos_token_ids});
+  MEGALITH_ASSIGN_OR_RETURN(auto server, HttpServer::listen(a.host, a.port, api));
+  {
+    StopOnSignals stop_on_signals(*server);
+    const bool ipv6 = a.host.find(':') != std::string::npos;
+    fmt::print(stderr,
+               "megalith serve: listening on http://{}{}{}:{} (model '{}' on {}, {} positions); "
+               "Ctrl-C stops\n",
+               ipv6 ? "[" : "", a.host, ipv6 ? "]" : "", server->port(), a.model_name,
+               a.device.device, runner->max_positions());
+    std::fflush(stderr);
+    server->serve();
+  }
+  fmt::print(stderr, "megalith serve: stopped\n");
+  return {};
+}
+
+}  // namespace
+
+Command add_serve(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "An OpenAI-compatible HTTP API: /v1/models, /v1/completions, /v1/chat/completions");
+  cmd->footer(
+      "\nRequests run one at a time, in arrival order (the engine decodes one sequence at a "
+      "time).\nThe KV cache holds --max-seq-len positions (default: the model's, at most 2048);\n"
+      "a prompt and its max_tokens must fit.\n\n"
+      "  curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\\n"
+      "       -d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 32}'");
+  add_device_options(*cmd, args->device);
+  cmd->add_option("--host", args->host,
+                  "address to listen on; the default takes connections from this machine only "
+                  "(0.0.0.0: from anywhere, without authentication)")
+      ->capture_default_str();
+  cmd->add_option("--port", args->port,
+                  "TCP port; 0 takes a free one (the startup line says which)")
+      ->capture_default_str();
+  cmd->add_option("--served-model-name", args->model_name,
+                  "the model's id in the API; default: the model directory's name");
+  return {cmd, [args] { return run(*args); }};
+}
+
+}  // namespace megalith::cli
