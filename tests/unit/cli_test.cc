@@ -2,11 +2,14 @@
 // exit status non-zero on every bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +73,29 @@ TEST_F(CliTest, GenerateJsonIsGreedyAndDeterministic) {
   EXPECT_EQ(j["finish_reason"], "length");
   EXPECT_EQ(j["prompt_tokens"], 3);
   EXPECT_EQ(json::parse(b.out)["tokens"], j["tokens"]);
+}
+
+// Without --model every subcommand uses the built-in model (models/default, a small Qwen3
+// trained on English text): its continuation of a text prompt is English words.
+TEST_F(CliTest, TheBuiltInModelWritesEnglish) {
+  const std::string args = " --prompt \"And it came to pass\" --max-new-tokens 32 --device cpu";
+  const Result implicit = run("generate" + args);
+  const Result given = run("generate --model " MEGALITH_SOURCE_DIR "/models/default" + args);
+  ASSERT_EQ(implicit.exit_code, 0) << implicit.err;
+  EXPECT_EQ(implicit.out, given.out);
+  std::istringstream words(implicit.out);
+  int total = 0, alphabetic = 0, common = 0;
+  for (std::string w; words >> w;) {
+    while (!w.empty() && std::ispunct(static_cast<unsigned char>(w.back()))) w.pop_back();
+    ++total;
+    alphabetic += !w.empty() && std::all_of(w.begin(), w.end(), [](unsigned char c) {
+      return std::isalpha(c) || c == '\'';
+    });
+    common += w == "the" || w == "and" || w == "of" || w == "to" || w == "that";
+  }
+  EXPECT_GE(total, 20) << implicit.out;
+  EXPECT_GE(alphabetic, total * 9 / 10) << implicit.out;
+  EXPECT_GE(common, 3) << implicit.out;
 }
 
 TEST_F(CliTest, ScoreAgreesWithGenerate) {

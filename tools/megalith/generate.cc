@@ -92,6 +92,7 @@ Status run(const GenerateArgs& a) {
     } else {
       fmt::print("{}\n", fmt::join(r.tokens, ","));
     }
+    std::fflush(stdout);  // the reply's last line before the statistics on stderr
     fmt::print(stderr, "{} tokens ({}), prefill {:.1f} ms, {:.2f} ms/token on {}\n",
                r.tokens.size(), r.finish_reason, r.prefill_ms, ms_per_token, a.device.device);
   }
