@@ -10,23 +10,28 @@
 namespace megalith {
 
 namespace {
-// Logs the time since the previous lap at debug level.
+// Logs the time since the previous lap at debug level and reports the pass to on_pass.
 class PassTimer {
  public:
+  explicit PassTimer(const CompileOptions& options)
+      : on_pass_(options.on_pass), total_(options.verify ? 6 : 5) {}
   void lap(const char* pass) {
     const auto now = std::chrono::steady_clock::now();
     MEGALITH_LOG_DEBUG("compiler: {} took {:.1f} ms", pass,
                        std::chrono::duration<double, std::milli>(now - last_).count());
     last_ = now;
+    if (on_pass_) on_pass_(pass, ++done_, total_);
   }
 
  private:
+  const std::function<void(std::string_view, int, int)>& on_pass_;
+  int done_ = 0, total_;
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
 };
 }  // namespace
 
 StatusOr<TaskGraph> compile(const Graph& g, const ModelConfig& cfg, const CompileOptions& options) {
-  PassTimer timer;
+  PassTimer timer(options);
   MEGALITH_ASSIGN_OR_RETURN(compiler::Program program, compiler::lower(g, cfg, options));
   timer.lap("lowering");
   MEGALITH_ASSIGN_OR_RETURN(compiler::DependencyStats deps, compiler::add_dependencies(program));

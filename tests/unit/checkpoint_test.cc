@@ -72,6 +72,22 @@ TEST_F(CheckpointTest, RandomCheckpointIsReproducibleAndLoads) {
   }
 }
 
+// Reading the weights of a sharded checkpoint reports every byte once, in growing amounts.
+TEST_F(CheckpointTest, ReadingTheWeightsReportsEveryByte) {
+  const fs::path dir = make(Architecture::kQwen3, 2, DType::kBF16, ConfigStyle::kHub, 40000);
+  auto ckpt = load_checkpoint(dir);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
+  uint64_t expected = 0;
+  for (const WeightSpec& spec : model_weight_specs((*ckpt)->config())) {
+    expected += (*ckpt)->weight(spec.name).nbytes();
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> reports;
+  (*ckpt)->read_weights([&](uint64_t done, uint64_t total) { reports.emplace_back(done, total); });
+  ASSERT_FALSE(reports.empty());
+  EXPECT_EQ(reports.back(), std::make_pair(expected, expected));
+  for (size_t i = 1; i < reports.size(); ++i) EXPECT_GT(reports[i].first, reports[i - 1].first);
+}
+
 TEST_F(CheckpointTest, DecodingOneTokenAtATimeEqualsPrefill) {
   for (Architecture arch : {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3}) {
     for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {

@@ -200,6 +200,26 @@ bool is_ordering_error(const Status& s) {
 
 // The mutation test: every wait and every signal of a compiled graph carries an ordering the
 // program needs, and the verifier catches the loss of any single one.
+TEST(Compiler, ReportsEachPassInOrder) {
+  const ModelConfig cfg = *preset_config(Architecture::kQwen3, "tiny");
+  StatusOr<Graph> g = build_decode_graph(cfg, 1, 40);
+  ASSERT_TRUE(g.ok());
+  for (bool verify : {true, false}) {
+    std::vector<std::string> passes;
+    CompileOptions options{.num_workers = 8, .verify = verify};
+    options.on_pass = [&](std::string_view pass, int done, int total) {
+      EXPECT_EQ(done, int(passes.size()) + 1);
+      EXPECT_EQ(total, verify ? 6 : 5);
+      passes.emplace_back(pass);
+    };
+    ASSERT_TRUE(compile(*g, cfg, options).ok());
+    std::vector<std::string> want = {"lowering", "dependencies", "placement", "buffer plan",
+                                     "assembly"};
+    if (verify) want.push_back("verification");
+    EXPECT_EQ(passes, want);
+  }
+}
+
 TEST(CompilerMutation, RemovingAnyDependencyEdgeIsCaught) {
   for (Architecture arch : {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3}) {
     const TaskGraph tg = compile_or_die(odd_config(arch), 3);

@@ -17,6 +17,12 @@ TEST(ProgressBar, FormatsTheFractionAndTheBytes) {
   EXPECT_EQ(format_progress("w", 9, 3, 4), "w [====] 100% 0.0/0.0 GB");
 }
 
+TEST(ProgressBar, FormatsStepsWithTheirDetail) {
+  EXPECT_EQ(format_progress("c", 2, 4, 4, ProgressUnit::kSteps, "placement"),
+            "c [==> ]  50% 2/4 placement");
+  EXPECT_EQ(format_progress("c", 4, 4, 4, ProgressUnit::kSteps), "c [====] 100% 4/4");
+}
+
 std::string drawn(bool enabled) {
   std::FILE* f = std::tmpfile();
   {

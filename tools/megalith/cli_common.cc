@@ -115,6 +115,11 @@ StatusOr<Model> load_model(const DeviceOptions& opts) {
   if (!opts.random_weights) {
     MEGALITH_ASSIGN_OR_RETURN(model.checkpoint, load_checkpoint(model.dir));
     model.config = model.checkpoint->config();
+    // The GPU upload reads the weights behind its own bar; the CPU reads them here, once.
+    if (opts.device != "cuda") {
+      ProgressBar bar("loading weights");
+      model.checkpoint->read_weights([&bar](uint64_t done, uint64_t total) { bar.update(done, total); });
+    }
     return model;
   }
   MEGALITH_ASSIGN_OR_RETURN(model.config,
@@ -190,7 +195,13 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
   const ModelConfig& cfg = model.config;
   const int64_t max_seq = opts.max_seq_len > 0 ? opts.max_seq_len : std::max<int64_t>(positions, 1);
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
-  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = opts.workers}));
+  ProgressBar passes("compiling", ProgressUnit::kSteps);
+  CompileOptions compile_options{.num_workers = opts.workers};
+  compile_options.on_pass = [&passes](std::string_view pass, int done, int total) {
+    passes.update(uint64_t(done), uint64_t(total), std::string(pass));
+  };
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, compile_options));
+  passes.finish();
   const SchedulingMode mode =
       opts.schedule == "dynamic" ? SchedulingMode::kDynamic : SchedulingMode::kStatic;
   if (opts.device == "cuda") {

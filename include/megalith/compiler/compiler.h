@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string_view>
 
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
@@ -31,6 +33,8 @@ struct CompileOptions {
   // KV head, which writes the attention output itself.
   int64_t attention_keys_per_split = 256;
   bool verify = true;  // run verify_task_graph() on the result
+  // Called after each pass with its name, the passes done and their number (a progress bar).
+  std::function<void(std::string_view pass, int done, int total)> on_pass;
 };
 
 // `g` must come from build_decode_graph(cfg, ...). Errors name the op that has no task

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,9 @@ class Checkpoint {
   // Aborts on a name that is not in model_weight_specs(): loading already proved they exist.
   TensorView weight(const std::string& name) const;
   TensorView lm_head() const;  // lm_head.weight, or the embeddings when tied
+  // Reads every weight's pages of the mapped files once, so the first decode steps do not
+  // wait on the disk; `on_progress(done, total)` in bytes.
+  void read_weights(const std::function<void(uint64_t done, uint64_t total)>& on_progress) const;
 
  private:
   friend StatusOr<std::unique_ptr<Checkpoint>> load_checkpoint(const std::filesystem::path&);
