@@ -99,7 +99,10 @@ __device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const R
         if (args.trace) trace.ready_ns = global_timer_ns();
       }
       consumer_sync();
-      if (*stop != 0) return;
+      if (*stop != 0) {
+        wait_async_copies();  // prepare_task's copies write this CTA's shared memory
+        return;
+      }
       env.step = step;
       env.task = e.task_index;
       env.stream_begin_ns = env.stream_end_ns = 0;

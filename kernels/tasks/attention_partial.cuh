@@ -169,8 +169,8 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
   float* scores = acc + ATTENTION_ROWS * hd;       // [ATTENTION_ROWS][KB]
   float* state = scores + ATTENTION_ROWS * KB;     // [ATTENTION_ROWS]: max, sum, correction
   float* group_sums = state + 4 * ATTENTION_ROWS;  // [key group][ATTENTION_ROWS][hd]
-  // Phase 1's lanes: LANES per key, each with vectors lane4, lane4 + LANES, ... of the row.
-  const int lane4 = env.lane % LANES, warp_keys = 32 / LANES;
+  // Phase 1's lanes: LANES per key, each with vectors lane_in_key, lane_in_key + LANES, ... of the row.
+  const int lane_in_key = env.lane % LANES, warp_keys = 32 / LANES;
   // Phase 2's threads: vector column `column` of the value rows of key group `key_group`.
   const int key_groups = CONSUMER_THREADS / nv;
   const int column = env.tid % nv, key_group = env.tid / nv;
@@ -208,7 +208,7 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
             const uint8_t* row = k_cache.data + (kb + key) * k_stride;
 #pragma unroll
             for (int i = 0; i < VPL; ++i) {
-              const int v = lane4 + LANES * i;
+              const int v = lane_in_key + LANES * i;
               raw[u][i] = key < nb && v < nv ? *reinterpret_cast<const uint4*>(row + v * 16)
                                              : make_uint4(0, 0, 0, 0);
             }
@@ -218,7 +218,7 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
             float dot[ATTENTION_ROWS] = {};
 #pragma unroll
             for (int i = 0; i < VPL; ++i) {
-              const int v = lane4 + LANES * i;
+              const int v = lane_in_key + LANES * i;
               if (v >= nv) break;
               const VecF<__half> kx = unpack_half8(raw[u][i], f16);
 #pragma unroll
@@ -240,10 +240,10 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
             for (int h = 0; h < ATTENTION_ROWS; ++h) {
               dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
               dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
-              if (h == lane4) mine = dot[h];
+              if (h == lane_in_key) mine = dot[h];
             }
             const int key = k0 + u * KEYS_PER_ROUND;
-            if (key < nb && lane4 < heads) scores[lane4 * KB + key] = mine;
+            if (key < nb && lane_in_key < heads) scores[lane_in_key * KB + key] = mine;
           }
         }
         consumer_sync();

@@ -155,8 +155,8 @@ __device__ __forceinline__ const uint8_t* next_stage(TaskEnv& env) {
 // true for every real model's shapes.
 template <class W>
 __device__ __forceinline__ bool splits_into_items(const abi::TensorRef& w, const ChunkPlan& p) {
-  return w.offset % 16 == 0 && p.cols % UNIT_COLS<W> == 0 &&
-         (p.segs_per_row == 1 || p.seg_cols % UNIT_COLS<W> == 0);
+  static_assert(SEGMENT_ALIGN % UNIT_COLS<W> == 0, "segments split into whole items");
+  return w.offset % 16 == 0 && p.cols % UNIT_COLS<W> == 0;
 }
 
 // A lane's quad of weights as loaded (8 bytes of bf16 or f16, 16 of f32), converted to floats

@@ -437,7 +437,7 @@ class Lowering {
     // latencies, and a split costs a merge task and one hop: slices are long.
     const int64_t splits = std::clamp<int64_t>(
         opts_.num_workers / kv_heads, 1,
-        std::max<int64_t>(1, max_seq / std::max<int64_t>(1, opts_.attention_keys_per_split)));
+        std::max<int64_t>(1, max_seq / opts_.attention_keys_per_split));
     const ValueId out = value(att.outputs[0]);
     const bool merged = splits > 1;
     const int64_t rows_per_split = T * group;
@@ -521,6 +521,10 @@ StatusOr<Program> lower(const Graph& g, const ModelConfig& cfg, const CompileOpt
   }
   if (options.max_task_weight_bytes < 1024) {
     return invalid_argument("compiler: max_task_weight_bytes must be at least 1024");
+  }
+  if (options.attention_keys_per_split < 1) {
+    return invalid_argument("compiler: attention_keys_per_split must be at least 1, got {}",
+                            options.attention_keys_per_split);
   }
   return Lowering(g, cfg, options).run();
 }

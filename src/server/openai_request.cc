@@ -206,6 +206,34 @@ std::vector<int32_t> read_messages(Fields& f, const ModelContext& model) {
   return model.tokenizer.encode(*text, /*add_special_tokens=*/false);
 }
 
+// Whether `text` nests arrays and objects more than `limit` deep (brackets inside strings do
+// not count). The JSON library parses any depth, but copying, printing or destroying a value
+// recurses once per level: a body of nested brackets would overflow the stack.
+bool nests_deeper_than(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+constexpr int kMaxJsonDepth = 64;
+
 }  // namespace
 
 std::string error_json(const ApiError& e) {
@@ -219,6 +247,9 @@ std::string error_json(const ApiError& e) {
 
 std::optional<ApiError> parse_completion(std::string_view text, bool chat,
                                          const ModelContext& model, Completion& out) {
+  if (nests_deeper_than(text, kMaxJsonDepth)) {
+    return bad("", fmt::format("the request body nests more than {} levels deep", kMaxJsonDepth));
+  }
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return bad("", "the request body is not valid JSON");
   if (!body.is_object()) return bad("", "the request body must be a JSON object");

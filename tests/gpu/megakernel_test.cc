@@ -337,6 +337,7 @@ const LinearShape kLinearShapes[] = {
     {20000, 4, 2, 2, RefType::kBF16, false, true},  // 2 bf16 rows x 3 segments
     {12288, 11, 3, 8, RefType::kBF16, false, false}, // a down projection's rows: 4 x 4096 items
     {5120, 13, 0, 13, RefType::kF16, true, true},   // 6 rows x 2560 a chunk, then 1 row
+    {16411, 3, 1, 2, RefType::kBF16, true, true},   // unaligned rows over a stage: skewed segments
     {333, 64, 3, 61, RefType::kF32, false, false},  // many odd f32 rows per chunk
     {1, 3, 0, 3, RefType::kF16, true, true},        // one input feature
 };
@@ -447,11 +448,17 @@ struct HeadShape {
   int32_t head_dim, group, kv_heads;
   RefType cache;
 };
+// The first three and the last take the scalar attention pass, the others the vector pass
+// (bf16/f16 rows of whole 16-byte vectors up to 256 bytes): head_dim 96 leaves threads without
+// a value column, a group of 8 takes two passes of query heads.
 const HeadShape kHeadShapes[] = {
     {18, 3, 2, RefType::kBF16},
     {64, 2, 3, RefType::kF16},
     {128, 4, 2, RefType::kF32},
     {256, 1, 1, RefType::kBF16},
+    {128, 4, 2, RefType::kBF16},
+    {96, 6, 1, RefType::kBF16},
+    {64, 8, 1, RefType::kF16},
 };
 
 TEST_F(GpuTest, QkNormRopeKvAppend) {
@@ -492,12 +499,13 @@ TEST_F(GpuTest, QkNormRopeKvAppend) {
 
 TEST_F(GpuTest, AttentionPartialEverySplit) {
   for (const HeadShape& h : kHeadShapes) {
-    // Position 1 with 4 splits leaves splits 2 and 3 empty.
-    for (int32_t position : {1, 37, 200}) {
+    // Position 1 with 4 splits leaves splits 2 and 3 empty; 2000 gives splits of more than
+    // one block of keys.
+    for (int32_t position : {1, 37, 200, 2000}) {
       SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {}", h.head_dim, h.group,
                                type_name(h.cache), position));
       TaskCase c(fresh_seed());
-      const int64_t hd = h.head_dim, max_seq = 211, splits = 4, rows = h.group;
+      const int64_t hd = h.head_dim, max_seq = 2011, splits = 4, rows = h.group;
       const float scale = float(1.0 / std::sqrt(double(hd)));
       const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
                                   h.kv_heads * h.group * hd, -2, 2);
@@ -528,11 +536,11 @@ TEST_F(GpuTest, AttentionPartialEverySplit) {
 
 TEST_F(GpuTest, AttentionPartialSingleSplitWritesTheOutput) {
   for (const HeadShape& h : kHeadShapes) {
-    for (int32_t position : {0, 37, 210}) {
+    for (int32_t position : {0, 37, 210, 700}) {
       SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {}", h.head_dim, h.group,
                                type_name(h.cache), position));
       TaskCase c(fresh_seed());
-      const int64_t hd = h.head_dim, max_seq = 211;
+      const int64_t hd = h.head_dim, max_seq = 701;
       const float scale = float(1.0 / std::sqrt(double(hd)));
       const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
                                   h.kv_heads * h.group * hd, -2, 2);

@@ -198,8 +198,6 @@ bool is_ordering_error(const Status& s) {
          m.find("source must wait") != std::string::npos;
 }
 
-// The mutation test: every wait and every signal of a compiled graph carries an ordering the
-// program needs, and the verifier catches the loss of any single one.
 TEST(Compiler, ReportsEachPassInOrder) {
   const ModelConfig cfg = *preset_config(Architecture::kQwen3, "tiny");
   StatusOr<Graph> g = build_decode_graph(cfg, 1, 40);
@@ -220,6 +218,8 @@ TEST(Compiler, ReportsEachPassInOrder) {
   }
 }
 
+// The mutation test: every wait and every signal of a compiled graph carries an ordering the
+// program needs, and the verifier catches the loss of any single one.
 TEST(CompilerMutation, RemovingAnyDependencyEdgeIsCaught) {
   for (Architecture arch : {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3}) {
     const TaskGraph tg = compile_or_die(odd_config(arch), 3);
@@ -280,6 +280,9 @@ TEST(CompilerErrors, BadOptionsAndGraphsAreErrors) {
   ASSERT_TRUE(g.ok());
   EXPECT_FALSE(compile(*g, cfg, {.num_workers = 0}).ok());
   EXPECT_FALSE(compile(*g, cfg, {.num_workers = 100000}).ok());
+  const auto no_keys = compile(*g, cfg, {.num_workers = 8, .attention_keys_per_split = 0});
+  ASSERT_FALSE(no_keys.ok());
+  EXPECT_NE(no_keys.status().message().find("attention_keys_per_split"), std::string::npos);
   StatusOr<Graph> prefill = build_decode_graph(cfg, 4, 16);
   ASSERT_TRUE(prefill.ok());
   const auto r = compile(*prefill, cfg, {.num_workers = 4});

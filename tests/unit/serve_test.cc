@@ -364,6 +364,12 @@ TEST_F(ServeTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
       {"/v1/completions", R"({"prompt": "hi", "model": 7})", 400},
       {"/v1/completions", R"({"prompt": "hi", "model": "gpt-4"})", 404},
       {"/v1/completions", std::string(100000, '[') + std::string(100000, ']'), 400},
+      {"/v1/completions",
+       R"({"prompt": "x", "n": )" + std::string(200000, '[') + std::string(200000, ']') + "}", 400},
+      {"/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": [{"type": )" + std::string(100000, '[') +
+           std::string(100000, ']') + R"(, "text": "x"}]}]})",
+       400},
       {"/v1/chat/completions", R"({"messages": "hi"})", 400},
       {"/v1/chat/completions", R"({"messages": []})", 400},
       {"/v1/chat/completions", R"({"messages": [{"content": "hi"}]})", 400},
@@ -385,6 +391,10 @@ TEST_F(ServeTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
     EXPECT_TRUE(error["error"].contains("param") && error["error"].contains("code")) << r.body;
     EXPECT_EQ(http(port(), "GET", "/v1/models").status, 200) << "after " << c.body.substr(0, 80);
   }
+  // Brackets inside strings are not nesting.
+  const std::string brackets = R"({"prompt": "hi", "max_tokens": 2, "stop": ")" +
+                               std::string(100, '[') + R"("})";
+  EXPECT_EQ(http(port(), "POST", "/v1/completions", brackets).status, 200);
   // Prompts that do not fit, alone or with max_tokens, say so.
   for (const std::string& body : {R"({"prompt": ")" + long_prompt + R"("})",
                                   std::string(R"({"prompt": "hi there", "max_tokens": 64})")}) {

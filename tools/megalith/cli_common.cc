@@ -7,11 +7,11 @@
 
 #include "cli.h"
 #include "megalith/compiler/compiler.h"
+#include "megalith/core/progress_bar.h"
 #include "megalith/model/model_graph.h"
 #include "megalith/model/random_checkpoint.h"
 #include "megalith/runtime/cpu_executor.h"
 #if MEGALITH_HAS_CUDA
-#include "megalith/core/progress_bar.h"
 #include "megalith/runtime/cuda_executor.h"
 #endif
 
