@@ -1,5 +1,6 @@
 #include "megalith/compiler/compiler.h"
 
+#include <array>
 #include <chrono>
 
 #include "lower.h"
@@ -10,12 +11,17 @@
 namespace megalith {
 
 namespace {
-// Logs the time since the previous lap at debug level and reports the pass to on_pass.
+// The passes in the order compile() runs them; verification is the last and optional.
+constexpr std::array<const char*, 6> kPasses = {"lowering",    "dependencies", "placement",
+                                                "buffer plan", "assembly",     "verification"};
+
+// Ends the next pass of kPasses: logs its time at debug level and reports it to on_pass.
 class PassTimer {
  public:
   explicit PassTimer(const CompileOptions& options)
-      : on_pass_(options.on_pass), total_(options.verify ? 6 : 5) {}
-  void lap(const char* pass) {
+      : on_pass_(options.on_pass), total_(int(kPasses.size()) - (options.verify ? 0 : 1)) {}
+  void lap() {
+    const char* pass = kPasses[size_t(done_)];
     const auto now = std::chrono::steady_clock::now();
     MEGALITH_LOG_DEBUG("compiler: {} took {:.1f} ms", pass,
                        std::chrono::duration<double, std::milli>(now - last_).count());
@@ -33,23 +39,23 @@ class PassTimer {
 StatusOr<TaskGraph> compile(const Graph& g, const ModelConfig& cfg, const CompileOptions& options) {
   PassTimer timer(options);
   MEGALITH_ASSIGN_OR_RETURN(compiler::Program program, compiler::lower(g, cfg, options));
-  timer.lap("lowering");
+  timer.lap();
   MEGALITH_ASSIGN_OR_RETURN(compiler::DependencyStats deps, compiler::add_dependencies(program));
-  timer.lap("dependencies");
+  timer.lap();
   MEGALITH_LOG_DEBUG("compiler: {} tasks, {} read-after-write edges, {} orderings added, {} "
                      "implied edges removed", program.tasks.size(), deps.raw_edges,
                      deps.ordering_edges, deps.reduced_edges);
   const std::vector<uint32_t> worker = compiler::place_tasks(program, options);
-  timer.lap("placement");
+  timer.lap();
   const compiler::BufferPlan plan = compiler::plan_buffers(program);
-  timer.lap("buffer plan");
+  timer.lap();
   MEGALITH_LOG_DEBUG("compiler: activation arena {} bytes ({} without reuse)", plan.arena_bytes,
                      plan.unshared_bytes);
   TaskGraph tg = compiler::assemble(program, worker, plan, options.num_workers);
-  timer.lap("assembly");
+  timer.lap();
   if (options.verify) {
     Status s = verify_task_graph(tg);
-    timer.lap("verification");
+    timer.lap();
     if (!s.ok()) return s.with_context("compiler produced an invalid task graph");
   }
   return tg;

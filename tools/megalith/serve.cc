@@ -1,6 +1,7 @@
 // megalith serve: the OpenAI-compatible HTTP API over one model (GET /v1/models,
 // POST /v1/completions, POST /v1/chat/completions, streamed or whole), until SIGINT or SIGTERM.
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,14 +28,18 @@ struct ServeArgs {
   std::string model_name;
 };
 
-// The server a SIGINT or SIGTERM stops; HttpServer::stop() is async-signal-safe.
+// The server a SIGINT or SIGTERM stops; HttpServer::stop() is async-signal-safe. A second
+// signal while the server winds down (waiting for a generation) exits at once, as the user
+// asked twice.
 std::atomic<HttpServer*> signalled_server{nullptr};
-extern "C" void stop_on_signal(int) {
+std::atomic<bool> stop_requested{false};
+extern "C" void stop_on_signal(int signal) {
+  if (stop_requested.exchange(true)) _exit(128 + signal);
   if (HttpServer* server = signalled_server.load()) server->stop();
 }
 
-// Stops `server` on SIGINT and SIGTERM while it lives; a second signal once serve() has
-// returned gets the default action again.
+// Stops `server` on SIGINT and SIGTERM while it lives; a signal once serve() has returned gets
+// the default action again.
 class StopOnSignals {
  public:
   explicit StopOnSignals(HttpServer& server) {
