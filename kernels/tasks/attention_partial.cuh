@@ -34,7 +34,23 @@ struct AttentionOut {
   __device__ void set_lse(int r, int g, float v) const {
     if (lse.present()) lse.set(r * group + g, 0, v);
   }
+  // An empty slice's results for query heads g0 .. g0 + heads - 1: zeros, log-sum-exp -inf.
+  __device__ void set_empty(int tid, int r, int g0, int heads) const {
+    for (int i = tid; i < heads * hd; i += CONSUMER_THREADS) set(r, g0 + i / hd, i % hd, 0.0f);
+    if (tid < heads) set_lse(r, g0 + tid, -INFINITY);
+  }
 };
+
+// The cache rows [begin, end) this split of the visible ones covers for query row r.
+struct KeySlice {
+  int begin, end;
+};
+__device__ inline KeySlice split_slice(const abi::AttentionParams& p, const Ref& positions, int r) {
+  const int visible = positions.get_int(0, r) + 1;
+  const int chunk = (visible + p.num_splits - 1) / p.num_splits;
+  const int begin = min(visible, p.split * chunk);
+  return {begin, min(visible, begin + chunk)};
+}
 
 // DIMS_PER_LANE: head dimensions per lane, head_dim / 32 rounded up to 4 or 8; the state of a
 // pass lives in registers, and the common head_dim 128 needs half of what 256 does.
@@ -49,14 +65,12 @@ __device__ void attention_partial_scalar(TaskEnv& env, const abi::TaskDesc& t) {
   float* states = env.scratch + ATTENTION_ROWS * hd;   // [warp][head]: max, sum, output row
   auto state_of = [&](int warp, int h) { return states + (warp * ATTENTION_ROWS + h) * (hd + 2); };
   for (int r = 0; r < q.rows; ++r) {
-    const int visible = positions.get_int(0, r) + 1;
-    const int chunk = (visible + p.num_splits - 1) / p.num_splits;
-    const int begin = min(visible, p.split * chunk), end = min(visible, begin + chunk);
+    const KeySlice slice = split_slice(p, positions, r);
+    const int begin = slice.begin, end = slice.end;
     for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
       const int heads = min(ATTENTION_ROWS, group - g0);
       if (begin == end) {
-        for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) out.set(r, g0 + i / hd, i % hd, 0.0f);
-        if (env.tid < heads) out.set_lse(r, g0 + env.tid, -INFINITY);
+        out.set_empty(env.tid, r, g0, heads);
         continue;
       }
       for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) qs[i] = q.get(r, g0 * hd + i);
@@ -176,14 +190,12 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
   const int column = env.tid % nv, key_group = env.tid / nv;
 
   for (int r = 0; r < q.rows; ++r) {
-    const int visible = positions.get_int(0, r) + 1;
-    const int chunk = (visible + p.num_splits - 1) / p.num_splits;
-    const int begin = min(visible, p.split * chunk), end = min(visible, begin + chunk);
+    const KeySlice slice = split_slice(p, positions, r);
+    const int begin = slice.begin, end = slice.end;
     for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
       const int heads = min(ATTENTION_ROWS, group - g0);
       if (begin == end) {
-        for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) out.set(r, g0 + i / hd, i % hd, 0.0f);
-        if (env.tid < heads) out.set_lse(r, g0 + env.tid, -INFINITY);
+        out.set_empty(env.tid, r, g0, heads);
         continue;
       }
       for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) {

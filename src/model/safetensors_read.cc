@@ -13,6 +13,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "megalith/core/json_depth.h"
 #include "megalith/model/safetensors.h"
 
 namespace megalith {
@@ -60,31 +61,6 @@ std::string brief(const json& v) {
   constexpr size_t kMax = 60;
   if (s.size() > kMax) s = s.substr(0, kMax) + "...";
   return s;
-}
-
-// Nesting depth of JSON text, counting only brackets outside strings.
-int json_depth(std::string_view text) {
-  int depth = 0, max_depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      max_depth = std::max(max_depth, ++depth);
-      if (max_depth > kMaxJsonDepth) return max_depth;  // no need to scan further
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return max_depth;
 }
 
 std::optional<uint64_t> as_uint(const json& v) {
@@ -281,7 +257,7 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(
   if (header.find('\0') != std::string_view::npos) {
     return data_loss("{}: header is not valid JSON (it contains a NUL byte)", file);
   }
-  if (json_depth(header) > kMaxJsonDepth) {
+  if (json_nests_deeper_than(header, kMaxJsonDepth)) {
     return data_loss("{}: header JSON nests deeper than {} levels", file, kMaxJsonDepth);
   }
   const json root = json::parse(header.begin(), header.end(), nullptr, /*allow_exceptions=*/false);

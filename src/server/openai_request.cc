@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "megalith/core/json_depth.h"
+
 namespace megalith::openai {
 
 namespace {
@@ -206,32 +208,6 @@ std::vector<int32_t> read_messages(Fields& f, const ModelContext& model) {
   return model.tokenizer.encode(*text, /*add_special_tokens=*/false);
 }
 
-// Whether `text` nests arrays and objects more than `limit` deep (brackets inside strings do
-// not count). The JSON library parses any depth, but copying, printing or destroying a value
-// recurses once per level: a body of nested brackets would overflow the stack.
-bool nests_deeper_than(std::string_view text, int limit) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (const char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 constexpr int kMaxJsonDepth = 64;
 
 }  // namespace
@@ -247,7 +223,7 @@ std::string error_json(const ApiError& e) {
 
 std::optional<ApiError> parse_completion(std::string_view text, bool chat,
                                          const ModelContext& model, Completion& out) {
-  if (nests_deeper_than(text, kMaxJsonDepth)) {
+  if (json_nests_deeper_than(text, kMaxJsonDepth)) {
     return bad("", fmt::format("the request body nests more than {} levels deep", kMaxJsonDepth));
   }
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
