@@ -154,18 +154,6 @@ MEGALITH_HOST_DEVICE constexpr uint32_t matvec_partial_floats(int32_t rows) {
   return uint32_t(rows) * CONSUMER_WARPS;
 }
 
-// An attention pass's: the scalar pass's (the query heads, then each consumer warp's running
-// max, sum and output row for each of them) or the vector pass's, whichever is larger.
-MEGALITH_HOST_DEVICE constexpr uint32_t attention_scratch_floats(uint32_t hd) {
-  const uint32_t scalar = ATTENTION_ROWS * hd + CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
-  const uint32_t vector = attention_vector_scratch_floats(hd);
-  return scalar > vector ? scalar : vector;
-}
-// RopeAttention's rotated query heads, before the pass's scratch (16-byte aligned).
-MEGALITH_HOST_DEVICE constexpr uint32_t rope_attention_query_floats(int32_t hd, int32_t group) {
-  return align_up(uint32_t(hd) * uint32_t(group), 4);
-}
-
 // Shared-memory floats a task needs while it runs.
 MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t) {
   using abi::TaskKind;
@@ -182,18 +170,20 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
       // Gate and up tiles have the same rows.
       return 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows) +
              matvec_partial_floats(t.refs[2].rows);
-    case TaskKind::kAttentionPartial:
-      return attention_scratch_floats(uint32_t(t.params.attention.head_dim));
-    case TaskKind::kRopeAttention: {
-      const abi::RopeAttentionParams& p = t.params.rope_attention;
-      return rope_attention_query_floats(p.head_dim, p.group) +
-             attention_scratch_floats(uint32_t(p.head_dim));
+    case TaskKind::kQkNormRopeKvAppend:
+      return CONSUMER_WARPS * uint32_t(t.params.rope.head_dim);  // a head per warp
+    case TaskKind::kAttentionPartial: {
+      // The scalar pass's: the query heads, then each consumer warp's running max, sum and
+      // output row for each of them; the vector pass's, whichever is larger.
+      const uint32_t hd = uint32_t(t.params.attention.head_dim);
+      const uint32_t scalar = ATTENTION_ROWS * hd + CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
+      const uint32_t vector = attention_vector_scratch_floats(hd);
+      return scalar > vector ? scalar : vector;
     }
     case TaskKind::kAttentionMerge:
       // Every row's split weights.
-      return uint32_t(t.params.attention.num_splits) *
-             uint32_t(t.refs[0].rows / t.params.attention.num_splits);
-    case TaskKind::kQkNormRopeKvAppend:  // registers only
+      return uint32_t(t.params.attention.num_splits) * uint32_t(t.refs[0].rows /
+                                                                t.params.attention.num_splits);
     case TaskKind::kEmbedding:
     case TaskKind::kSample:
       return 0;

@@ -16,7 +16,6 @@
 #include "tasks/qk_norm_rope_kv_append.cuh"
 #include "tasks/rms_norm_gate_up_silu.cuh"
 #include "tasks/rms_norm_linear.cuh"
-#include "tasks/rope_attention.cuh"
 #include "tasks/sample.cuh"
 
 namespace megalith::kernels {

@@ -41,18 +41,6 @@ struct AttentionOut {
   }
 };
 
-// What a pass reads and writes: the task's refs (AttentionPartial's, or the attention half of
-// RopeAttention's), its parameters, and where its shared-memory scratch starts. With
-// `q_rotated` the query heads of the row come from shared memory ([group][head_dim], as
-// RopeAttention rotated them) instead of from q.
-struct AttentionTask {
-  Ref q, k_cache, v_cache, positions;
-  AttentionOut out;
-  abi::AttentionParams p;
-  float* scratch;
-  const float* q_rotated;
-};
-
 // The cache rows [begin, end) this split of the visible ones covers for query row r.
 struct KeySlice {
   int begin, end;
@@ -67,103 +55,104 @@ __device__ inline KeySlice split_slice(const abi::AttentionParams& p, const Ref&
 // DIMS_PER_LANE: head dimensions per lane, head_dim / 32 rounded up to 4 or 8; the state of a
 // pass lives in registers, and the common head_dim 128 needs half of what 256 does.
 template <int DIMS_PER_LANE>
-__device__ void attention_partial_scalar(TaskEnv& env, const AttentionTask& a, int r) {
-  const Ref &q = a.q, &k_cache = a.k_cache, &v_cache = a.v_cache, &positions = a.positions;
-  const AttentionOut& out = a.out;
-  const abi::AttentionParams& p = a.p;
+__device__ void attention_partial_scalar(TaskEnv& env, const abi::TaskDesc& t) {
+  const Ref q = env.ref(t, 0), k_cache = env.ref(t, 1), v_cache = env.ref(t, 2);
+  const Ref positions = env.ref(t, 3);
+  const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, group = p.group;
-  float* qs = a.scratch;                             // ATTENTION_ROWS query heads
-  float* states = a.scratch + ATTENTION_ROWS * hd;   // [warp][head]: max, sum, output row
+  const AttentionOut out{env.ref(t, 4), env.ref(t, 5), hd, group};
+  float* qs = env.scratch;                             // ATTENTION_ROWS query heads
+  float* states = env.scratch + ATTENTION_ROWS * hd;   // [warp][head]: max, sum, output row
   auto state_of = [&](int warp, int h) { return states + (warp * ATTENTION_ROWS + h) * (hd + 2); };
-  const KeySlice slice = split_slice(p, positions, r);
-  const int begin = slice.begin, end = slice.end;
-  for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
-    const int heads = min(ATTENTION_ROWS, group - g0);
-    if (begin == end) {
-      out.set_empty(env.tid, r, g0, heads);
-      continue;
-    }
-    for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) {
-      qs[i] = a.q_rotated ? a.q_rotated[g0 * hd + i] : q.get(r, g0 * hd + i);
-    }
-    consumer_sync();
-    float m[ATTENTION_ROWS], l[ATTENTION_ROWS], acc[ATTENTION_ROWS][DIMS_PER_LANE];
-#pragma unroll
-    for (int h = 0; h < ATTENTION_ROWS; ++h) {
-      m[h] = -INFINITY;
-      l[h] = 0;
-#pragma unroll
-      for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = 0;
-    }
-    // The key and value rows' elements of this lane; the next row's loads are in flight
-    // while this one is used, so a warp waits one memory latency, not one per key.
-    const auto load_kv = [&](int s, float (&kv)[DIMS_PER_LANE], float (&vv)[DIMS_PER_LANE]) {
-#pragma unroll
-      for (int j = 0; j < DIMS_PER_LANE; ++j) {
-        const int i = env.lane + 32 * j;
-        kv[j] = i < hd && s < end ? k_cache.get(s, i) : 0.0f;
-        vv[j] = i < hd && s < end ? v_cache.get(s, i) : 0.0f;
+  for (int r = 0; r < q.rows; ++r) {
+    const KeySlice slice = split_slice(p, positions, r);
+    const int begin = slice.begin, end = slice.end;
+    for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
+      const int heads = min(ATTENTION_ROWS, group - g0);
+      if (begin == end) {
+        out.set_empty(env.tid, r, g0, heads);
+        continue;
       }
-    };
-    float kv[DIMS_PER_LANE], vv[DIMS_PER_LANE];
-    load_kv(begin + env.warp, kv, vv);
-    for (int s = begin + env.warp; s < end; s += CONSUMER_WARPS) {
-      float kn[DIMS_PER_LANE], vn[DIMS_PER_LANE];
-      load_kv(s + CONSUMER_WARPS, kn, vn);
+      for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) qs[i] = q.get(r, g0 * hd + i);
+      consumer_sync();
+      float m[ATTENTION_ROWS], l[ATTENTION_ROWS], acc[ATTENTION_ROWS][DIMS_PER_LANE];
 #pragma unroll
       for (int h = 0; h < ATTENTION_ROWS; ++h) {
-        if (h >= heads) break;
-        float dot = 0;
+        m[h] = -INFINITY;
+        l[h] = 0;
+#pragma unroll
+        for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = 0;
+      }
+      // The key and value rows' elements of this lane; the next row's loads are in flight
+      // while this one is used, so a warp waits one memory latency, not one per key.
+      const auto load_kv = [&](int s, float (&kv)[DIMS_PER_LANE], float (&vv)[DIMS_PER_LANE]) {
 #pragma unroll
         for (int j = 0; j < DIMS_PER_LANE; ++j) {
           const int i = env.lane + 32 * j;
-          if (i < hd) dot = fmaf(qs[h * hd + i], kv[j], dot);
+          kv[j] = i < hd && s < end ? k_cache.get(s, i) : 0.0f;
+          vv[j] = i < hd && s < end ? v_cache.get(s, i) : 0.0f;
         }
-        const float score = warp_sum(dot) * p.scale;
-        const float m_new = fmaxf(m[h], score);
-        const float correction = expf(m[h] - m_new), weight = expf(score - m_new);
-        l[h] = l[h] * correction + weight;
+      };
+      float kv[DIMS_PER_LANE], vv[DIMS_PER_LANE];
+      load_kv(begin + env.warp, kv, vv);
+      for (int s = begin + env.warp; s < end; s += CONSUMER_WARPS) {
+        float kn[DIMS_PER_LANE], vn[DIMS_PER_LANE];
+        load_kv(s + CONSUMER_WARPS, kn, vn);
 #pragma unroll
-        for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = acc[h][j] * correction + weight * vv[j];
-        m[h] = m_new;
+        for (int h = 0; h < ATTENTION_ROWS; ++h) {
+          if (h >= heads) break;
+          float dot = 0;
+#pragma unroll
+          for (int j = 0; j < DIMS_PER_LANE; ++j) {
+            const int i = env.lane + 32 * j;
+            if (i < hd) dot = fmaf(qs[h * hd + i], kv[j], dot);
+          }
+          const float score = warp_sum(dot) * p.scale;
+          const float m_new = fmaxf(m[h], score);
+          const float correction = expf(m[h] - m_new), weight = expf(score - m_new);
+          l[h] = l[h] * correction + weight;
+#pragma unroll
+          for (int j = 0; j < DIMS_PER_LANE; ++j) acc[h][j] = acc[h][j] * correction + weight * vv[j];
+          m[h] = m_new;
+        }
+#pragma unroll
+        for (int j = 0; j < DIMS_PER_LANE; ++j) {
+          kv[j] = kn[j];
+          vv[j] = vn[j];
+        }
       }
 #pragma unroll
-      for (int j = 0; j < DIMS_PER_LANE; ++j) {
-        kv[j] = kn[j];
-        vv[j] = vn[j];
+      for (int h = 0; h < ATTENTION_ROWS; ++h) {
+        if (h >= heads) break;
+        float* state = state_of(env.warp, h);
+        if (env.lane == 0) {
+          state[0] = m[h];
+          state[1] = l[h];
+        }
+#pragma unroll
+        for (int j = 0; j < DIMS_PER_LANE; ++j) {
+          const int i = env.lane + 32 * j;
+          if (i < hd) state[2 + i] = acc[h][j];
+        }
       }
+      consumer_sync();
+      // Warps that saw no key hold max -inf and weigh nothing.
+      for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
+        const int h = o / hd, i = o % hd;
+        float max_all = -INFINITY;
+        for (int w = 0; w < CONSUMER_WARPS; ++w) max_all = fmaxf(max_all, state_of(w, h)[0]);
+        float total = 0, sum = 0;
+        for (int w = 0; w < CONSUMER_WARPS; ++w) {
+          const float* sw = state_of(w, h);
+          const float scale = expf(sw[0] - max_all);
+          total += sw[1] * scale;
+          sum += sw[2 + i] * scale;
+        }
+        out.set(r, g0 + h, i, sum / total);
+        if (i == 0) out.set_lse(r, g0 + h, max_all + logf(total));
+      }
+      consumer_sync();
     }
-#pragma unroll
-    for (int h = 0; h < ATTENTION_ROWS; ++h) {
-      if (h >= heads) break;
-      float* state = state_of(env.warp, h);
-      if (env.lane == 0) {
-        state[0] = m[h];
-        state[1] = l[h];
-      }
-#pragma unroll
-      for (int j = 0; j < DIMS_PER_LANE; ++j) {
-        const int i = env.lane + 32 * j;
-        if (i < hd) state[2 + i] = acc[h][j];
-      }
-    }
-    consumer_sync();
-    // Warps that saw no key hold max -inf and weigh nothing.
-    for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
-      const int h = o / hd, i = o % hd;
-      float max_all = -INFINITY;
-      for (int w = 0; w < CONSUMER_WARPS; ++w) max_all = fmaxf(max_all, state_of(w, h)[0]);
-      float total = 0, sum = 0;
-      for (int w = 0; w < CONSUMER_WARPS; ++w) {
-        const float* sw = state_of(w, h);
-        const float scale = expf(sw[0] - max_all);
-        total += sw[1] * scale;
-        sum += sw[2 + i] * scale;
-      }
-      out.set(r, g0 + h, i, sum / total);
-      if (i == 0) out.set_lse(r, g0 + h, max_all + logf(total));
-    }
-    consumer_sync();
   }
 }
 
@@ -178,18 +167,18 @@ __device__ __forceinline__ VecF<__half> unpack_half8(const uint4& raw, bool f16)
   return out;
 }
 
-__device__ __noinline__ void attention_partial_vector(TaskEnv& env, const AttentionTask& a, int r,
-                                                     bool f16) {
+__device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDesc& t, bool f16) {
   constexpr int V = 8;                                   // bf16 or f16 elements per 16-byte vector
   constexpr int LANES = ATTENTION_KEY_LANES, KB = ATTENTION_KEY_BLOCK;
   constexpr int VPL = ATTENTION_MAX_ROW_BYTES / 16 / LANES;  // a row's vectors per lane
   constexpr int KEYS_PER_ROUND = CONSUMER_THREADS / LANES;
-  const Ref &q = a.q, &k_cache = a.k_cache, &v_cache = a.v_cache, &positions = a.positions;
-  const AttentionOut& out = a.out;
-  const abi::AttentionParams& p = a.p;
+  const Ref q = env.ref(t, 0), k_cache = env.ref(t, 1), v_cache = env.ref(t, 2);
+  const Ref positions = env.ref(t, 3);
+  const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, group = p.group, nv = hd / V;
+  const AttentionOut out{env.ref(t, 4), env.ref(t, 5), hd, group};
   const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
-  float* qs = a.scratch;                           // [ATTENTION_ROWS][hd]
+  float* qs = env.scratch;                         // [ATTENTION_ROWS][hd]
   float* acc = qs + ATTENTION_ROWS * hd;           // [ATTENTION_ROWS][hd] running outputs
   float* scores = acc + ATTENTION_ROWS * hd;       // [ATTENTION_ROWS][KB]
   float* state = scores + ATTENTION_ROWS * KB;     // [ATTENTION_ROWS]: max, sum, correction
@@ -200,138 +189,140 @@ __device__ __noinline__ void attention_partial_vector(TaskEnv& env, const Attent
   const int key_groups = CONSUMER_THREADS / nv;
   const int column = env.tid % nv, key_group = env.tid / nv;
 
-  const KeySlice slice = split_slice(p, positions, r);
-  const int begin = slice.begin, end = slice.end;
-  for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
-    const int heads = min(ATTENTION_ROWS, group - g0);
-    if (begin == end) {
-      out.set_empty(env.tid, r, g0, heads);
-      continue;
-    }
-    for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) {
-      qs[i] = (a.q_rotated ? a.q_rotated[g0 * hd + i] : q.get(r, g0 * hd + i)) * p.scale;
-      acc[i] = 0;
-    }
-    if (env.tid < heads) {
-      state[4 * env.tid] = -INFINITY;
-      state[4 * env.tid + 1] = 0;
-    }
-    consumer_sync();
-    for (int kb = begin; kb < end; kb += KB) {
-      const int nb = min(KB, end - kb);
-      // Phase 1: the block's scores, two keys per lane group at a time. The loop bound is
-      // the warp's, so every lane takes part in the shuffles.
-      for (int w0 = env.warp * warp_keys; w0 < nb; w0 += 2 * KEYS_PER_ROUND) {
-        const int k0 = w0 + env.lane / LANES;
-        uint4 raw[2][VPL];
+  for (int r = 0; r < q.rows; ++r) {
+    const KeySlice slice = split_slice(p, positions, r);
+    const int begin = slice.begin, end = slice.end;
+    for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
+      const int heads = min(ATTENTION_ROWS, group - g0);
+      if (begin == end) {
+        out.set_empty(env.tid, r, g0, heads);
+        continue;
+      }
+      for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) {
+        qs[i] = q.get(r, g0 * hd + i) * p.scale;
+        acc[i] = 0;
+      }
+      if (env.tid < heads) {
+        state[4 * env.tid] = -INFINITY;
+        state[4 * env.tid + 1] = 0;
+      }
+      consumer_sync();
+      for (int kb = begin; kb < end; kb += KB) {
+        const int nb = min(KB, end - kb);
+        // Phase 1: the block's scores, two keys per lane group at a time. The loop bound is
+        // the warp's, so every lane takes part in the shuffles.
+        for (int w0 = env.warp * warp_keys; w0 < nb; w0 += 2 * KEYS_PER_ROUND) {
+          const int k0 = w0 + env.lane / LANES;
+          uint4 raw[2][VPL];
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          const int key = k0 + u * KEYS_PER_ROUND;
-          const uint8_t* row = k_cache.data + (kb + key) * k_stride;
+          for (int u = 0; u < 2; ++u) {
+            const int key = k0 + u * KEYS_PER_ROUND;
+            const uint8_t* row = k_cache.data + (kb + key) * k_stride;
 #pragma unroll
-          for (int i = 0; i < VPL; ++i) {
-            const int v = lane_in_key + LANES * i;
-            raw[u][i] = key < nb && v < nv ? *reinterpret_cast<const uint4*>(row + v * 16)
-                                           : make_uint4(0, 0, 0, 0);
+            for (int i = 0; i < VPL; ++i) {
+              const int v = lane_in_key + LANES * i;
+              raw[u][i] = key < nb && v < nv ? *reinterpret_cast<const uint4*>(row + v * 16)
+                                             : make_uint4(0, 0, 0, 0);
+            }
+          }
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            float dot[ATTENTION_ROWS] = {};
+#pragma unroll
+            for (int i = 0; i < VPL; ++i) {
+              const int v = lane_in_key + LANES * i;
+              if (v >= nv) break;
+              const VecF<__half> kx = unpack_half8(raw[u][i], f16);
+#pragma unroll
+              for (int h = 0; h < ATTENTION_ROWS; ++h) {
+                if (h >= heads) break;
+                const float4* qv = reinterpret_cast<const float4*>(qs + h * hd + v * V);
+#pragma unroll
+                for (int e = 0; e < V; e += 4) {
+                  const float4 qe = qv[e / 4];
+                  dot[h] = fmaf(qe.x, kx.v[e], dot[h]);
+                  dot[h] = fmaf(qe.y, kx.v[e + 1], dot[h]);
+                  dot[h] = fmaf(qe.z, kx.v[e + 2], dot[h]);
+                  dot[h] = fmaf(qe.w, kx.v[e + 3], dot[h]);
+                }
+              }
+            }
+            float mine = 0;
+#pragma unroll
+            for (int h = 0; h < ATTENTION_ROWS; ++h) {
+              dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
+              dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
+              if (h == lane_in_key) mine = dot[h];
+            }
+            const int key = k0 + u * KEYS_PER_ROUND;
+            if (key < nb && lane_in_key < heads) scores[lane_in_key * KB + key] = mine;
           }
         }
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          float dot[ATTENTION_ROWS] = {};
-#pragma unroll
-          for (int i = 0; i < VPL; ++i) {
-            const int v = lane_in_key + LANES * i;
-            if (v >= nv) break;
-            const VecF<__half> kx = unpack_half8(raw[u][i], f16);
+        consumer_sync();
+        // The block's softmax weights, a warp per head, folded into the running max and sum.
+        if (env.warp < heads) {
+          float* s = scores + env.warp * KB;
+          float block_max = -INFINITY;
+          for (int k = env.lane; k < nb; k += 32) block_max = fmaxf(block_max, s[k]);
+          // Lane 0 alone reads and writes the head's state; the others get it by shuffle.
+          const float m_old = __shfl_sync(0xffffffffu, env.lane == 0 ? state[4 * env.warp] : 0.0f, 0);
+          const float m_new = fmaxf(m_old, warp_max(block_max));
+          float sum = 0;
+          for (int k = env.lane; k < nb; k += 32) {
+            const float w = expf(s[k] - m_new);
+            s[k] = w;
+            sum += w;
+          }
+          sum = warp_sum(sum);
+          if (env.lane == 0) {
+            const float correction = expf(m_old - m_new);
+            state[4 * env.warp] = m_new;
+            state[4 * env.warp + 1] = state[4 * env.warp + 1] * correction + sum;
+            state[4 * env.warp + 2] = correction;
+          }
+        }
+        consumer_sync();
+        // Phase 2: weights x value rows, key group by key group.
+        if (key_group < key_groups) {
+          float part[ATTENTION_ROWS][V] = {};
+#pragma unroll 4
+          for (int k = key_group; k < nb; k += key_groups) {
+            const VecF<__half> vx = unpack_half8(
+                *reinterpret_cast<const uint4*>(v_cache.data + (kb + k) * v_stride + column * 16), f16);
 #pragma unroll
             for (int h = 0; h < ATTENTION_ROWS; ++h) {
               if (h >= heads) break;
-              const float4* qv = reinterpret_cast<const float4*>(qs + h * hd + v * V);
+              const float w = scores[h * KB + k];
 #pragma unroll
-              for (int e = 0; e < V; e += 4) {
-                const float4 qe = qv[e / 4];
-                dot[h] = fmaf(qe.x, kx.v[e], dot[h]);
-                dot[h] = fmaf(qe.y, kx.v[e + 1], dot[h]);
-                dot[h] = fmaf(qe.z, kx.v[e + 2], dot[h]);
-                dot[h] = fmaf(qe.w, kx.v[e + 3], dot[h]);
-              }
+              for (int e = 0; e < V; ++e) part[h][e] = fmaf(w, vx.v[e], part[h][e]);
             }
           }
-          float mine = 0;
-#pragma unroll
-          for (int h = 0; h < ATTENTION_ROWS; ++h) {
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
-            if (h == lane_in_key) mine = dot[h];
-          }
-          const int key = k0 + u * KEYS_PER_ROUND;
-          if (key < nb && lane_in_key < heads) scores[lane_in_key * KB + key] = mine;
-        }
-      }
-      consumer_sync();
-      // The block's softmax weights, a warp per head, folded into the running max and sum.
-      if (env.warp < heads) {
-        float* s = scores + env.warp * KB;
-        float block_max = -INFINITY;
-        for (int k = env.lane; k < nb; k += 32) block_max = fmaxf(block_max, s[k]);
-        // Lane 0 alone reads and writes the head's state; the others get it by shuffle.
-        const float m_old = __shfl_sync(0xffffffffu, env.lane == 0 ? state[4 * env.warp] : 0.0f, 0);
-        const float m_new = fmaxf(m_old, warp_max(block_max));
-        float sum = 0;
-        for (int k = env.lane; k < nb; k += 32) {
-          const float w = expf(s[k] - m_new);
-          s[k] = w;
-          sum += w;
-        }
-        sum = warp_sum(sum);
-        if (env.lane == 0) {
-          const float correction = expf(m_old - m_new);
-          state[4 * env.warp] = m_new;
-          state[4 * env.warp + 1] = state[4 * env.warp + 1] * correction + sum;
-          state[4 * env.warp + 2] = correction;
-        }
-      }
-      consumer_sync();
-      // Phase 2: weights x value rows, key group by key group.
-      if (key_group < key_groups) {
-        float part[ATTENTION_ROWS][V] = {};
-#pragma unroll 4
-        for (int k = key_group; k < nb; k += key_groups) {
-          const VecF<__half> vx = unpack_half8(
-              *reinterpret_cast<const uint4*>(v_cache.data + (kb + k) * v_stride + column * 16), f16);
 #pragma unroll
           for (int h = 0; h < ATTENTION_ROWS; ++h) {
             if (h >= heads) break;
-            const float w = scores[h * KB + k];
+            float4* dst = reinterpret_cast<float4*>(group_sums + (key_group * ATTENTION_ROWS + h) * hd + column * V);
 #pragma unroll
-            for (int e = 0; e < V; ++e) part[h][e] = fmaf(w, vx.v[e], part[h][e]);
+            for (int e = 0; e < V; e += 4) {
+              dst[e / 4] = make_float4(part[h][e], part[h][e + 1], part[h][e + 2], part[h][e + 3]);
+            }
           }
         }
-#pragma unroll
-        for (int h = 0; h < ATTENTION_ROWS; ++h) {
-          if (h >= heads) break;
-          float4* dst = reinterpret_cast<float4*>(group_sums + (key_group * ATTENTION_ROWS + h) * hd + column * V);
-#pragma unroll
-          for (int e = 0; e < V; e += 4) {
-            dst[e / 4] = make_float4(part[h][e], part[h][e + 1], part[h][e + 2], part[h][e + 3]);
-          }
+        consumer_sync();
+        for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
+          const int h = o / hd, i = o % hd;
+          float sum = 0;
+          for (int g = 0; g < key_groups; ++g) sum += group_sums[(g * ATTENTION_ROWS + h) * hd + i];
+          acc[o] = acc[o] * state[4 * h + 2] + sum;
         }
       }
-      consumer_sync();
+      // Each thread reads back only the outputs it accumulated.
       for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
         const int h = o / hd, i = o % hd;
-        float sum = 0;
-        for (int g = 0; g < key_groups; ++g) sum += group_sums[(g * ATTENTION_ROWS + h) * hd + i];
-        acc[o] = acc[o] * state[4 * h + 2] + sum;
+        out.set(r, g0 + h, i, acc[o] / state[4 * h + 1]);
+        if (i == 0) out.set_lse(r, g0 + h, state[4 * h] + logf(state[4 * h + 1]));
       }
+      consumer_sync();
     }
-    // Each thread reads back only the outputs it accumulated.
-    for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
-      const int h = o / hd, i = o % hd;
-      out.set(r, g0 + h, i, acc[o] / state[4 * h + 1]);
-      if (i == 0) out.set_lse(r, g0 + h, state[4 * h] + logf(state[4 * h + 1]));
-    }
-    consumer_sync();
   }
 }
 
@@ -345,33 +336,27 @@ __device__ inline bool attention_vector_fits(const Ref& k, const Ref& v, int hd)
 }
 
 // The scalar passes as functions of their own: their registers are not the hot kernel's.
-__device__ __noinline__ void attention_partial_narrow(TaskEnv& env, const AttentionTask& a, int r) {
-  attention_partial_scalar<4>(env, a, r);
+__device__ __noinline__ void attention_partial_narrow(TaskEnv& env, const abi::TaskDesc& t) {
+  attention_partial_scalar<4>(env, t);
 }
-__device__ __noinline__ void attention_partial_wide(TaskEnv& env, const AttentionTask& a, int r) {
-  attention_partial_scalar<8>(env, a, r);
-}
-
-// Query row r of the task: the vector pass where the caches allow it, else a scalar one.
-__device__ inline void attention_row(TaskEnv& env, const AttentionTask& a, int r) {
-  static_assert(MAX_HEAD_DIM == 256, "head dims per lane: 4 or 8");
-  static_assert(SMEM_SCRATCH_OFFSET % 16 == 0, "the vector pass reads its scratch in vectors");
-  const int hd = a.p.head_dim;
-  if (attention_vector_fits(a.k_cache, a.v_cache, hd)) {
-    attention_partial_vector(env, a, r, a.k_cache.type == abi::RefType::kF16);
-  } else if (hd <= 128) {
-    attention_partial_narrow(env, a, r);
-  } else {
-    attention_partial_wide(env, a, r);
-  }
+__device__ __noinline__ void attention_partial_wide(TaskEnv& env, const abi::TaskDesc& t) {
+  attention_partial_scalar<8>(env, t);
 }
 
 __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& t) {
-  const abi::AttentionParams& p = t.params.attention;
-  const AttentionTask a{env.ref(t, 0), env.ref(t, 1), env.ref(t, 2), env.ref(t, 3),
-                        {env.ref(t, 4), env.ref(t, 5), p.head_dim, p.group}, p, env.scratch,
-                        nullptr};
-  for (int r = 0; r < a.q.rows; ++r) attention_row(env, a, r);
+  static_assert(MAX_HEAD_DIM == 256, "head dims per lane: 4 or 8");
+  static_assert(SMEM_SCRATCH_OFFSET % 16 == 0, "the vector pass reads its scratch in vectors");
+  const int hd = t.params.attention.head_dim;
+  const Ref k = env.ref(t, 1), v = env.ref(t, 2);
+  if (attention_vector_fits(k, v, hd)) {
+    attention_partial_vector(env, t, k.type == abi::RefType::kF16);
+    return;
+  }
+  if (hd <= 128) {
+    attention_partial_narrow(env, t);
+  } else {
+    attention_partial_wide(env, t);
+  }
 }
 
 }  // namespace megalith::kernels

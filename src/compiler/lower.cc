@@ -419,50 +419,35 @@ class Lowering {
     const int64_t max_seq = p_.values[size_t(k_cache)].rows;
 
     const std::string layer = att.name.substr(0, att.name.rfind('.') + 1);
-    // A slice's keys are loaded a block of 256 at a time, each block in a few memory
-    // latencies, and a split costs a merge task and one hop: slices are long.
-    const int64_t splits = std::clamp<int64_t>(
-        opts_.num_workers / kv_heads, 1,
-        std::max<int64_t>(1, max_seq / opts_.attention_keys_per_split));
-    const auto rope_refs = [&](int64_t h) {
-      return std::vector<Access>{
-          cols(qv, h * group * hd, group * hd, RefAccess::kReadWrite), cols(kval, h * hd, hd),
-          cols(vval, h * hd, hd), full(value(q.norm_weight)), full(value(k.norm_weight)),
-          full(positions), full(inv_freq)};
-    };
-    if (splits == 1) {
-      // One task per KV head: rotary, append and attention, without the hop between them.
-      covered.push_back(i);
-      const uint32_t o = begin_op(layer + "attention", TaskKind::kRopeAttention, covered);
-      abi::TaskParams p{};
-      p.rope_attention = {float(eps), float(attrs.scale), int32_t(hd), int32_t(group)};
-      const ValueId out = value(att.outputs[0]);
-      for (int64_t h = 0; h < kv_heads; ++h) {
-        std::vector<Access> refs = rope_refs(h);
-        refs.push_back(cols(k_cache, h * hd, hd, RefAccess::kReadWrite));
-        refs.push_back(cols(v_cache, h * hd, hd, RefAccess::kReadWrite));
-        refs.push_back(cols(out, h * group * hd, group * hd, RefAccess::kWrite));
-        add_task(o, TaskKind::kRopeAttention, refs, p);
-      }
-      return {};
-    }
     const uint32_t o1 = begin_op(layer + "qk_norm_rope_kv_append", TaskKind::kQkNormRopeKvAppend,
                                  covered);
     abi::TaskParams rp{};
     rp.rope = {float(eps), int32_t(hd), int32_t(group)};
     for (int64_t h = 0; h < kv_heads; ++h) {
-      std::vector<Access> refs = rope_refs(h);
-      refs.push_back(cols(k_cache, h * hd, hd, RefAccess::kWrite));
-      refs.push_back(cols(v_cache, h * hd, hd, RefAccess::kWrite));
-      add_task(o1, TaskKind::kQkNormRopeKvAppend, refs, rp);
+      add_task(o1, TaskKind::kQkNormRopeKvAppend,
+               {cols(qv, h * group * hd, group * hd, RefAccess::kReadWrite),
+                cols(kval, h * hd, hd), cols(vval, h * hd, hd), full(value(q.norm_weight)),
+                full(value(k.norm_weight)), full(positions), full(inv_freq),
+                cols(k_cache, h * hd, hd, RefAccess::kWrite),
+                cols(v_cache, h * hd, hd, RefAccess::kWrite)},
+               rp);
     }
 
+    // A slice's keys are loaded a block of 256 at a time, each block in a few memory
+    // latencies, and a split costs a merge task and one hop: slices are long.
+    const int64_t splits = std::clamp<int64_t>(
+        opts_.num_workers / kv_heads, 1,
+        std::max<int64_t>(1, max_seq / opts_.attention_keys_per_split));
     const ValueId out = value(att.outputs[0]);
+    const bool merged = splits > 1;
     const int64_t rows_per_split = T * group;
-    const ValueId partial = add_value(layer + "attention_partial", BufferKind::kActivation,
-                                      ElemType::kF32, kv_heads * splits * rows_per_split, hd);
-    const ValueId lse = add_value(layer + "attention_lse", BufferKind::kActivation, ElemType::kF32,
-                                  kv_heads * splits * rows_per_split, 1);
+    ValueId partial = kNoValue, lse = kNoValue;
+    if (merged) {
+      partial = add_value(layer + "attention_partial", BufferKind::kActivation, ElemType::kF32,
+                          kv_heads * splits * rows_per_split, hd);
+      lse = add_value(layer + "attention_lse", BufferKind::kActivation, ElemType::kF32,
+                      kv_heads * splits * rows_per_split, 1);
+    }
     const uint32_t o2 = begin_op(layer + "attention", TaskKind::kAttentionPartial, {i});
     for (int64_t h = 0; h < kv_heads; ++h) {
       for (int64_t s = 0; s < splits; ++s) {
@@ -473,11 +458,13 @@ class Lowering {
         add_task(o2, TaskKind::kAttentionPartial,
                  {cols(qv, h * group * hd, group * hd), cols(k_cache, h * hd, hd),
                   cols(v_cache, h * hd, hd), full(positions),
-                  rows(partial, row, rows_per_split, RefAccess::kWrite),
-                  rows(lse, row, rows_per_split, RefAccess::kWrite)},
+                  merged ? rows(partial, row, rows_per_split, RefAccess::kWrite)
+                         : cols(out, h * group * hd, group * hd, RefAccess::kWrite),
+                  merged ? rows(lse, row, rows_per_split, RefAccess::kWrite) : Access{}},
                  ap);
       }
     }
+    if (!merged) return {};
     const uint32_t o3 = begin_op(layer + "attention_merge", TaskKind::kAttentionMerge, {});
     for (int64_t h = 0; h < kv_heads; ++h) {
       abi::TaskParams mp{};

@@ -564,46 +564,6 @@ TEST_F(GpuTest, AttentionPartialSingleSplitWritesTheOutput) {
   }
 }
 
-TEST_F(GpuTest, RopeAttention) {
-  for (const HeadShape& h : kHeadShapes) {
-    for (int32_t position : {0, 37, 300}) {
-      const bool norm = position != 37;
-      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {} norm {}", h.head_dim,
-                               h.group, type_name(h.cache), position, norm));
-      TaskCase c(fresh_seed());
-      const int64_t hd = h.head_dim, max_seq = 301;
-      const float scale = float(1.0 / std::sqrt(double(hd)));
-      const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
-                                  h.kv_heads * h.group * hd, -2, 2);
-      const uint32_t k = c.random("k", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
-      const uint32_t v = c.random("v", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
-      const uint32_t qn = c.random("q_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
-      const uint32_t kn = c.random("k_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
-      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {position});
-      const uint32_t freq = c.random("inv_freq", BufferKind::kWeight, RefType::kF32, 1, hd / 2);
-      for (int64_t i = 0; i < hd / 2; ++i) c.set(freq, i, float(std::pow(10000.0, -2.0 * i / hd)));
-      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1,
-                                      h.kv_heads * h.group * hd);
-      for (int64_t head = 0; head < h.kv_heads; ++head) {
-        abi::TaskDesc t = make_task(
-            TaskKind::kRopeAttention,
-            {c.ref(q, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kReadWrite),
-             c.ref(k, 0, 1, head * hd, hd), c.ref(v, 0, 1, head * hd, hd),
-             norm ? c.whole(qn) : abi::TensorRef{}, norm ? c.whole(kn) : abi::TensorRef{},
-             c.whole(pos), c.whole(freq),
-             c.ref(kc, 0, max_seq, head * hd, hd, RefAccess::kReadWrite),
-             c.ref(vc, 0, max_seq, head * hd, hd, RefAccess::kReadWrite),
-             c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite)});
-        t.params.rope_attention = {1e-6f, scale, h.head_dim, h.group};
-        c.task(t);
-      }
-      c.run_and_compare(0, 1);
-    }
-  }
-}
-
 TEST_F(GpuTest, AttentionMerge) {
   for (const HeadShape& h : kHeadShapes) {
     for (int32_t splits : {1, 5, 66}) {

@@ -105,20 +105,14 @@ TEST_P(CompilerArchTest, CompilesAndVerifiesForAnyWorkerCount) {
       EXPECT_EQ(split, max_seq / CompileOptions{}.attention_keys_per_split > 1 &&
                            workers / cfg.num_kv_heads > 1)
           << workers << " " << max_seq;
-      // A split cache takes rotary, partial and merge tasks; a whole one the fused task alone.
-      const std::set<TaskKind> unused =
-          split ? std::set<TaskKind>{TaskKind::kRopeAttention}
-                : std::set<TaskKind>{TaskKind::kQkNormRopeKvAppend, TaskKind::kAttentionPartial,
-                                     TaskKind::kAttentionMerge};
-      for (int k = 0; k < abi::kNumTaskKinds; ++k) {
-        EXPECT_EQ(kinds.count(TaskKind(k)), unused.count(TaskKind(k)) ? 0u : 1u)
-            << task_kind_name(TaskKind(k)) << " split " << split;
-      }
+      EXPECT_EQ(kinds.count(TaskKind::kAttentionMerge), split ? 1u : 0u);
+      EXPECT_EQ(kinds.size(), size_t(abi::kNumTaskKinds) - (split ? 0 : 1))
+          << "every fused kind is used";
       for (const FusedOpInfo& op : tg.ops) {
         EXPECT_GE(op.task_count, 1u) << op.name;
         if (op.kind != TaskKind::kEmbedding && op.kind != TaskKind::kSample &&
             op.kind != TaskKind::kQkNormRopeKvAppend && op.kind != TaskKind::kAttentionMerge &&
-            op.kind != TaskKind::kAttentionPartial && op.kind != TaskKind::kRopeAttention) {
+            op.kind != TaskKind::kAttentionPartial) {
           EXPECT_LE(op.task_count, uint32_t(workers) * 2 + 2) << op.name << " on " << workers;
         }
       }
@@ -161,38 +155,31 @@ TEST_P(CompilerArchTest, LinearTilesCoverEveryWeightRowOnce) {
   }
 }
 
-// A rope task (or a fused rope + attention one) waits for exactly the q/k/v tiles whose
-// columns it reads; an attention split for exactly its head's rope task (tile-level
-// dependencies, no whole-op barriers). A cache of 40 positions is whole, one of 600 split.
+// A rope task waits for exactly the q/k/v tiles whose columns it reads; an attention split for
+// exactly its head's rope task (tile-level dependencies, no whole-op barriers).
 TEST_P(CompilerArchTest, DependenciesAreExactlyTheTilesRead) {
+  const TaskGraph tg = compile_or_die(odd_config(GetParam()), 7);
   int checked = 0;
-  for (int64_t max_seq : {40, 600}) {
-    const TaskGraph tg = compile_or_die(odd_config(GetParam()), 7, max_seq);
-    for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
-      const abi::TaskDesc& d = tg.tasks[t];
-      if (d.kind != TaskKind::kQkNormRopeKvAppend && d.kind != TaskKind::kAttentionPartial &&
-          d.kind != TaskKind::kRopeAttention) {
-        continue;
-      }
-      std::set<uint32_t> expected;
-      for (uint32_t p = 0; p < t; ++p) {
-        const abi::TaskDesc& pd = tg.tasks[p];
-        const bool producer_kind = d.kind == TaskKind::kAttentionPartial
-                                       ? pd.kind == TaskKind::kQkNormRopeKvAppend
-                                       : pd.kind == TaskKind::kRmsNormLinear;
-        if (!producer_kind || tg.ops[pd.op].name.substr(0, 9) != tg.ops[d.op].name.substr(0, 9))
-          continue;
-        for (int r = 0; r < d.num_refs; ++r) {
-          for (int w = 0; w < pd.num_refs; ++w) {
-            if (pd.refs[w].access != abi::RefAccess::kRead && refs_overlap(d.refs[r], pd.refs[w])) {
-              expected.insert(p);
-            }
+  for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
+    const abi::TaskDesc& d = tg.tasks[t];
+    if (d.kind != TaskKind::kQkNormRopeKvAppend && d.kind != TaskKind::kAttentionPartial) continue;
+    std::set<uint32_t> expected;
+    for (uint32_t p = 0; p < t; ++p) {
+      const abi::TaskDesc& pd = tg.tasks[p];
+      const bool producer_kind = d.kind == TaskKind::kQkNormRopeKvAppend
+                                     ? pd.kind == TaskKind::kRmsNormLinear
+                                     : pd.kind == TaskKind::kQkNormRopeKvAppend;
+      if (!producer_kind || tg.ops[pd.op].name.substr(0, 9) != tg.ops[d.op].name.substr(0, 9)) continue;
+      for (int r = 0; r < d.num_refs; ++r) {
+        for (int w = 0; w < pd.num_refs; ++w) {
+          if (pd.refs[w].access != abi::RefAccess::kRead && refs_overlap(d.refs[r], pd.refs[w])) {
+            expected.insert(p);
           }
         }
       }
-      EXPECT_EQ(producers_of(tg, t), expected) << "task " << t << " of " << tg.ops[d.op].name;
-      ++checked;
     }
+    EXPECT_EQ(producers_of(tg, t), expected) << "task " << t << " of " << tg.ops[d.op].name;
+    ++checked;
   }
   EXPECT_GT(checked, 0);
 }

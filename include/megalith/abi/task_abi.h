@@ -69,12 +69,6 @@ struct AttentionParams {  // AttentionPartial, AttentionMerge
   int32_t split;       // AttentionPartial: which slice of the cache
   int32_t num_splits;
 };
-struct RopeAttentionParams {  // RopeAttention: a RopeParams and a single-split AttentionParams
-  float eps;
-  float scale;
-  int32_t head_dim;
-  int32_t group;
-};
 struct SampleParams {  // Sample
   int32_t num_tiles;
   int32_t vocab;
@@ -83,7 +77,6 @@ union TaskParams {
   LinearParams linear;
   RopeParams rope;
   AttentionParams attention;
-  RopeAttentionParams rope_attention;
   SampleParams sample;
   uint32_t words[8];
 };

@@ -136,15 +136,6 @@ Status DeviceProgram::validate_and_plan() {
                                t.params.rope.head_dim, kernels::MAX_HEAD_DIM);
         }
         break;
-      case TaskKind::kRopeAttention:
-        if (t.params.rope_attention.head_dim < 2 ||
-            t.params.rope_attention.head_dim > kernels::MAX_HEAD_DIM ||
-            t.params.rope_attention.head_dim % 2 != 0 || t.params.rope_attention.group < 1) {
-          return unimplemented("{}: head_dim {} is not an even number up to {}, or group {}",
-                               where(i), t.params.rope_attention.head_dim, kernels::MAX_HEAD_DIM,
-                               t.params.rope_attention.group);
-        }
-        break;
       case TaskKind::kAttentionPartial:
       case TaskKind::kAttentionMerge:
         if (t.params.attention.head_dim < 1 ||
