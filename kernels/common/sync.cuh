@@ -23,6 +23,18 @@ __device__ __forceinline__ void red_release_gpu_add(uint64_t* p, uint64_t v) {
   asm volatile("red.release.gpu.global.add.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
 
+// Adds v with release semantics and returns the value before: the one that brings a counter
+// to a target knows it did.
+__device__ __forceinline__ uint64_t atom_add_release_gpu(uint64_t* p, uint64_t v) {
+  uint64_t before;
+  asm volatile("atom.release.gpu.global.add.u64 %0, [%1], %2;" : "=l"(before) : "l"(p), "l"(v) : "memory");
+  return before;
+}
+
+__device__ __forceinline__ void st_release_gpu(uint64_t* p, uint64_t v) {
+  asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
 // Publishes to the host: every earlier write of this thread (to host-mapped memory too) is
 // visible to a CPU that reads *p == v with acquire semantics.
 __device__ __forceinline__ void st_release_sys(uint64_t* p, uint64_t v) {

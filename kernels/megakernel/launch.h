@@ -1,10 +1,10 @@
-// The host's entry points into the megakernel (static mode): one cooperative launch runs
-// every worker's queue once per step for steps [args.first_step, args.end_step).
+// The host's entry points into the megakernel: one cooperative launch runs every task of
+// every worker once per step for steps [args.first_step, args.end_step).
 //
 //   size_t smem = megakernel_smem_bytes(args.scratch_floats, args.num_stages);
-//   int workers_fit = 0;
-//   cudaError_t e = megakernel_max_workers(smem, &workers_fit);
-//   e = launch_megakernel(args, num_workers, stream);
+//   int ctas_fit = 0;
+//   cudaError_t e = megakernel_max_workers(smem, &ctas_fit);  // >= megakernel_ctas(args)
+//   e = launch_megakernel(args, stream);
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,7 +17,12 @@ namespace megalith::kernels {
 // current device (a cooperative launch needs them all resident).
 cudaError_t megakernel_max_workers(size_t smem_bytes, int* workers);
 
-// Launches `num_workers` worker CTAs cooperatively on `stream`; asynchronous.
-cudaError_t launch_megakernel(const MegakernelArgs& args, int num_workers, cudaStream_t stream);
+// The CTAs of a launch: args.num_workers workers, and in dynamic mode the schedulers' CTA.
+inline int megakernel_ctas(const MegakernelArgs& args) {
+  return int(args.num_workers) + (args.dynamic.num_schedulers > 0 ? 1 : 0);
+}
+
+// Launches megakernel_ctas(args) CTAs cooperatively on `stream`; asynchronous.
+cudaError_t launch_megakernel(const MegakernelArgs& args, cudaStream_t stream);
 
 }  // namespace megalith::kernels

@@ -57,6 +57,7 @@ enum class MegakernelFault : uint32_t {
   kEventTimeout = 1,     // a task waited on an event longer than the watchdog allows
   kRingTimeout = 2,      // a weight chunk or a free stage never came
   kUnsupportedTask = 3,  // a task the kernel cannot run (the host validates, so a bug)
+  kDispatchTimeout = 4,  // dynamic mode: a worker or a scheduler waited that long for work
 };
 
 // Written once, by the first worker that gives up; read by the host after the launch.
@@ -93,8 +94,8 @@ constexpr int INLINE_WAITS = 4;
 // next entry into shared memory while it runs the current one.
 struct alignas(16) QueueEntry {
   abi::TaskDesc task;
-  uint32_t task_index;  // in the task graph
-  uint32_t reserved;
+  uint32_t task_index;       // in the task graph
+  uint32_t signal_triggers;  // of the event the task signals (dynamic mode: who activates it)
   WaitTarget waits[INLINE_WAITS];  // waits beyond these: MegakernelArgs::waits[wait_begin + i]
 };
 
@@ -102,6 +103,36 @@ struct alignas(16) QueueEntry {
 struct PublishedToken {
   int32_t token;
   float logprob;
+};
+
+// Dynamic mode's schedulers: warps of one CTA launched after the workers, on an SM of its own.
+constexpr int SCHEDULER_WARPS = 8;
+
+// Dynamic mode: a task that consumes an event, as the event's scheduler sees it.
+struct DispatchTarget {
+  uint32_t entry;        // the task's queue entry
+  uint32_t worker;       // whose dispatch log gets it (its compiled worker)
+  uint32_t wait_count;   // events the task waits on: it is ready at step s when its join
+                         // counter reaches wait_count * (s + 1)
+  uint32_t step_offset;  // the event of step s serves the task's step s + step_offset
+};
+
+// Dynamic mode's state (MegakernelArgs::dynamic; num_schedulers 0 in static mode). A launch of S steps
+// runs each task once per step, so every log has a fixed room and never wraps: worker w's
+// tasks go to dispatch_log[queue_begin[w] * S ...], and scheduler s's activated events to
+// activation_log[s * activation_room ...]. An entry is (step - first_step + 1) << 32 | index,
+// never 0; the host zeroes the logs and counts before each launch.
+struct DynamicArgs {
+  uint64_t* dispatch_log;
+  uint32_t* dispatch_count;  // per worker: entries appended
+  uint64_t* activation_log;
+  uint32_t* activation_count;  // per scheduler
+  uint64_t activation_room;    // entries per scheduler: its events times the steps
+  uint64_t* joins;             // per queue entry; they only grow, across launches
+  const uint32_t* target_begin;  // per event, into targets: num_events + 1 entries
+  const DispatchTarget* targets;
+  uint32_t num_events;
+  uint32_t num_schedulers;  // warps of the CTA after the workers; event e goes to e % S
 };
 
 struct MegakernelArgs {
@@ -125,6 +156,9 @@ struct MegakernelArgs {
   // release, so the host streams tokens while the launch runs.
   PublishedToken* published;
   uint64_t* published_count;
+  // Dynamic mode (num_schedulers > 0): schedulers dispatch each task once its events fired.
+  DynamicArgs dynamic;
+  uint32_t num_workers;
 };
 
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }

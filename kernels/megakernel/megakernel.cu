@@ -1,10 +1,11 @@
-// The persistent megakernel, static mode: one worker CTA per SM runs its compiler-ordered
-// queue once per step. For each task the consumer warps wait (acquire) on the task's events,
-// run the task's device code, and signal (release) its event; the producer warp meanwhile
-// streams the weights of the queue's linear tasks through the shared-memory ring.
-#include "megakernel/launch.h"
-
+// The persistent megakernel: one worker CTA per SM. Static mode: each worker runs its
+// compiler-ordered queue once per step; dynamic mode: the tasks its scheduler warps dispatch
+// (dispatch.cuh). For each task the consumer warps wait (acquire) on the task's events, run
+// the task's device code, and signal (release) its event; the producer warp meanwhile streams
+// the weights of the worker's linear tasks through the shared-memory ring.
 #include "common/sync.cuh"
+#include "megakernel/dispatch.cuh"
+#include "megakernel/launch.h"
 #include "megakernel/task_env.cuh"
 #include "megakernel/watchdog.cuh"
 #include "megakernel/weight_ring.cuh"
@@ -65,15 +66,60 @@ __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& 
   switch (t.kind) {
     case abi::TaskKind::kRmsNormLinear:
     case abi::TaskKind::kRmsNormGateUpSilu:
-    case abi::TaskKind::kLmHead: start_norm_weight_copy(env, t); return;
-    default: return;
+    case abi::TaskKind::kLmHead:
+      start_norm_weight_copy(env, t);
+      return;
+    default:
+      return;
   }
 }
 
 constexpr int ENTRY_VECTORS = sizeof(QueueEntry) / 16;
 
-__device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const Ring& ring, uint8_t* smem,
-                             volatile uint32_t* stop) {
+// What the consumer threads share besides the task scratch.
+struct ConsumerShared {
+  volatile uint32_t stop;  // thread 0 saw the launch end (abort or watchdog)
+  uint64_t dispatched;     // dynamic mode: the log entry thread 0 took
+};
+
+// Dynamic mode: queue entry `e` (in shared memory), the task of entry q, at `step`: prepare,
+// wait for the events (already fired), run, signal and hand a completed event to its
+// scheduler. False when this worker's launch is over.
+__device__ __forceinline__ bool run_dispatched(TaskEnv& env, const QueueEntry& e, uint32_t q,
+                                               int64_t step, ConsumerShared* shared) {
+  const MegakernelArgs& args = env.args;
+  TaskTrace trace{};
+  prepare_task(env, e.task);
+  if (env.tid == 0) {
+    if (args.trace) trace.wait_ns = global_timer_ns();
+    shared->stop = wait_events(args, e, step) ? 0u : 1u;
+    if (args.trace) trace.ready_ns = global_timer_ns();
+  }
+  consumer_sync();
+  if (shared->stop != 0) {
+    wait_async_copies();  // prepare_task's copies write this CTA's shared memory
+    return false;
+  }
+  env.step = step;
+  env.task = e.task_index;
+  env.stream_begin_ns = env.stream_end_ns = 0;
+  run_task(env, e.task);
+  if (env.failed) return false;
+  consumer_sync();  // as in static mode: the task's writes before the release
+  if (env.tid == 0 && e.task.signal != abi::kNoEvent) signal_and_activate(args, e, step);
+  if (env.tid == 0 && args.trace) {
+    trace.stream_begin_ns = env.stream_begin_ns;
+    trace.stream_end_ns = env.stream_end_ns;
+    trace.done_ns = global_timer_ns();
+    args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
+  }
+  return true;
+}
+
+// Static mode: the worker's queue in order, step after step (the loop as it was measured: a
+// shared helper with dynamic mode cost its registers, ptxas spills 488/520 -> 652/616 B).
+__device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, const Ring& ring,
+                                                    uint8_t* smem, volatile uint32_t* stop) {
   TaskEnv env = consumer_env(args, ring, smem);
   const uint32_t worker = blockIdx.x;
   const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
@@ -126,15 +172,61 @@ __device__ __forceinline__ void run_consumer(const MegakernelArgs& args, const R
   }
 }
 
+// Dynamic mode: the worker's tasks in the order the schedulers dispatch them.
+__device__ __forceinline__ void run_dynamic_consumer(const MegakernelArgs& args, const Ring& ring,
+                                                     uint8_t* smem, ConsumerShared* shared) {
+  const uint32_t q_begin = args.queue_begin[blockIdx.x], q_end = args.queue_begin[blockIdx.x + 1];
+  TaskEnv env = consumer_env(args, ring, smem);
+  auto* slot = reinterpret_cast<uint4*>(smem + SMEM_ENTRY_OFFSET);
+  const uint64_t* log = dispatch_log(args, blockIdx.x);
+  const uint64_t total = uint64_t(q_end - q_begin) * uint64_t(args.end_step - args.first_step);
+  const auto* entries = reinterpret_cast<const uint4*>(args.entries);
+  for (uint64_t n = 0; n < total; ++n) {
+    if (env.tid == 0) shared->dispatched = wait_log(args, log, n, args.watchdog_ns, true);
+    consumer_sync();
+    const uint64_t v = shared->dispatched;
+    if (v == 0) return;
+    const uint32_t q = log_index(v);
+    if (env.tid < ENTRY_VECTORS) slot[env.tid] = entries[size_t(q) * ENTRY_VECTORS + env.tid];
+    consumer_sync();
+    if (!run_dispatched(env, *reinterpret_cast<const QueueEntry*>(slot), q, log_step(args, v),
+                        shared)) {
+      return;
+    }
+  }
+}
+
+// A CTA of a dynamic-mode launch: a worker, or (the one after the workers) the schedulers'.
+// Out of line: a second inlined copy of every task would take registers from static mode's
+// loop (ptxas: the kernel's spills went from 488/520 to 1384/1928 B).
+__device__ __noinline__ void run_dynamic_cta(const MegakernelArgs& args, uint8_t* smem,
+                                             ConsumerShared* shared) {
+  if (blockIdx.x >= args.num_workers) {
+    if (threadIdx.x / 32 < args.dynamic.num_schedulers) run_scheduler(args, threadIdx.x / 32);
+    return;
+  }
+  const Ring ring = setup_ring(args, smem);
+  if (threadIdx.x / 32 == PRODUCER_WARP) {
+    if (int(threadIdx.x % 32) < PRODUCER_LANES) run_dynamic_producer(args, ring);
+    return;
+  }
+  run_dynamic_consumer(args, ring, smem, shared);
+}
+
+// Worker CTAs first; in dynamic mode one more CTA, whose first warps are the schedulers.
 __global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const MegakernelArgs args) {
   extern __shared__ __align__(128) uint8_t smem[];
-  __shared__ uint32_t stop;
+  __shared__ ConsumerShared shared;
+  if (dynamic_mode(args)) {
+    run_dynamic_cta(args, smem, &shared);
+    return;
+  }
   const Ring ring = setup_ring(args, smem);
   if (threadIdx.x / 32 == PRODUCER_WARP) {
     if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer(args, ring);
     return;
   }
-  run_consumer(args, ring, smem, &stop);
+  run_static_consumer(args, ring, smem, &shared.stop);
 }
 
 }  // namespace
@@ -155,15 +247,16 @@ cudaError_t megakernel_max_workers(size_t smem_bytes, int* workers) {
   return cudaSuccess;
 }
 
-cudaError_t launch_megakernel(const MegakernelArgs& args, int num_workers, cudaStream_t stream) {
+cudaError_t launch_megakernel(const MegakernelArgs& args, cudaStream_t stream) {
   const size_t smem = megakernel_smem_bytes(args.scratch_floats, args.num_stages);
-  cudaError_t e = cudaFuncSetAttribute(megakernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(smem));
+  cudaError_t e =
+      cudaFuncSetAttribute(megakernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (e != cudaSuccess) return e;
   MegakernelArgs copy = args;
   void* params[] = {&copy};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&megakernel), dim3(num_workers),
-                                     dim3(WORKER_THREADS), params, smem, stream);
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&megakernel),
+                                     dim3(megakernel_ctas(args)), dim3(WORKER_THREADS), params,
+                                     smem, stream);
 }
 
 }  // namespace megalith::kernels

@@ -159,60 +159,78 @@ __device__ inline Ring setup_ring(const MegakernelArgs& args, uint8_t* smem) {
           args.per_thread_release == 0};
 }
 
-// The producer: PRODUCER_LANES threads of the producer warp stream every chunk of the
-// worker's queue for the launch's steps.
-__device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring) {
-  const uint32_t worker = blockIdx.x;
-  const uint32_t q_begin = args.queue_begin[worker], q_end = args.queue_begin[worker + 1];
+// Where the producer is in the ring.
+struct ProducerState {
   uint32_t stage = 0, phase = 0;
-  uint64_t issued = 0;
+  uint64_t issued = 0;  // chunks
+};
+
+// Streams every chunk of the weights of `t` (task `task` at `step`) into the ring, each once a
+// stage is free. False when the launch was aborted or the consumers never freed a stage.
+__device__ inline bool stream_task_weights(const MegakernelArgs& args, const Ring& ring,
+                                           const abi::TaskDesc& t, uint32_t task, int64_t step,
+                                           uint64_t policy, ProducerState& p) {
+  const WeightParts parts = weight_parts(t);
+  for (int part = 0; part < parts.count; ++part) {
+    const abi::TensorRef& w = t.refs[parts.ref[part]];
+    const uint8_t* tile = tile_base(w);
+    const ChunkPlan plan = plan_chunks(w);
+    for (int32_t c = 0; c < plan.num_chunks; ++c) {
+      const Chunk chunk = chunk_at(plan, c);
+      const uint8_t* src = chunk_src(tile, plan, chunk);
+      // Whole rows are one run; a block of row segments is a run per row.
+      const bool whole_rows = plan.segs_per_row == 1;
+      const int32_t runs = whole_rows ? 1 : chunk.rows;
+      const uint32_t bytes = uint32_t(((whole_rows ? chunk.rows - 1 : 0) * plan.cols + chunk.cols) *
+                                      plan.elem_bytes);
+      const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
+      const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
+      // The consumers may legitimately hold the ring while they wait on an event for up
+      // to the watchdog's time, so the producer allows twice that.
+      Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
+      while (!mbarrier_try_wait(&ring.empty[p.stage], p.phase ^ 1)) {
+        const SpinState s = spin.poll();
+        if (s == SpinState::kWaiting) continue;
+        if (s == SpinState::kExpired) {
+          report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
+        }
+        return false;
+      }
+      fill_stage(ring, p.stage, begin, uint32_t(end - begin), runs,
+                 int64_t(plan.cols) * plan.elem_bytes, uint32_t(plan.seg_cols * plan.elem_bytes),
+                 policy);
+      ++p.issued;
+      if (++p.stage == ring.num_stages) {
+        p.stage = 0;
+        p.phase ^= 1;
+      }
+    }
+  }
+  return true;
+}
+
+// Before the producer leaves an aborted launch: the copies still in flight write this CTA's
+// shared memory, so they land first.
+__device__ inline void drain_producer(const Ring& ring, const ProducerState& p) {
+  const uint64_t outstanding = p.issued < ring.num_stages ? p.issued : ring.num_stages;
+  for (uint64_t k = p.issued - outstanding; k < p.issued; ++k) {
+    while (!mbarrier_try_wait(&ring.full[k % ring.num_stages], uint32_t(k / ring.num_stages) & 1)) {
+    }
+  }
+}
+
+// The producer, static mode: PRODUCER_LANES threads of the producer warp stream every chunk
+// of the worker's queue, in queue order, for the launch's steps.
+__device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring) {
+  const uint32_t q_begin = args.queue_begin[blockIdx.x], q_end = args.queue_begin[blockIdx.x + 1];
   const uint64_t policy = l2_evict_first_policy();
+  ProducerState p;
   for (int64_t step = args.first_step; step < args.end_step; ++step) {
     for (uint32_t q = q_begin; q < q_end; ++q) {
-      const abi::TaskDesc& t = args.entries[q].task;
-      const uint32_t task = args.entries[q].task_index;
-      const WeightParts parts = weight_parts(t);
-      for (int part = 0; part < parts.count; ++part) {
-        const abi::TensorRef& w = t.refs[parts.ref[part]];
-        const uint8_t* tile = tile_base(w);
-        const ChunkPlan plan = plan_chunks(w);
-        for (int32_t c = 0; c < plan.num_chunks; ++c) {
-          const Chunk chunk = chunk_at(plan, c);
-          const uint8_t* src = chunk_src(tile, plan, chunk);
-          // Whole rows are one run; a block of row segments is a run per row.
-          const bool whole_rows = plan.segs_per_row == 1;
-          const int32_t runs = whole_rows ? 1 : chunk.rows;
-          const uint32_t bytes = uint32_t(((whole_rows ? chunk.rows - 1 : 0) * plan.cols + chunk.cols) *
-                                          plan.elem_bytes);
-          const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
-          const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
-          // The consumers may legitimately hold the ring while they wait on an event for up
-          // to the watchdog's time, so the producer allows twice that.
-          Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
-          while (!mbarrier_try_wait(&ring.empty[stage], phase ^ 1)) {
-            const SpinState s = spin.poll();
-            if (s == SpinState::kWaiting) continue;
-            if (s == SpinState::kExpired) {
-              report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
-            }
-            // Copies still in flight write this CTA's shared memory: let them land first.
-            const uint64_t outstanding = issued < ring.num_stages ? issued : ring.num_stages;
-            for (uint64_t k = issued - outstanding; k < issued; ++k) {
-              while (!mbarrier_try_wait(&ring.full[k % ring.num_stages],
-                                        uint32_t(k / ring.num_stages) & 1)) {
-              }
-            }
-            return;
-          }
-          fill_stage(ring, stage, begin, uint32_t(end - begin), runs,
-                     int64_t(plan.cols) * plan.elem_bytes, uint32_t(plan.seg_cols * plan.elem_bytes),
-                     policy);
-          ++issued;
-          if (++stage == ring.num_stages) {
-            stage = 0;
-            phase ^= 1;
-          }
-        }
+      const QueueEntry& e = args.entries[q];
+      if (!stream_task_weights(args, ring, e.task, e.task_index, step, policy, p)) {
+        drain_producer(ring, p);
+        return;
       }
     }
   }

@@ -29,7 +29,7 @@ grep -E "^\[  (PASSED|FAILED) |^\[==========\]|tokens equal|launches of|watchdog
 # __syncwarp() with ordering the lanes' reads of a ring stage before lane 0 frees it, so it
 # runs with every thread freeing stages itself (MEGALITH_PER_THREAD_RELEASE=1); memcheck
 # runs the default.
-model='Architectures/GpuModelTest.SameTokensAsTheCpuExecutor/llama_bf16'
+model='Architectures/GpuModelTest.SameTokensAsTheCpuExecutor/llama_bf16*'  # static and dynamic
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck; do
     release=0

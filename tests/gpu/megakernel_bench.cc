@@ -3,7 +3,7 @@
 // same GPU in the same run. A traced launch then splits each task kind's time into waiting
 // for its inputs and running.
 //
-//   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release]
+//   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -79,7 +79,9 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
   const auto t0 = Clock::now();
   const int64_t max_seq = 16 + 6 * steps;
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
-  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = sms}));
+  // Dynamic mode's schedulers take an SM of their own.
+  const int32_t workers = options.mode == SchedulingMode::kDynamic ? sms - 1 : sms;
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = workers}));
   MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create_random(tg, cfg, 1, options));
   const double setup_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
@@ -97,10 +99,11 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
 
   const uint64_t bytes = step_weight_bytes(tg);
   const double floor_us = double(bytes) / bandwidth * 1e6, measured = median(us_per_step);
-  fmt::print("\n{} ({} {}, {} tasks on {} workers, {} ring stages, {:.1f} MB of weights a "
-             "step; set-up {:.1f} s)\n", spec, dtype_short_name(cfg.dtype),
-             architecture_short_name(arch), tg.tasks.size(), tg.num_workers, exec->ring_stages(),
-             double(bytes) / 1e6, setup_s);
+  fmt::print("\n{} ({} {}, {} tasks on {} workers, {} mode, {} ring stages, {:.1f} MB of "
+             "weights a step; set-up {:.1f} s)\n", spec, dtype_short_name(cfg.dtype),
+             architecture_short_name(arch), tg.tasks.size(), tg.num_workers,
+             scheduling_mode_name(options.mode), exec->ring_stages(), double(bytes) / 1e6,
+             setup_s);
   fmt::print("  {:.1f} us/step (runs {:.1f} {:.1f} {:.1f}), floor {:.1f} us: {:.1f}% of the floor\n",
              measured, us_per_step[0], us_per_step[1], us_per_step[2], floor_us,
              100 * floor_us / measured);
@@ -123,6 +126,8 @@ int run_bench(int argc, char** argv) {
       options.max_stages = uint32_t(std::stoul(argv[++i]));
     } else if (arg == "--per-thread-release") {
       options.per_thread_release = true;
+    } else if (arg == "--dynamic") {
+      options.mode = SchedulingMode::kDynamic;
     } else {
       specs.push_back(arg);
     }

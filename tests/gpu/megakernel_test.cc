@@ -1,4 +1,4 @@
-// GPU tests of the megakernel (static mode), run on a GPU machine by
+// GPU tests of the megakernel, run on a GPU machine by
 // scripts/gpu/check_megakernel.sh:
 //  - every task kind on the GPU against its CPU reference, on fresh random inputs of odd
 //    sizes, outputs poisoned (NaN) before the run: |gpu - cpu| <= atol + rtol * |cpu| for
@@ -7,7 +7,7 @@
 //    producer streams across task and step boundaries;
 //  - tiny random models of every architecture: the CUDA executor's greedy tokens (64 new
 //    ones, over two launches) and sampled tokens equal the CPU executor's, log-probs and
-//    logits close;
+//    logits close, in static mode and (two of them) in dynamic mode;
 //  - a task waiting on an event nobody signals ends the launch with the watchdog's report.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -720,7 +720,13 @@ TEST_F(GpuTest, WatchdogReportsAnEventNobodySignals) {
 struct ModelCase {
   Architecture arch;
   DType dtype;
+  SchedulingMode mode = SchedulingMode::kStatic;
 };
+
+// All SMs work in static mode; dynamic mode's schedulers take one.
+int32_t workers_for(SchedulingMode mode) {
+  return sm_count() - (mode == SchedulingMode::kDynamic ? 1 : 0);
+}
 
 class GpuModelTest : public ::testing::TestWithParam<ModelCase> {
  protected:
@@ -747,11 +753,13 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   // merge); the Llama case, like a real short cache, takes one attention task per KV head.
   const int64_t keys_per_split = mc.arch == Architecture::kLlama ? 256 : 16;
   auto tg = compile(*graph, (*ckpt)->config(),
-                    {.num_workers = sm_count(), .attention_keys_per_split = keys_per_split});
+                    {.num_workers = workers_for(mc.mode), .attention_keys_per_split = keys_per_split});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   auto cpu = CpuExecutor::create(*tg, **ckpt, {});
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-  auto gpu = CudaExecutor::create(*tg, **ckpt, {});
+  CudaExecutorOptions gpu_options;
+  gpu_options.mode = mc.mode;
+  auto gpu = CudaExecutor::create(*tg, **ckpt, gpu_options);
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
   fs::remove_all(dir);
 
@@ -826,7 +834,7 @@ TEST_P(GpuModelTest, TokensArePublishedWhileTheLaunchRuns) {
   cfg.dtype = mc.dtype;
   auto graph = build_decode_graph(cfg, 1, 96);
   ASSERT_TRUE(graph.ok());
-  auto tg = compile(*graph, cfg, {.num_workers = sm_count()});
+  auto tg = compile(*graph, cfg, {.num_workers = workers_for(mc.mode)});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   struct Published {
     int64_t position;
@@ -836,6 +844,7 @@ TEST_P(GpuModelTest, TokensArePublishedWhileTheLaunchRuns) {
   };
   std::vector<Published> seen;
   CudaExecutorOptions options;
+  options.mode = mc.mode;
   options.on_token = [&](int64_t position, int32_t token, float logprob) {
     seen.push_back({position, token, logprob, std::chrono::steady_clock::now()});
   };
@@ -900,10 +909,16 @@ INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
                          ::testing::Values(ModelCase{Architecture::kLlama, DType::kBF16},
                                            ModelCase{Architecture::kQwen2, DType::kF16},
                                            ModelCase{Architecture::kQwen3, DType::kF32},
-                                           ModelCase{Architecture::kQwen3, DType::kBF16}),
+                                           ModelCase{Architecture::kQwen3, DType::kBF16},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kDynamic},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kDynamic}),
                          [](const auto& info) {
-                           return fmt::format("{}_{}", architecture_short_name(info.param.arch),
-                                              dtype_short_name(info.param.dtype));
+                           return fmt::format("{}_{}{}", architecture_short_name(info.param.arch),
+                                              dtype_short_name(info.param.dtype),
+                                              info.param.mode == SchedulingMode::kDynamic
+                                                  ? "_dynamic" : "");
                          });
 
 }  // namespace

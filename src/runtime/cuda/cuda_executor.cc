@@ -16,9 +16,6 @@ CudaExecutor::~CudaExecutor() = default;
 
 StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
     const TaskGraph& tg, int64_t vocab_size, const CudaExecutorOptions& options) {
-  if (options.mode != SchedulingMode::kStatic) {
-    return unimplemented("the CUDA executor runs static mode only");
-  }
   if (tg.vocab_size != vocab_size) {
     return invalid_argument("the task graph was compiled for a vocabulary of {}, the model has {}",
                             tg.vocab_size, vocab_size);
@@ -32,7 +29,7 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
       std::unique_ptr<cuda::DeviceProgram> program,
       cuda::DeviceProgram::create(
           tg, {options.device, options.watchdog_timeout_s, options.per_thread_release,
-               options.max_stages}));
+               options.max_stages, options.mode == SchedulingMode::kDynamic}));
   auto exec = std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
   exec->on_token_ = options.on_token;
   return exec;

@@ -43,6 +43,9 @@ struct DeviceProgram::Device {
   cudaEvent_t staged[2] = {nullptr, nullptr};
   // Host-mapped: the count of published positions, then one record per position.
   void* published = nullptr;
+  // Dynamic mode's logs and counts for the longest launch so far (DynamicArgs).
+  uint8_t* logs = nullptr;
+  uint64_t log_steps = 0;
   kernels::MegakernelArgs args{};
 
   ~Device() {
@@ -52,6 +55,7 @@ struct DeviceProgram::Device {
       if (staging[i]) cudaFreeHost(staging[i]);
     }
     if (published) cudaFreeHost(published);
+    if (logs) cudaFree(logs);
     if (arena) cudaFree(arena);
     if (meta) cudaFree(meta);
     if (stream) cudaStreamDestroy(stream);
@@ -104,6 +108,10 @@ Status DeviceProgram::validate_and_plan() {
   };
   for (uint32_t i = 0; i < tg.tasks.size(); ++i) {
     const abi::TaskDesc& t = tg.tasks[i];
+    if (options_.dynamic && t.wait_count == 0) {
+      // Its scheduler would never see it again after the first step.
+      return unimplemented("dynamic mode: {} waits on no event", where(i));
+    }
     if (uint16_t(t.kind) >= abi::kNumTaskKinds) {
       return invalid_argument("task {} has unknown kind {}", i, uint16_t(t.kind));
     }
@@ -185,6 +193,11 @@ Status DeviceProgram::validate_and_plan() {
   smem_bytes_ = kernels::megakernel_smem_bytes(scratch_floats_, num_stages_);
   int fit = 0;
   MEGALITH_CUDA_RETURN_IF_ERROR(kernels::megakernel_max_workers(smem_bytes_, &fit));
+  if (options_.dynamic && tg.num_workers + 1 > fit) {
+    return invalid_argument("the task graph has {} workers; in dynamic mode the schedulers take "
+                            "an SM of their own, so this GPU runs at most {}",
+                            tg.num_workers, fit - 1);
+  }
   if (tg.num_workers > fit) {
     return invalid_argument("the task graph has {} workers; this GPU runs at most {} at once",
                             tg.num_workers, fit);
@@ -227,6 +240,7 @@ Status DeviceProgram::allocate_and_upload() {
     kernels::QueueEntry& e = entries[q];
     e.task = tg_.tasks[tg_.queue_tasks[q]];
     e.task_index = tg_.queue_tasks[q];
+    e.signal_triggers = e.task.signal == abi::kNoEvent ? 0 : tg_.events[e.task.signal].triggers;
     for (abi::TensorRef& r : e.task.refs) {
       if (r.buffer != abi::kNoBuffer) {
         r.offset = reinterpret_cast<uint64_t>(d.arena + buffer_offset_[r.buffer] + r.offset);
@@ -244,6 +258,33 @@ Status DeviceProgram::allocate_and_upload() {
     uint64_t bytes;
     uint64_t offset = 0;
   };
+  // Dynamic mode: each event's waiting tasks as its scheduler dispatches them, and each
+  // entry's join counter, which starts with the waits its first step has from the step before.
+  std::vector<uint32_t> entry_of_task(tg_.tasks.size()), worker_of_entry(tg_.queue_tasks.size());
+  for (int32_t w = 0; w < tg_.num_workers; ++w) {
+    for (uint32_t q = tg_.queue_begin[size_t(w)]; q < tg_.queue_begin[size_t(w) + 1]; ++q) {
+      entry_of_task[tg_.queue_tasks[q]] = q;
+      worker_of_entry[q] = uint32_t(w);
+    }
+  }
+  std::vector<uint32_t> target_begin;
+  std::vector<kernels::DispatchTarget> targets;
+  std::vector<uint64_t> joins(tg_.queue_tasks.size(), 0);
+  if (options_.dynamic) {
+    for (const abi::EventDesc& ev : tg_.events) {
+      target_begin.push_back(uint32_t(targets.size()));
+      for (uint32_t i = ev.consumer_begin; i < ev.consumer_begin + ev.consumer_count; ++i) {
+        const abi::EventConsumer& c = tg_.consumers[i];
+        const uint32_t q = entry_of_task[c.task];
+        targets.push_back({q, worker_of_entry[q], tg_.tasks[c.task].wait_count, c.step_offset});
+      }
+    }
+    target_begin.push_back(uint32_t(targets.size()));
+    for (size_t q = 0; q < entries.size(); ++q) {
+      const abi::TaskDesc& t = entries[q].task;
+      for (uint32_t w = 0; w < t.wait_count; ++w) joins[q] += tg_.waits[t.wait_begin + w].step_offset;
+    }
+  }
   Piece pieces[] = {
       {entries.data(), entries.size() * sizeof(kernels::QueueEntry)},
       {tg_.queue_begin.data(), tg_.queue_begin.size() * sizeof(uint32_t)},
@@ -251,6 +292,9 @@ Status DeviceProgram::allocate_and_upload() {
       {nullptr, std::max<size_t>(tg_.events.size(), 1) * sizeof(uint64_t)},  // counters
       {nullptr, sizeof(kernels::MegakernelError)},
       {nullptr, sizeof(uint32_t)},  // abort flag
+      {target_begin.data(), target_begin.size() * sizeof(uint32_t)},
+      {targets.data(), targets.size() * sizeof(kernels::DispatchTarget)},
+      {joins.data(), joins.size() * sizeof(uint64_t)},
   };
   uint64_t meta_bytes = 0;
   for (Piece& p : pieces) {
@@ -274,6 +318,14 @@ Status DeviceProgram::allocate_and_upload() {
   a.counters = reinterpret_cast<uint64_t*>(d.meta + pieces[3].offset);
   a.error = reinterpret_cast<kernels::MegakernelError*>(d.meta + pieces[4].offset);
   a.abort_flag = reinterpret_cast<uint32_t*>(d.meta + pieces[5].offset);
+  a.num_workers = uint32_t(tg_.num_workers);
+  if (options_.dynamic) {
+    a.dynamic.target_begin = reinterpret_cast<const uint32_t*>(d.meta + pieces[6].offset);
+    a.dynamic.targets = reinterpret_cast<const kernels::DispatchTarget*>(d.meta + pieces[7].offset);
+    a.dynamic.joins = reinterpret_cast<uint64_t*>(d.meta + pieces[8].offset);
+    a.dynamic.num_events = uint32_t(tg_.events.size());
+    a.dynamic.num_schedulers = uint32_t(kernels::SCHEDULER_WARPS);
+  }
   a.watchdog_ns = uint64_t(options_.watchdog_timeout_s * 1e9);
   const char* per_thread = std::getenv("MEGALITH_PER_THREAD_RELEASE");
   a.per_thread_release =
@@ -393,7 +445,8 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
     MEGALITH_CUDA_RETURN_IF_ERROR(
         cudaHostGetDevicePointer(reinterpret_cast<void**>(&args.published), published, 0));
   }
-  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, tg_.num_workers, d.stream));
+  if (options_.dynamic) MEGALITH_RETURN_IF_ERROR(prepare_dynamic_launch(args, first_step, end_step));
+  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, d.stream));
   if (on_token) {
     // Hands over what the kernel has published until the launch is over, then the rest.
     int64_t delivered = first_position;
@@ -434,6 +487,57 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
   return {};
 }
 
+// Zeroes dynamic mode's logs and counts for a launch of [first, end) and seeds the dispatch
+// logs with the tasks ready at its first step: those whose join counter (its initial value
+// plus one per wait per step run so far) already reaches wait_count * (first + 1), as the
+// CPU executor's seed does.
+Status DeviceProgram::prepare_dynamic_launch(kernels::MegakernelArgs& args, int64_t first_step,
+                                             int64_t end_step) {
+  Device& d = *dev_;
+  const uint64_t steps = uint64_t(end_step - first_step);
+  const uint64_t schedulers = kernels::SCHEDULER_WARPS;
+  const uint64_t room = (tg_.events.size() + schedulers - 1) / schedulers * steps;
+  const uint64_t dispatch_bytes = aligned(tg_.queue_tasks.size() * steps * 8);
+  const uint64_t activation_bytes = aligned(schedulers * room * 8);
+  const uint64_t count_bytes = aligned((uint64_t(tg_.num_workers) + schedulers) * 4);
+  if (steps > d.log_steps) {
+    if (d.logs) MEGALITH_CUDA_RETURN_IF_ERROR(cudaFree(d.logs));
+    d.logs = nullptr;
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaMalloc(&d.logs, dispatch_bytes + activation_bytes + count_bytes));
+    d.log_steps = steps;
+  }
+  kernels::DynamicArgs& dyn = args.dynamic;
+  dyn.dispatch_log = reinterpret_cast<uint64_t*>(d.logs);
+  dyn.activation_log = reinterpret_cast<uint64_t*>(d.logs + dispatch_bytes);
+  dyn.dispatch_count = reinterpret_cast<uint32_t*>(d.logs + dispatch_bytes + activation_bytes);
+  dyn.activation_count = dyn.dispatch_count + tg_.num_workers;
+  dyn.activation_room = room;
+  MEGALITH_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(d.logs, 0, dispatch_bytes + activation_bytes + count_bytes, d.stream));
+  std::vector<uint32_t> counts(size_t(tg_.num_workers), 0);
+  std::vector<uint64_t> seeds;
+  seeds.reserve(tg_.queue_tasks.size());  // the copies read its elements: no reallocation
+  for (int32_t w = 0; w < tg_.num_workers; ++w) {
+    const uint32_t q_begin = tg_.queue_begin[size_t(w)];
+    for (uint32_t q = q_begin; q < tg_.queue_begin[size_t(w) + 1]; ++q) {
+      const abi::TaskDesc& t = tg_.tasks[tg_.queue_tasks[q]];
+      uint64_t offsets = 0;
+      for (uint32_t i = 0; i < t.wait_count; ++i) offsets += tg_.waits[t.wait_begin + i].step_offset;
+      if (offsets != t.wait_count) continue;  // joins reach wait_count * (first + 1) only then
+      seeds.push_back(uint64_t(1) << 32 | q);
+      const uint64_t slot = uint64_t(q_begin) * steps + counts[size_t(w)]++;
+      MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dyn.dispatch_log + slot, &seeds.back(), 8,
+                                                    cudaMemcpyHostToDevice, d.stream));
+    }
+  }
+  if (seeds.empty()) return invalid_argument("dynamic mode: no task is ready at the first step");
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dyn.dispatch_count, counts.data(), counts.size() * 4,
+                                                cudaMemcpyHostToDevice, d.stream));
+  // The copies read `seeds` and `counts`, which end with this function.
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(d.stream));
+  return {};
+}
+
 Status DeviceProgram::fault_report() const {
   const Device& d = *dev_;
   kernels::MegakernelError err{};
@@ -458,6 +562,13 @@ Status DeviceProgram::fault_report() const {
       return {StatusCode::kInternal,
               fmt::format("weight ring stalled: worker {} waited {:g} s on a stage during {} at "
                           "step {}", err.worker, timeout, task, err.step)};
+    case MegakernelFault::kDispatchTimeout:
+      return {StatusCode::kInternal,
+              fmt::format("dynamic mode: {} waited {:g} s for its task number {} of the launch",
+                          err.worker >= uint32_t(tg_.num_workers)
+                              ? std::string("the scheduler")
+                              : fmt::format("worker {}", err.worker),
+                          timeout, err.task)};
     case MegakernelFault::kUnsupportedTask:
       return {StatusCode::kInternal, fmt::format("worker {} cannot run {}", err.worker, task)};
     case MegakernelFault::kNone: break;

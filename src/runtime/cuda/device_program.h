@@ -19,6 +19,10 @@
 #include "megalith/core/status.h"
 #include "megalith/runtime/cuda_executor.h"
 
+namespace megalith::kernels {
+struct MegakernelArgs;
+}
+
 namespace megalith::cuda {
 
 struct DeviceProgramOptions {
@@ -30,6 +34,10 @@ struct DeviceProgramOptions {
   // compute-sanitizer racecheck can follow. MEGALITH_PER_THREAD_RELEASE=1 sets it too.
   bool per_thread_release = false;
   uint32_t max_stages = 0;  // weight ring stages (as many as fit, up to this); 0: 3, the fastest
+  // Dynamic mode: scheduler warps on an SM of their own dispatch each task to its worker once
+  // its events fired, instead of each worker running its queue in the compiler's order. The
+  // GPU needs one SM more than the task graph has workers.
+  bool dynamic = false;
 };
 
 class DeviceProgram {
@@ -70,6 +78,7 @@ class DeviceProgram {
   Status validate_and_plan();
   Status allocate_and_upload();
   Status fault_report() const;
+  Status prepare_dynamic_launch(kernels::MegakernelArgs& args, int64_t first_step, int64_t end_step);
 
   TaskGraph tg_;
   DeviceProgramOptions options_;
