@@ -53,10 +53,14 @@ void RequestQueue::work() {
       request.on_done(Status{StatusCode::kCancelled, "the request was cancelled"});
       continue;
     }
-    options.should_stop = [this, caller = std::move(options.should_stop)] {
-      return stop_running_.load() || (caller && caller());
+    bool cut = false;  // shutdown() ended it: what it made is not a finished answer
+    options.should_stop = [this, &cut, caller = std::move(options.should_stop)] {
+      if (stop_running_.load()) cut = true;
+      return cut || (caller && caller());
     };
-    request.on_done(generate_(request.prompt, options, request.sampling));
+    StatusOr<GenerationResult> result = generate_(request.prompt, options, request.sampling);
+    if (cut && result.ok()) result = shutting_down();
+    request.on_done(std::move(result));
   }
 }
 

@@ -11,8 +11,11 @@
 
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <exception>
+#include <optional>
+#include <system_error>
 
 #include "megalith/core/logging.h"
 
@@ -206,6 +209,11 @@ bool HttpResponse::write(std::string_view data) {
   return chunked_ ? send_all(fmt::format("{:x}\r\n{}\r\n", data.size(), data)) : send_all(data);
 }
 
+bool HttpResponse::client_left() const {
+  pollfd p{fd_, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 bool HttpResponse::finish_stream() { return !chunked_ || send_all("0\r\n\r\n"); }
 
 bool HttpResponse::send_all(std::string_view bytes) {
@@ -330,11 +338,19 @@ void HttpServer::accept_one() {
   }
   auto& c = connections_.emplace_back(std::make_unique<Connection>());
   c->fd = fd;
-  c->thread = std::thread([this, connection = c.get()] {
-    serve_connection(connection->fd);
-    connection->done = true;
-    [[maybe_unused]] ssize_t n = ::write(wake_write_, "c", 1);  // serve() reaps the thread
-  });
+  try {
+    c->thread = std::thread([this, connection = c.get()] {
+      serve_connection(connection->fd);
+      connection->done = true;
+      [[maybe_unused]] ssize_t n = ::write(wake_write_, "c", 1);  // serve() reaps the thread
+    });
+  } catch (const std::system_error& e) {
+    // No thread to serve it (the process is at its thread limit): refused, not fatal.
+    MEGALITH_LOG_WARN("http: no thread for a new connection: {}", e.what());
+    connections_.pop_back();
+    send_error(fd, 503, "the server cannot take another connection now; try again later");
+    ::close(fd);
+  }
 }
 
 void HttpServer::reap_connections(bool all) {
@@ -364,6 +380,31 @@ void HttpServer::send_error(int fd, int status, std::string_view message) {
 }
 
 bool HttpServer::serve_request(int fd, std::string& buffer) {
+  // The request timeout runs from the request's first byte; until then the idle timeout
+  // (the socket's receive timeout) applies.
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> deadline;
+  const auto request_time = std::chrono::seconds(limits_.request_timeout_s);
+  if (!buffer.empty()) deadline = Clock::now() + request_time;
+  const auto more = [&] {
+    if (!deadline) {
+      if (!read_more(fd, buffer)) return false;
+      deadline = Clock::now() + request_time;
+      return true;
+    }
+    while (true) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now());
+      pollfd p{fd, POLLIN, 0};
+      const int ready = left.count() > 0 ? ::poll(&p, 1, int(left.count())) : 0;
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready == 0) {
+        send_error(fd, 408, fmt::format("the request did not arrive within {} s",
+                                        limits_.request_timeout_s));
+        return false;
+      }
+      return ready > 0 && read_more(fd, buffer);
+    }
+  };
   size_t head_end;
   while (true) {
     // Empty lines before a request are allowed (RFC 9112, section 2.2).
@@ -375,7 +416,7 @@ bool HttpServer::serve_request(int fd, std::string& buffer) {
                  fmt::format("the request head exceeds {} bytes", limits_.max_header_bytes));
       return false;
     }
-    if (!read_more(fd, buffer)) return false;
+    if (!more()) return false;
   }
   if (head_end > limits_.max_header_bytes) {
     send_error(fd, 431, fmt::format("the request head exceeds {} bytes", limits_.max_header_bytes));
@@ -416,7 +457,7 @@ bool HttpServer::serve_request(int fd, std::string& buffer) {
     return false;
   }
   while (buffer.size() < body_start + length) {
-    if (!read_more(fd, buffer)) return false;
+    if (!more()) return false;
   }
   request.body = buffer.substr(body_start, length);
   buffer.erase(0, body_start + length);
@@ -434,6 +475,7 @@ bool HttpServer::serve_request(int fd, std::string& buffer) {
     }
     return false;  // a stream cut short leaves the connection unusable
   }
+  if (response.failed()) return false;  // the handler gave up on a client that left
   if (!response.started()) {
     response.send(500, "application/json", handler_.error_body(500, "no response was made"));
   } else if (response.state_ == HttpResponse::State::kStreaming) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <ctime>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -69,10 +70,29 @@ json usage(const Completion& c, const GenerationResult& r) {
           {"total_tokens", c.prompt.size() + r.tokens.size()}};
 }
 
+// The next piece of the request's text; false when the request has ended or the client has
+// left, which a wait for text (in the queue, or between tokens) checks every 200 ms, so a
+// request whose client is gone is cancelled instead of running to its end for nobody.
+bool next_piece(const Envelope& envelope, TextStream& text, HttpResponse& response,
+                std::string& piece) {
+  while (true) {
+    const TextStream::Next n = text.next_for(piece, std::chrono::milliseconds(200));
+    if (n == TextStream::Next::kEnded) return false;
+    if (response.client_left()) {
+      MEGALITH_LOG_INFO("{}: the client left; the request is cancelled", envelope.id);
+      text.cancel();
+      response.abandon();
+      return false;
+    }
+    if (n == TextStream::Next::kText) return true;
+  }
+}
+
 void answer(const Envelope& envelope, const Completion& c, TextStream& text,
             HttpResponse& response) {
   std::string all, piece;
-  while (text.next(piece)) all += piece;
+  while (next_piece(envelope, text, response, piece)) all += piece;
+  if (response.failed()) return;
   if (!text.result().ok()) return send_error(response, engine_error(text.result().status()));
   const GenerationResult& r = *text.result();
   json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", r.finish_reason}};
@@ -96,7 +116,8 @@ bool send_event(HttpResponse& response, std::string_view data) {
 void stream(const Envelope& envelope, const Completion& c, TextStream& text,
             HttpResponse& response) {
   std::string piece;
-  bool more = text.next(piece);
+  bool more = next_piece(envelope, text, response, piece);
+  if (response.failed()) return;
   // Until the first text comes the request may still fail as a whole, with a proper status.
   if (!more && !text.result().ok()) {
     return send_error(response, engine_error(text.result().status()));
@@ -105,9 +126,12 @@ void stream(const Envelope& envelope, const Completion& c, TextStream& text,
   if (alive && c.chat) alive = send_event(response, envelope.chunk("", nullptr, /*first=*/true));
   while (alive && more) {
     alive = send_event(response, envelope.chunk(piece, nullptr, /*first=*/false));
-    more = alive && text.next(piece);
+    more = alive && next_piece(envelope, text, response, piece);
   }
-  if (!alive) return text.cancel();  // the client left; the worker moves on
+  if (response.failed()) {
+    if (!alive) MEGALITH_LOG_INFO("{}: the client left; the request is cancelled", envelope.id);
+    return text.cancel();  // the worker moves on
+  }
   if (!text.result().ok()) {
     send_event(response, openai::error_json(engine_error(text.result().status())));
   } else {

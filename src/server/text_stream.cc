@@ -59,12 +59,21 @@ void TextStream::publish(std::string text) {
 }
 
 bool TextStream::next(std::string& text) {
+  Next n;
+  while ((n = next_for(text, std::chrono::hours(1))) == Next::kWaiting) {
+  }
+  return n == Next::kText;
+}
+
+TextStream::Next TextStream::next_for(std::string& text, std::chrono::milliseconds wait) {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [this] { return !pieces_.empty() || result_.has_value(); });
-  if (pieces_.empty()) return false;
+  if (!changed_.wait_for(lock, wait, [this] { return !pieces_.empty() || result_.has_value(); })) {
+    return Next::kWaiting;
+  }
+  if (pieces_.empty()) return Next::kEnded;
   text = std::move(pieces_.front());
   pieces_.pop_front();
-  return true;
+  return Next::kText;
 }
 
 }  // namespace megalith

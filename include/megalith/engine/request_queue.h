@@ -51,8 +51,9 @@ class RequestQueue {
 
   void submit(Request request);
 
-  // Ends the worker: the running request is asked to stop (its on_done gets what it made so
-  // far), waiting and later ones fail at once. Returns when the worker is gone.
+  // Ends the worker: the running request is asked to stop and, once it has, fails with
+  // kUnavailable like the waiting and later ones (a cut answer is not reported as finished).
+  // Returns when the worker is gone.
   void shutdown();
 
  private:

@@ -54,6 +54,12 @@ class HttpResponse {
 
   bool started() const { return state_ != State::kNone; }
   bool failed() const { return failed_; }
+  // Whether the client has closed the connection (or it broke), without reading from it: a
+  // handler that works long before it answers asks now and then, and gives up once the
+  // client is gone.
+  bool client_left() const;
+  // The handler gives up without an answer: the client is gone.
+  void abandon() { failed_ = true; }
 
  private:
   friend class HttpServer;
@@ -92,6 +98,9 @@ struct HttpLimits {
   size_t max_connections = 64;  // more are answered 503 and closed
   int idle_timeout_s = 60;      // a connection silent this long, in or between requests, closes
   int send_timeout_s = 60;      // a client that takes no data this long is taken to be gone
+  // A request's head and body must arrive within this many seconds of its first byte, so a
+  // client that trickles a byte now and then cannot hold a connection thread for ever.
+  int request_timeout_s = 30;
 };
 
 class HttpServer {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -59,6 +60,9 @@ class TextStream {
 
   // The reader's side: blocks until there is text (true) or the request has ended (false).
   bool next(std::string& text);
+  // The same, waiting at most `wait`: kWaiting when nothing came in that time.
+  enum class Next { kText, kEnded, kWaiting };
+  Next next_for(std::string& text, std::chrono::milliseconds wait);
   // Once next() returned false: how generation ended.
   const StatusOr<GenerationResult>& result() const { return *result_; }
   // The reader is gone: generation should end as soon as it can.
