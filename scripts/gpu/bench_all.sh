@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `megalith bench` on the issue's models, with the Hugging Face peers, on the GPU machine.
+# `megalith bench` on the issue's models, with the Hugging Face peers, on the GPU machine, in
+# static mode and then in dynamic mode.
 # Records are appended to $OUT/decode.json (copy them to bench/results/decode.json).
 #   scripts/gpu/bench_all.sh [CARRY_DIR] [extra megalith bench flags...]
 set -uo pipefail
@@ -13,5 +14,11 @@ status=0
 for model in qwen3-8b llama-3.2-1b qwen3-0.6b; do
   "$carry/tools/megalith/megalith" bench --preset "$model" --out "$OUT/decode.json" "$@" \
     2>&1 | grep -v -i "warn" || status=1
+done
+# Dynamic mode, whose schedulers take one SM (the peers are the same as above).
+sms=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).multi_processor_count)")
+for model in qwen3-8b llama-3.2-1b qwen3-0.6b; do
+  "$carry/tools/megalith/megalith" bench --preset "$model" --out "$OUT/decode.json" \
+    --schedule dynamic --workers $((sms - 1)) --no-peers "$@" 2>&1 | grep -v -i "warn" || status=1
 done
 exit $status
