@@ -16,9 +16,8 @@ for model in qwen3-8b llama-3.2-1b qwen3-0.6b; do
     2>&1 | grep -v -i "warn" || status=1
 done
 # Dynamic mode, whose schedulers take one SM (the peers are the same as above).
-sms=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).multi_processor_count)")
 for model in qwen3-8b llama-3.2-1b qwen3-0.6b; do
   "$carry/tools/megalith/megalith" bench --preset "$model" --out "$OUT/decode.json" \
-    --schedule dynamic --workers $((sms - 1)) --no-peers "$@" 2>&1 | grep -v -i "warn" || status=1
+    --schedule dynamic --no-peers "$@" 2>&1 | grep -v -i "warn" || status=1
 done
 exit $status

@@ -319,14 +319,16 @@ TEST_F(CliTest, CompiledCpuMatchesTheReferenceForAnyThreadsAndSchedule) {
   const Result ref = run(args + " --device ref");
   ASSERT_EQ(ref.exit_code, 0) << ref.err;
   const auto expected = json::parse(ref.out)["tokens"];
+  // --workers 0 (the default) compiles for 132 workers off the GPU.
   for (const char* extra : {" --cpu-workers 1", " --cpu-workers 3 --schedule dynamic --shuffle-seed 5",
-                            " --workers 5 --schedule dynamic"}) {
+                            " --workers 5 --schedule dynamic", " --workers 0"}) {
     const Result r = run(args + " --device cpu" + extra);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(json::parse(r.out)["tokens"], expected) << extra;
   }
   EXPECT_NE(run(args + " --schedule sideways").exit_code, 0);
   EXPECT_NE(run(args + " --cpu-workers -2").exit_code, 0);
+  EXPECT_NE(run(args + " --workers -1").exit_code, 0);
 }
 
 }  // namespace

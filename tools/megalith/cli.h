@@ -47,7 +47,9 @@ struct DeviceOptions {
   std::string device = "cpu";  // cpu: threads, cuda: the megakernel, ref: the reference model
   bool random_weights = false;    // weights from weights_seed, not files: DIR needs config.json
   uint64_t weights_seed = 0;
-  int32_t workers = 132;    // the task graph's workers (SMs of an H100/H200)
+  // The task graph's workers; 0: the GPU's SMs on --device cuda (one fewer in dynamic mode,
+  // whose schedulers take one), else 132 (an H100/H200).
+  int32_t workers = 0;
   int32_t cpu_workers = 0;  // threads playing them; 0: one per core
   std::string schedule = "static";
   uint64_t shuffle_seed = 0;

@@ -13,6 +13,7 @@
 #include "megalith/runtime/cpu_executor.h"
 #if MEGALITH_HAS_CUDA
 #include "megalith/runtime/cuda_executor.h"
+#include "megalith/runtime/gpu_info.h"
 #endif
 
 namespace megalith::cli {
@@ -68,14 +69,16 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
                  "seed of --random-weights: the same model as make-checkpoint --seed writes")
       ->capture_default_str();
   cmd.add_option("--workers", opts.workers,
-                 "worker SMs to compile the task graph for (the numerics follow its tiles)")
+                 "worker SMs to compile the task graph for (the numerics follow its tiles); 0: "
+                 "the GPU's SMs on cuda (one fewer with --schedule dynamic), else 132")
       ->capture_default_str();
   cmd.add_option("--cpu-workers", opts.cpu_workers,
                  "threads playing the workers on --device cpu; 0: one per core (results do not "
                  "depend on it)")
       ->capture_default_str();
   cmd.add_option("--schedule", opts.schedule,
-                 "static (compiler-ordered queues) or dynamic (scheduler threads)")
+                 "static (compiler-ordered queues) or dynamic (schedulers dispatch ready tasks: "
+                 "warps on an SM of their own on cuda, threads on cpu)")
       ->capture_default_str();
   cmd.add_option("--shuffle-seed", opts.shuffle_seed,
                  "non-zero: random delays and placement, to shake out ordering bugs")
@@ -93,8 +96,9 @@ Status check_device(const DeviceOptions& opts) {
     return unimplemented("this megalith was built without nvcc, so --device cuda is missing");
   }
 #endif
-  if (opts.workers < 1 || opts.workers > 4096) {
-    return invalid_argument("--workers must be between 1 and 4096, got {}", opts.workers);
+  if (opts.workers < 0 || opts.workers > 4096) {
+    return invalid_argument("--workers must be between 0 (automatic) and 4096, got {}",
+                            opts.workers);
   }
   if (opts.cpu_workers < 0 || opts.cpu_workers > 1024) {
     return invalid_argument("--cpu-workers must be between 0 and 1024, got {}", opts.cpu_workers);
@@ -195,15 +199,22 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
   const ModelConfig& cfg = model.config;
   const int64_t max_seq = opts.max_seq_len > 0 ? opts.max_seq_len : std::max<int64_t>(positions, 1);
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
+  const SchedulingMode mode =
+      opts.schedule == "dynamic" ? SchedulingMode::kDynamic : SchedulingMode::kStatic;
+  int32_t workers = opts.workers > 0 ? opts.workers : 132;
+#if MEGALITH_HAS_CUDA
+  if (opts.workers == 0 && opts.device == "cuda") {
+    MEGALITH_ASSIGN_OR_RETURN(GpuInfo gpu, gpu_info(0));
+    workers = gpu.sms - (mode == SchedulingMode::kDynamic ? 1 : 0);
+  }
+#endif
   ProgressBar passes("compiling", ProgressUnit::kSteps);
-  CompileOptions compile_options{.num_workers = opts.workers};
+  CompileOptions compile_options{.num_workers = workers};
   compile_options.on_pass = [&passes](std::string_view pass, int done, int total) {
     passes.update(uint64_t(done), uint64_t(total), std::string(pass));
   };
   MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, compile_options));
   passes.finish();
-  const SchedulingMode mode =
-      opts.schedule == "dynamic" ? SchedulingMode::kDynamic : SchedulingMode::kStatic;
   if (opts.device == "cuda") {
 #if MEGALITH_HAS_CUDA
     CudaExecutorOptions options;
