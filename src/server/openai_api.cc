@@ -70,6 +70,12 @@ json usage(const Completion& c, const GenerationResult& r) {
           {"total_tokens", c.prompt.size() + r.tokens.size()}};
 }
 
+// The client has left: the worker stops the request at its next token and moves on.
+void cancel(const Envelope& envelope, TextStream& text) {
+  MEGALITH_LOG_INFO("{}: the client left; the request is cancelled", envelope.id);
+  text.cancel();
+}
+
 // The next piece of the request's text; false when the request has ended or the client has
 // left, which a wait for text (in the queue, or between tokens) checks every 200 ms, so a
 // request whose client is gone is cancelled instead of running to its end for nobody.
@@ -79,9 +85,8 @@ bool next_piece(const Envelope& envelope, TextStream& text, HttpResponse& respon
     const TextStream::Next n = text.next_for(piece, std::chrono::milliseconds(200));
     if (n == TextStream::Next::kEnded) return false;
     if (response.client_left()) {
-      MEGALITH_LOG_INFO("{}: the client left; the request is cancelled", envelope.id);
-      text.cancel();
       response.abandon();
+      cancel(envelope, text);
       return false;
     }
     if (n == TextStream::Next::kText) return true;
@@ -128,10 +133,8 @@ void stream(const Envelope& envelope, const Completion& c, TextStream& text,
     alive = send_event(response, envelope.chunk(piece, nullptr, /*first=*/false));
     more = alive && next_piece(envelope, text, response, piece);
   }
-  if (response.failed()) {
-    if (!alive) MEGALITH_LOG_INFO("{}: the client left; the request is cancelled", envelope.id);
-    return text.cancel();  // the worker moves on
-  }
+  if (!alive) return cancel(envelope, text);  // a send failed: the client left
+  if (response.failed()) return;                // next_piece saw it leave and cancelled
   if (!text.result().ok()) {
     send_event(response, openai::error_json(engine_error(text.result().status())));
   } else {

@@ -58,13 +58,6 @@ void TextStream::publish(std::string text) {
   changed_.notify_all();
 }
 
-bool TextStream::next(std::string& text) {
-  Next n;
-  while ((n = next_for(text, std::chrono::hours(1))) == Next::kWaiting) {
-  }
-  return n == Next::kText;
-}
-
 TextStream::Next TextStream::next_for(std::string& text, std::chrono::milliseconds wait) {
   std::unique_lock lock(mutex_);
   if (!changed_.wait_for(lock, wait, [this] { return !pieces_.empty() || result_.has_value(); })) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,7 +66,9 @@ TEST(TextStream, HandsWholeCharactersToTheReaderAndCutsAtStops) {
     stream->finish(GenerationResult{{}, "stop", 0, 0});
   });
   std::string got, piece;
-  while (stream->next(piece)) {
+  for (TextStream::Next n;
+       (n = stream->next_for(piece, std::chrono::milliseconds(50))) != TextStream::Next::kEnded;) {
+    if (n == TextStream::Next::kWaiting) continue;
     EXPECT_FALSE(piece.empty());
     got += piece;
   }

@@ -7,7 +7,8 @@
 //   request.options.should_stop = [text] { return text->should_stop(); };
 //   request.on_done = [text](StatusOr<GenerationResult> r) { text->finish(std::move(r)); };
 //   std::string piece;
-//   while (text->next(piece)) send(piece);                                      // reader
+//   for (TextStream::Next n; (n = text->next_for(piece, 200ms)) != TextStream::Next::kEnded;)
+//     if (n == TextStream::Next::kText) send(piece);                               // reader
 //   const StatusOr<GenerationResult>& result = text->result();
 #pragma once
 
@@ -58,9 +59,8 @@ class TextStream {
   bool should_stop() const;
   void finish(StatusOr<GenerationResult> result);
 
-  // The reader's side: blocks until there is text (true) or the request has ended (false).
-  bool next(std::string& text);
-  // The same, waiting at most `wait`: kWaiting when nothing came in that time.
+  // The reader's side: waits up to `wait` for text (kText), the end of the request (kEnded) or
+  // neither (kWaiting), so the reader can look after its client in between.
   enum class Next { kText, kEnded, kWaiting };
   Next next_for(std::string& text, std::chrono::milliseconds wait);
   // Once next() returned false: how generation ended.

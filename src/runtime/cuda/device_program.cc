@@ -193,14 +193,11 @@ Status DeviceProgram::validate_and_plan() {
   smem_bytes_ = kernels::megakernel_smem_bytes(scratch_floats_, num_stages_);
   int fit = 0;
   MEGALITH_CUDA_RETURN_IF_ERROR(kernels::megakernel_max_workers(smem_bytes_, &fit));
-  if (options_.dynamic && tg.num_workers + 1 > fit) {
-    return invalid_argument("the task graph has {} workers; in dynamic mode the schedulers take "
-                            "an SM of their own, so this GPU runs at most {}",
-                            tg.num_workers, fit - 1);
-  }
-  if (tg.num_workers > fit) {
-    return invalid_argument("the task graph has {} workers; this GPU runs at most {} at once",
-                            tg.num_workers, fit);
+  const int workers_fit = options_.dynamic ? fit - 1 : fit;  // the schedulers take one CTA
+  if (tg.num_workers > workers_fit) {
+    return invalid_argument("the task graph has {} workers; this GPU runs at most {} at once{}",
+                            tg.num_workers, workers_fit,
+                            options_.dynamic ? " in dynamic mode, whose schedulers take an SM" : "");
   }
   return {};
 }
@@ -280,9 +277,15 @@ Status DeviceProgram::allocate_and_upload() {
       }
     }
     target_begin.push_back(uint32_t(targets.size()));
-    for (size_t q = 0; q < entries.size(); ++q) {
+    for (uint32_t q = 0; q < entries.size(); ++q) {
       const abi::TaskDesc& t = entries[q].task;
       for (uint32_t w = 0; w < t.wait_count; ++w) joins[q] += tg_.waits[t.wait_begin + w].step_offset;
+      // Its joins reach wait_count * (first + 1) at the start of every launch: every launch
+      // begins with it (the embedding, whose only wait is on the step before).
+      if (joins[q] == t.wait_count) dynamic_seeds_.push_back({q, worker_of_entry[q]});
+    }
+    if (dynamic_seeds_.empty()) {
+      return invalid_argument("dynamic mode: no task is ready at a launch's first step");
     }
   }
   Piece pieces[] = {
@@ -488,9 +491,9 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
 }
 
 // Zeroes dynamic mode's logs and counts for a launch of [first, end) and seeds the dispatch
-// logs with the tasks ready at its first step: those whose join counter (its initial value
-// plus one per wait per step run so far) already reaches wait_count * (first + 1), as the
-// CPU executor's seed does.
+// logs with the tasks ready at its first step (dynamic_seeds_: those whose join counter, its
+// initial value plus one per wait per step run so far, already reaches wait_count *
+// (first + 1), as the CPU executor's seed finds).
 Status DeviceProgram::prepare_dynamic_launch(kernels::MegakernelArgs& args, int64_t first_step,
                                              int64_t end_step) {
   Device& d = *dev_;
@@ -515,22 +518,14 @@ Status DeviceProgram::prepare_dynamic_launch(kernels::MegakernelArgs& args, int6
   MEGALITH_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(d.logs, 0, dispatch_bytes + activation_bytes + count_bytes, d.stream));
   std::vector<uint32_t> counts(size_t(tg_.num_workers), 0);
-  std::vector<uint64_t> seeds;
-  seeds.reserve(tg_.queue_tasks.size());  // the copies read its elements: no reallocation
-  for (int32_t w = 0; w < tg_.num_workers; ++w) {
-    const uint32_t q_begin = tg_.queue_begin[size_t(w)];
-    for (uint32_t q = q_begin; q < tg_.queue_begin[size_t(w) + 1]; ++q) {
-      const abi::TaskDesc& t = tg_.tasks[tg_.queue_tasks[q]];
-      uint64_t offsets = 0;
-      for (uint32_t i = 0; i < t.wait_count; ++i) offsets += tg_.waits[t.wait_begin + i].step_offset;
-      if (offsets != t.wait_count) continue;  // joins reach wait_count * (first + 1) only then
-      seeds.push_back(uint64_t(1) << 32 | q);
-      const uint64_t slot = uint64_t(q_begin) * steps + counts[size_t(w)]++;
-      MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dyn.dispatch_log + slot, &seeds.back(), 8,
-                                                    cudaMemcpyHostToDevice, d.stream));
-    }
+  std::vector<uint64_t> seeds(dynamic_seeds_.size());  // log entries: step first, the entry
+  for (size_t i = 0; i < dynamic_seeds_.size(); ++i) {
+    const auto [entry, worker] = dynamic_seeds_[i];
+    seeds[i] = uint64_t(1) << 32 | entry;
+    const uint64_t slot = uint64_t(tg_.queue_begin[worker]) * steps + counts[worker]++;
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dyn.dispatch_log + slot, &seeds[i], 8,
+                                                  cudaMemcpyHostToDevice, d.stream));
   }
-  if (seeds.empty()) return invalid_argument("dynamic mode: no task is ready at the first step");
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dyn.dispatch_count, counts.data(), counts.size() * 4,
                                                 cudaMemcpyHostToDevice, d.stream));
   // The copies read `seeds` and `counts`, which end with this function.

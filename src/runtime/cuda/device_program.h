@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "megalith/abi/random_weight.h"
@@ -84,6 +85,8 @@ class DeviceProgram {
   DeviceProgramOptions options_;
   std::unique_ptr<Device> dev_;
   std::vector<uint64_t> buffer_offset_;  // each buffer's place in the arena
+  // Dynamic mode: the queue entries (and their workers) ready at every launch's first step.
+  std::vector<std::pair<uint32_t, uint32_t>> dynamic_seeds_;
   uint32_t scratch_floats_ = 0, num_stages_ = 0;
   uint64_t smem_bytes_ = 0;
   bool broken_ = false;
