@@ -4,6 +4,9 @@
 # libraries the GPU machine lacks, and the commit they were built from. With an architecture
 # list, device code for those only, in build/gpuARCHS and build/carry-gpuARCHS (80: the
 # Ampere path, which runs on Hopper too: scripts/gpu/check_megakernel.sh build/carry-gpu80).
+# The dual-architecture binaries outgrow what the device tool carries (64 MiB), so the carry
+# also goes as a gzip tarball: carry build/carry-gpu.tgz and start the GPU command with
+# `tar xzf build/carry-gpu.tgz -C build`.
 #   scripts/gpu/pack.sh [ARCHS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,4 +27,5 @@ for lib in libspdlog.so.1.10 libfmt.so.9 libgomp.so.1; do
 done
 git rev-parse --short HEAD >$carry/COMMIT
 git diff --quiet HEAD || echo "$(cat $carry/COMMIT)+dirty" >$carry/COMMIT
-du -sh $carry
+tar -czf $carry.tgz -C build "${carry#build/}"
+du -sh $carry $carry.tgz
