@@ -17,9 +17,10 @@ __device__ inline void run_qk_norm_rope_kv_append(TaskEnv& env, const abi::TaskD
   const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
   const int hd = t.params.rope.head_dim, group = t.params.rope.group, half = hd / 2;
   const double eps = t.params.rope.eps;
-  for (int i = env.tid; i < q.rows * hd; i += CONSUMER_THREADS) {
-    v_cache.set(positions.get_int(0, i / hd), i % hd, v.get(i / hd, i % hd));
-  }
+  // The value rows are loaded with the heads (a store ahead of the heads' loads would hold
+  // them back: they might alias) and appended last; a decode step's fit in one load a thread.
+  const int values = q.rows * hd;
+  const float first_value = env.tid < values ? v.get(env.tid / hd, env.tid % hd) : 0.0f;
   // One warp per head (heads 0..group-1 of each row are the queries, head `group` the key),
   // all heads at once: the task is a chain of memory latencies, so it runs them side by side.
   float* head = env.scratch + env.warp * hd;
@@ -75,6 +76,10 @@ __device__ inline void run_qk_norm_rope_kv_append(TaskEnv& env, const abi::TaskD
     }
     // The warp's head buffer is refilled by its next item.
     __syncwarp();
+  }
+  if (env.tid < values) v_cache.set(positions.get_int(0, env.tid / hd), env.tid % hd, first_value);
+  for (int i = env.tid + CONSUMER_THREADS; i < values; i += CONSUMER_THREADS) {
+    v_cache.set(positions.get_int(0, i / hd), i % hd, v.get(i / hd, i % hd));
   }
 }
 
