@@ -25,4 +25,12 @@ inline int megakernel_ctas(const MegakernelArgs& args) {
 // Launches megakernel_ctas(args) CTAs cooperatively on `stream`; asynchronous.
 cudaError_t launch_megakernel(const MegakernelArgs& args, cudaStream_t stream);
 
+// Kernel-per-op mode (the ablation): one ordinary launch of `ctas` CTAs runs one fused op's
+// tasks, CTA c the queue [args.queue_begin[c], args.queue_begin[c + 1]), at step
+// *args.device_step; launch_advance_step adds one to that step. Both can be captured in a CUDA
+// graph. configure_op_kernel sets the kernel's shared memory once, before any launch.
+cudaError_t configure_op_kernel(size_t smem_bytes);
+cudaError_t launch_op_kernel(const MegakernelArgs& args, int ctas, cudaStream_t stream);
+cudaError_t launch_advance_step(int64_t* step, cudaStream_t stream);
+
 }  // namespace megalith::kernels

@@ -159,6 +159,9 @@ struct MegakernelArgs {
   // Dynamic mode (num_schedulers > 0): schedulers dispatch each task once its events fired.
   DynamicArgs dynamic;
   uint32_t num_workers;
+  // Kernel-per-op mode: the step to run, read from device memory at each launch, so that one
+  // captured CUDA graph of a step's launches serves every step (it ends by adding one to it).
+  int64_t* device_step;
 };
 
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }

@@ -213,6 +213,60 @@ __device__ __noinline__ void run_dynamic_cta(const MegakernelArgs& args, uint8_t
   run_dynamic_consumer(args, ring, smem, shared);
 }
 
+// Kernel-per-op mode: the CTA's queue (its share of one fused op's tasks) once, at step
+// *args.device_step. The launches before it in the stream ran every task it waits on, so its
+// waits pass at once; the entry is staged in shared memory as in the megakernel.
+__device__ __noinline__ void run_op_consumer(const MegakernelArgs& args, const Ring& ring,
+                                             uint8_t* smem, int64_t step, volatile uint32_t* stop) {
+  TaskEnv env = consumer_env(args, ring, smem);
+  auto* slot = reinterpret_cast<uint4*>(smem + SMEM_ENTRY_OFFSET);
+  const auto* entries = reinterpret_cast<const uint4*>(args.entries);
+  const QueueEntry& e = *reinterpret_cast<const QueueEntry*>(slot);
+  for (uint32_t q = args.queue_begin[blockIdx.x]; q < args.queue_begin[blockIdx.x + 1]; ++q) {
+    if (env.tid < ENTRY_VECTORS) slot[env.tid] = entries[size_t(q) * ENTRY_VECTORS + env.tid];
+    consumer_sync();
+    const uint32_t signal = e.task.signal;  // read before the next entry may overwrite the slot
+    prepare_task(env, e.task);
+    if (env.tid == 0) *stop = wait_events(args, e, step) ? 0u : 1u;
+    consumer_sync();
+    if (*stop != 0) {
+      wait_async_copies();  // prepare_task's copies write this CTA's shared memory
+      return;
+    }
+    env.step = step;
+    env.task = e.task_index;
+    env.stream_begin_ns = env.stream_end_ns = 0;
+    run_task(env, e.task);
+    if (env.failed) return;
+    consumer_sync();  // every thread's writes and reads of the entry before the release
+    if (env.tid == 0 && signal != abi::kNoEvent) red_release_gpu_add(args.counters + signal, 1);
+  }
+}
+
+__global__ void __launch_bounds__(WORKER_THREADS, 1) op_kernel(const MegakernelArgs args) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  __shared__ volatile uint32_t stop;
+  const int64_t step = *args.device_step;
+  const Ring ring = setup_ring(args, smem);
+  if (threadIdx.x / 32 == PRODUCER_WARP) {
+    if (int(threadIdx.x % 32) >= PRODUCER_LANES) return;
+    const uint64_t policy = l2_evict_first_policy();
+    ProducerState p;
+    for (uint32_t q = args.queue_begin[blockIdx.x]; q < args.queue_begin[blockIdx.x + 1]; ++q) {
+      const QueueEntry& e = args.entries[q];
+      if (!stream_task_weights(args, ring, e.task, e.task_index, step, policy, p)) {
+        drain_producer(ring, p);
+        return;
+      }
+    }
+    return;
+  }
+  run_op_consumer(args, ring, smem, step, &stop);
+}
+
+// Kernel-per-op mode: the last node of a step's graph moves every launch on to the next step.
+__global__ void advance_step(int64_t* step) { *step += 1; }
+
 // Worker CTAs first; in dynamic mode one more CTA, whose first warps are the schedulers.
 __global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const MegakernelArgs args) {
   extern __shared__ __align__(128) uint8_t smem[];
@@ -245,6 +299,22 @@ cudaError_t megakernel_max_workers(size_t smem_bytes, int* workers) {
   if (e != cudaSuccess) return e;
   *workers = sms * per_sm;
   return cudaSuccess;
+}
+
+cudaError_t configure_op_kernel(size_t smem_bytes) {
+  return cudaFuncSetAttribute(op_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              int(smem_bytes));
+}
+
+cudaError_t launch_op_kernel(const MegakernelArgs& args, int ctas, cudaStream_t stream) {
+  op_kernel<<<ctas, WORKER_THREADS, megakernel_smem_bytes(args.scratch_floats, args.num_stages),
+              stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_advance_step(int64_t* step, cudaStream_t stream) {
+  advance_step<<<1, 1, 0, stream>>>(step);
+  return cudaGetLastError();
 }
 
 cudaError_t launch_megakernel(const MegakernelArgs& args, cudaStream_t stream) {

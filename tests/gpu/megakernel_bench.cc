@@ -4,6 +4,7 @@
 // for its inputs and running.
 //
 //   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
+//                      [--kernel-per-op]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -95,7 +96,7 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
     us_per_step.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count() / double(steps));
   }
   std::vector<TaskTiming> timings;
-  MEGALITH_RETURN_IF_ERROR(exec->run_traced(steps, &timings));
+  if (!options.kernel_per_op) MEGALITH_RETURN_IF_ERROR(exec->run_traced(steps, &timings));
 
   const uint64_t bytes = step_weight_bytes(tg);
   const double floor_us = double(bytes) / bandwidth * 1e6, measured = median(us_per_step);
@@ -108,6 +109,10 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
              measured, us_per_step[0], us_per_step[1], us_per_step[2], floor_us,
              100 * floor_us / measured);
 
+  if (options.kernel_per_op) {
+    fmt::print("  kernel-per-op mode: one launch per fused op, from a CUDA graph (no trace)\n");
+    return {};
+  }
   fmt::print("  traced: {:.1f} us/step (median, last task done to last task done)\n",
              traced_step_us(timings));
   fmt::print("{}", format_trace_summary(summarize_trace(tg, timings)));
@@ -128,6 +133,8 @@ int run_bench(int argc, char** argv) {
       options.per_thread_release = true;
     } else if (arg == "--dynamic") {
       options.mode = SchedulingMode::kDynamic;
+    } else if (arg == "--kernel-per-op") {
+      options.kernel_per_op = true;
     } else {
       specs.push_back(arg);
     }

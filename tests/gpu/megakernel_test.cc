@@ -7,7 +7,7 @@
 //    producer streams across task and step boundaries;
 //  - tiny random models of every architecture: the CUDA executor's greedy tokens (64 new
 //    ones, over two launches) and sampled tokens equal the CPU executor's, log-probs and
-//    logits close, in static mode and (two of them) in dynamic mode;
+//    logits close, in static mode and (two of them each) in dynamic and kernel-per-op mode;
 //  - a task waiting on an event nobody signals ends the launch with the watchdog's report.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -721,6 +721,7 @@ struct ModelCase {
   Architecture arch;
   DType dtype;
   SchedulingMode mode = SchedulingMode::kStatic;
+  bool kernel_per_op = false;  // the megakernel's ablation (static mode's queues per op)
 };
 
 // All SMs work in static mode; dynamic mode's schedulers take one.
@@ -759,6 +760,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
   CudaExecutorOptions gpu_options;
   gpu_options.mode = mc.mode;
+  gpu_options.kernel_per_op = mc.kernel_per_op;
   auto gpu = CudaExecutor::create(*tg, **ckpt, gpu_options);
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
   fs::remove_all(dir);
@@ -913,12 +915,17 @@ INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
                                            ModelCase{Architecture::kLlama, DType::kBF16,
                                                      SchedulingMode::kDynamic},
                                            ModelCase{Architecture::kQwen3, DType::kBF16,
-                                                     SchedulingMode::kDynamic}),
+                                                     SchedulingMode::kDynamic},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, true},
+                                           ModelCase{Architecture::kQwen2, DType::kF16,
+                                                     SchedulingMode::kStatic, true}),
                          [](const auto& info) {
-                           return fmt::format("{}_{}{}", architecture_short_name(info.param.arch),
+                           return fmt::format("{}_{}{}{}", architecture_short_name(info.param.arch),
                                               dtype_short_name(info.param.dtype),
                                               info.param.mode == SchedulingMode::kDynamic
-                                                  ? "_dynamic" : "");
+                                                  ? "_dynamic" : "",
+                                              info.param.kernel_per_op ? "_kernel_per_op" : "");
                          });
 
 }  // namespace

@@ -327,6 +327,10 @@ TEST_F(CliTest, CompiledCpuMatchesTheReferenceForAnyThreadsAndSchedule) {
     EXPECT_EQ(json::parse(r.out)["tokens"], expected) << extra;
   }
   EXPECT_NE(run(args + " --schedule sideways").exit_code, 0);
+  // The kernel-per-op ablation launches GPU kernels: on the CPU it is a one-line error.
+  const Result per_op = run(args + " --device cpu --schedule kernel-per-op");
+  EXPECT_NE(per_op.exit_code, 0);
+  EXPECT_NE(per_op.err.find("--device cuda"), std::string::npos) << per_op.err;
   EXPECT_NE(run(args + " --cpu-workers -2").exit_code, 0);
   EXPECT_NE(run(args + " --workers -1").exit_code, 0);
 }

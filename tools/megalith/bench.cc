@@ -149,7 +149,7 @@ Status run(BenchArgs a) {
       {"date", utc_now()},
       {"batch", 1},
       {"tp", 1},
-      {"mode", "megakernel"},
+      {"mode", a.device.schedule == "kernel-per-op" ? "kernel-per-op" : "megakernel"},
       {"schedule", a.device.schedule},
       {"workers", exec->task_graph().num_workers},
       {"dtype", dtype_short_name(model.config.dtype)},

@@ -77,8 +77,10 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
                  "depend on it)")
       ->capture_default_str();
   cmd.add_option("--schedule", opts.schedule,
-                 "static (compiler-ordered queues) or dynamic (schedulers dispatch ready tasks: "
-                 "warps on an SM of their own on cuda, threads on cpu)")
+                 "static (compiler-ordered queues), dynamic (schedulers dispatch ready tasks: "
+                 "warps on an SM of their own on cuda, threads on cpu) or kernel-per-op (cuda "
+                 "only, the megakernel's ablation: the same tasks, one kernel launch per fused "
+                 "op, replayed from a CUDA graph)")
       ->capture_default_str();
   cmd.add_option("--shuffle-seed", opts.shuffle_seed,
                  "non-zero: random delays and placement, to shake out ordering bugs")
@@ -103,8 +105,12 @@ Status check_device(const DeviceOptions& opts) {
   if (opts.cpu_workers < 0 || opts.cpu_workers > 1024) {
     return invalid_argument("--cpu-workers must be between 0 and 1024, got {}", opts.cpu_workers);
   }
-  if (opts.schedule != "static" && opts.schedule != "dynamic") {
-    return invalid_argument("unknown --schedule '{}' (use static or dynamic)", opts.schedule);
+  if (opts.schedule != "static" && opts.schedule != "dynamic" && opts.schedule != "kernel-per-op") {
+    return invalid_argument("unknown --schedule '{}' (use static, dynamic or kernel-per-op)",
+                            opts.schedule);
+  }
+  if (opts.schedule == "kernel-per-op" && opts.device != "cuda") {
+    return invalid_argument("--schedule kernel-per-op launches GPU kernels: use it with --device cuda");
   }
   if (opts.max_seq_len < 0 || opts.max_seq_len > (1 << 24)) {
     return invalid_argument("--max-seq-len must be between 1 and 16777216, got {}",
@@ -219,6 +225,7 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
 #if MEGALITH_HAS_CUDA
     CudaExecutorOptions options;
     options.mode = mode;
+    options.kernel_per_op = opts.schedule == "kernel-per-op";
     ProgressBar bar("uploading weights");
     options.on_upload = [&bar](uint64_t done, uint64_t total) { bar.update(done, total); };
     std::unique_ptr<CudaExecutor> exec;

@@ -41,6 +41,9 @@ struct CudaExecutorOptions {
   // compute-sanitizer racecheck can follow. MEGALITH_PER_THREAD_RELEASE=1 sets it too.
   bool per_thread_release = false;
   uint32_t max_stages = 0;  // weight ring stages (as many as fit, up to this); 0: 3, the fastest
+  // The megakernel's ablation: the same tasks, one kernel launch per fused op, a step's
+  // launches replayed from a CUDA graph (static mode only; run_traced() records no trace).
+  bool kernel_per_op = false;
   // Called as create() uploads a checkpoint's weights: bytes done so far and in all, after
   // each weight (a progress bar's feed).
   std::function<void(uint64_t done, uint64_t total)> on_upload;

@@ -46,6 +46,9 @@ struct DeviceProgram::Device {
   // Dynamic mode's logs and counts for the longest launch so far (DynamicArgs).
   uint8_t* logs = nullptr;
   uint64_t log_steps = 0;
+  // Kernel-per-op mode: one step's launches, replayed per step; the step they read.
+  cudaGraphExec_t op_graph = nullptr;
+  int64_t* device_step = nullptr;
   kernels::MegakernelArgs args{};
 
   ~Device() {
@@ -54,6 +57,7 @@ struct DeviceProgram::Device {
       if (staged[i]) cudaEventDestroy(staged[i]);
       if (staging[i]) cudaFreeHost(staging[i]);
     }
+    if (op_graph) cudaGraphExecDestroy(op_graph);
     if (published) cudaFreeHost(published);
     if (logs) cudaFree(logs);
     if (arena) cudaFree(arena);
@@ -94,6 +98,9 @@ StatusOr<std::unique_ptr<DeviceProgram>> DeviceProgram::create(const TaskGraph& 
 Status DeviceProgram::validate_and_plan() {
   const TaskGraph& tg = tg_;
   if (tg.num_workers < 1) return invalid_argument("the task graph has no workers");
+  if (options_.dynamic && options_.kernel_per_op) {
+    return invalid_argument("dynamic mode and kernel-per-op mode exclude each other");
+  }
   if (tg.queue_begin.size() != size_t(tg.num_workers) + 1 ||
       tg.queue_begin.back() != tg.queue_tasks.size()) {
     return invalid_argument("the task graph's queues do not match its {} workers", tg.num_workers);
@@ -232,11 +239,10 @@ Status DeviceProgram::allocate_and_upload() {
     const abi::EventWait& ew = tg_.waits[w];
     waits[w] = {ew.event, tg_.events[ew.event].triggers, ew.step_offset, 0};
   }
-  std::vector<kernels::QueueEntry> entries(tg_.queue_tasks.size());
-  for (size_t q = 0; q < entries.size(); ++q) {
-    kernels::QueueEntry& e = entries[q];
-    e.task = tg_.tasks[tg_.queue_tasks[q]];
-    e.task_index = tg_.queue_tasks[q];
+  const auto entry_of = [&](uint32_t task) {
+    kernels::QueueEntry e{};
+    e.task = tg_.tasks[task];
+    e.task_index = task;
     e.signal_triggers = e.task.signal == abi::kNoEvent ? 0 : tg_.events[e.task.signal].triggers;
     for (abi::TensorRef& r : e.task.refs) {
       if (r.buffer != abi::kNoBuffer) {
@@ -246,6 +252,23 @@ Status DeviceProgram::allocate_and_upload() {
     for (uint32_t i = 0; i < e.task.wait_count && i < uint32_t(kernels::INLINE_WAITS); ++i) {
       e.waits[i] = waits[e.task.wait_begin + i];
     }
+    return e;
+  };
+  std::vector<kernels::QueueEntry> entries(tg_.queue_tasks.size());
+  for (size_t q = 0; q < entries.size(); ++q) entries[q] = entry_of(tg_.queue_tasks[q]);
+  // Kernel-per-op mode: each op's tasks dealt round robin to min(tasks, workers) CTAs, each
+  // CTA's share contiguous; op_queue_begin holds every op's CTA bounds one after the other.
+  std::vector<kernels::QueueEntry> op_entries;
+  std::vector<uint32_t> op_queue_begin;
+  if (options_.kernel_per_op) {
+    for (const FusedOpInfo& op : tg_.ops) {
+      const uint32_t ctas = std::min<uint32_t>(op.task_count, uint32_t(tg_.num_workers));
+      for (uint32_t c = 0; c < ctas; ++c) {
+        op_queue_begin.push_back(uint32_t(op_entries.size()));
+        for (uint32_t t = c; t < op.task_count; t += ctas) op_entries.push_back(entry_of(op.task_begin + t));
+      }
+    }
+    op_queue_begin.push_back(uint32_t(op_entries.size()));
   }
 
   // Entries, queue bounds, waits, counters, the error record and the abort flag, each
@@ -298,6 +321,9 @@ Status DeviceProgram::allocate_and_upload() {
       {target_begin.data(), target_begin.size() * sizeof(uint32_t)},
       {targets.data(), targets.size() * sizeof(kernels::DispatchTarget)},
       {joins.data(), joins.size() * sizeof(uint64_t)},
+      {op_entries.data(), op_entries.size() * sizeof(kernels::QueueEntry)},
+      {op_queue_begin.data(), op_queue_begin.size() * sizeof(uint32_t)},
+      {nullptr, sizeof(int64_t)},  // kernel-per-op mode's step
   };
   uint64_t meta_bytes = 0;
   for (Piece& p : pieces) {
@@ -335,6 +361,49 @@ Status DeviceProgram::allocate_and_upload() {
       options_.per_thread_release || (per_thread != nullptr && std::string(per_thread) == "1");
   a.scratch_floats = scratch_floats_;
   a.num_stages = num_stages_;
+  if (options_.kernel_per_op) {
+    d.device_step = reinterpret_cast<int64_t*>(d.meta + pieces[11].offset);
+    MEGALITH_RETURN_IF_ERROR(capture_op_graph(
+        reinterpret_cast<const kernels::QueueEntry*>(d.meta + pieces[9].offset),
+        reinterpret_cast<const uint32_t*>(d.meta + pieces[10].offset)));
+  }
+  return {};
+}
+
+// Kernel-per-op mode: a step as one launch per op with tasks, in the task graph's (topological)
+// op order, then the step's advance; captured once. Every launch publishes tokens to the
+// host-mapped buffer, which therefore exists from the start.
+Status DeviceProgram::capture_op_graph(const kernels::QueueEntry* entries,
+                                       const uint32_t* queue_begin) {
+  Device& d = *dev_;
+  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::configure_op_kernel(smem_bytes_));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaHostAlloc(
+      &d.published, 16 + size_t(tg_.max_seq_len) * sizeof(kernels::PublishedToken), cudaHostAllocMapped));
+  kernels::MegakernelArgs a = d.args;
+  MEGALITH_CUDA_RETURN_IF_ERROR(
+      cudaHostGetDevicePointer(reinterpret_cast<void**>(&a.published_count), d.published, 0));
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(
+      reinterpret_cast<void**>(&a.published), static_cast<uint8_t*>(d.published) + 16, 0));
+  a.entries = entries;
+  a.device_step = d.device_step;
+  cudaGraph_t graph = nullptr;
+  MEGALITH_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(d.stream, cudaStreamCaptureModeThreadLocal));
+  cudaError_t e = cudaSuccess;
+  uint32_t cta = 0;
+  for (const FusedOpInfo& op : tg_.ops) {
+    const uint32_t ctas = std::min<uint32_t>(op.task_count, uint32_t(tg_.num_workers));
+    if (ctas == 0) continue;
+    a.queue_begin = queue_begin + cta;
+    cta += ctas;
+    if ((e = kernels::launch_op_kernel(a, int(ctas), d.stream)) != cudaSuccess) break;
+  }
+  if (e == cudaSuccess) e = kernels::launch_advance_step(d.device_step, d.stream);
+  const cudaError_t ended = cudaStreamEndCapture(d.stream, &graph);
+  MEGALITH_CUDA_RETURN_IF_ERROR(e);
+  MEGALITH_CUDA_RETURN_IF_ERROR(ended);
+  e = cudaGraphInstantiate(&d.op_graph, graph, 0);
+  cudaGraphDestroy(graph);
+  MEGALITH_CUDA_RETURN_IF_ERROR(e);
   return {};
 }
 
@@ -420,6 +489,9 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
   kernels::MegakernelArgs args = d.args;
   args.first_step = first_step;
   args.end_step = end_step;
+  if (timings && options_.kernel_per_op) {
+    return unimplemented("kernel-per-op mode records no task trace; trace the megakernel");
+  }
   const uint64_t trace_records = uint64_t(end_step - first_step) * tg_.queue_tasks.size();
   std::unique_ptr<kernels::TaskTrace, decltype(&cudaFree)> trace(nullptr, &cudaFree);
   if (timings) {
@@ -449,7 +521,16 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
         cudaHostGetDevicePointer(reinterpret_cast<void**>(&args.published), published, 0));
   }
   if (options_.dynamic) MEGALITH_RETURN_IF_ERROR(prepare_dynamic_launch(args, first_step, end_step));
-  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, d.stream));
+  if (options_.kernel_per_op) {
+    // The graph's launches read the step from device memory and advance it themselves.
+    MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d.device_step, &first_step, sizeof(first_step),
+                                                  cudaMemcpyHostToDevice, d.stream));
+    for (int64_t step = first_step; step < end_step; ++step) {
+      MEGALITH_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(d.op_graph, d.stream));
+    }
+  } else {
+    MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, d.stream));
+  }
   if (on_token) {
     // Hands over what the kernel has published until the launch is over, then the rest.
     int64_t delivered = first_position;

@@ -22,6 +22,7 @@
 
 namespace megalith::kernels {
 struct MegakernelArgs;
+struct QueueEntry;
 }
 
 namespace megalith::cuda {
@@ -39,6 +40,10 @@ struct DeviceProgramOptions {
   // its events fired, instead of each worker running its queue in the compiler's order. The
   // GPU needs one SM more than the task graph has workers.
   bool dynamic = false;
+  // Kernel-per-op mode, the ablation of the megakernel: the same tasks, one ordinary launch
+  // per fused op (its tasks dealt round robin to at most num_workers CTAs), a step's launches
+  // captured once in a CUDA graph that run() replays once per step.
+  bool kernel_per_op = false;
 };
 
 class DeviceProgram {
@@ -80,6 +85,7 @@ class DeviceProgram {
   Status allocate_and_upload();
   Status fault_report() const;
   Status prepare_dynamic_launch(kernels::MegakernelArgs& args, int64_t first_step, int64_t end_step);
+  Status capture_op_graph(const kernels::QueueEntry* entries, const uint32_t* queue_begin);
 
   TaskGraph tg_;
   DeviceProgramOptions options_;
