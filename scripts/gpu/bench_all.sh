@@ -6,11 +6,8 @@
 #   scripts/gpu/bench_all.sh [CARRY_DIR] [extra megalith bench flags...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-carry=${1:-build/carry-gpu}
+source scripts/gpu/carry_env.sh "${1:-}"
 shift || true
-export OUT=${OUT:-$PWD/gpu-logs} PYTHONUNBUFFERED=1 MEGALITH_COMMIT=$(cat "$carry/COMMIT")
-export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-mkdir -p "$OUT"
 status=0
 for model in qwen3-8b llama-3.2-1b qwen3-0.6b; do
   "$carry/tools/megalith/megalith" bench --preset "$model" --out "$OUT/decode.json" "$@" \

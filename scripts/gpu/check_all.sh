@@ -6,10 +6,7 @@
 #   scripts/gpu/check_all.sh [CARRY_DIR]      # default build/carry-gpu (scripts/gpu/pack.sh)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-carry=${1:-build/carry-gpu}
-export OUT=${OUT:-$PWD/gpu-logs} PYTHONUNBUFFERED=1
-export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-mkdir -p "$OUT"
+source scripts/gpu/carry_env.sh "${1:-}"
 status=0
 scripts/gpu/check_megakernel.sh "$carry" 2>&1 | tee "$OUT/check_megakernel.txt"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
