@@ -213,55 +213,21 @@ __device__ __noinline__ void run_dynamic_cta(const MegakernelArgs& args, uint8_t
   run_dynamic_consumer(args, ring, smem, shared);
 }
 
-// Kernel-per-op mode: the CTA's queue (its share of one fused op's tasks) once, at step
-// *args.device_step. The launches before it in the stream ran every task it waits on, so its
-// waits pass at once; the entry is staged in shared memory as in the megakernel.
-__device__ __noinline__ void run_op_consumer(const MegakernelArgs& args, const Ring& ring,
-                                             uint8_t* smem, int64_t step, volatile uint32_t* stop) {
-  TaskEnv env = consumer_env(args, ring, smem);
-  auto* slot = reinterpret_cast<uint4*>(smem + SMEM_ENTRY_OFFSET);
-  const auto* entries = reinterpret_cast<const uint4*>(args.entries);
-  const QueueEntry& e = *reinterpret_cast<const QueueEntry*>(slot);
-  for (uint32_t q = args.queue_begin[blockIdx.x]; q < args.queue_begin[blockIdx.x + 1]; ++q) {
-    if (env.tid < ENTRY_VECTORS) slot[env.tid] = entries[size_t(q) * ENTRY_VECTORS + env.tid];
-    consumer_sync();
-    const uint32_t signal = e.task.signal;  // read before the next entry may overwrite the slot
-    prepare_task(env, e.task);
-    if (env.tid == 0) *stop = wait_events(args, e, step) ? 0u : 1u;
-    consumer_sync();
-    if (*stop != 0) {
-      wait_async_copies();  // prepare_task's copies write this CTA's shared memory
-      return;
-    }
-    env.step = step;
-    env.task = e.task_index;
-    env.stream_begin_ns = env.stream_end_ns = 0;
-    run_task(env, e.task);
-    if (env.failed) return;
-    consumer_sync();  // every thread's writes and reads of the entry before the release
-    if (env.tid == 0 && signal != abi::kNoEvent) red_release_gpu_add(args.counters + signal, 1);
-  }
-}
-
+// Kernel-per-op mode: static mode's worker loop, producer and consumers, for one step
+// (*args.device_step) of the CTA's queue, its share of one fused op's tasks. The launches
+// before it in the stream ran every task it waits on, so its waits pass at once.
 __global__ void __launch_bounds__(WORKER_THREADS, 1) op_kernel(const MegakernelArgs args) {
   extern __shared__ __align__(128) uint8_t smem[];
-  __shared__ volatile uint32_t stop;
-  const int64_t step = *args.device_step;
-  const Ring ring = setup_ring(args, smem);
+  __shared__ ConsumerShared shared;
+  MegakernelArgs one_step = args;
+  one_step.first_step = *args.device_step;
+  one_step.end_step = one_step.first_step + 1;
+  const Ring ring = setup_ring(one_step, smem);
   if (threadIdx.x / 32 == PRODUCER_WARP) {
-    if (int(threadIdx.x % 32) >= PRODUCER_LANES) return;
-    const uint64_t policy = l2_evict_first_policy();
-    ProducerState p;
-    for (uint32_t q = args.queue_begin[blockIdx.x]; q < args.queue_begin[blockIdx.x + 1]; ++q) {
-      const QueueEntry& e = args.entries[q];
-      if (!stream_task_weights(args, ring, e.task, e.task_index, step, policy, p)) {
-        drain_producer(ring, p);
-        return;
-      }
-    }
+    if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer(one_step, ring);
     return;
   }
-  run_op_consumer(args, ring, smem, step, &stop);
+  run_static_consumer(one_step, ring, smem, &shared.stop);
 }
 
 // Kernel-per-op mode: the last node of a step's graph moves every launch on to the next step.

@@ -30,6 +30,11 @@ constexpr uint64_t kSharedMemorySlack = 1024;
 
 uint64_t aligned(uint64_t v) { return (v + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
 
+// Kernel-per-op mode: the CTAs of an op's launch, one per task up to one per worker.
+uint32_t op_ctas(const FusedOpInfo& op, int32_t workers) {
+  return std::min<uint32_t>(op.task_count, uint32_t(workers));
+}
+
 bool is_float_type(abi::RefType t) { return t != abi::RefType::kI32; }
 
 }  // namespace
@@ -262,7 +267,7 @@ Status DeviceProgram::allocate_and_upload() {
   std::vector<uint32_t> op_queue_begin;
   if (options_.kernel_per_op) {
     for (const FusedOpInfo& op : tg_.ops) {
-      const uint32_t ctas = std::min<uint32_t>(op.task_count, uint32_t(tg_.num_workers));
+      const uint32_t ctas = op_ctas(op, tg_.num_workers);
       for (uint32_t c = 0; c < ctas; ++c) {
         op_queue_begin.push_back(uint32_t(op_entries.size()));
         for (uint32_t t = c; t < op.task_count; t += ctas) op_entries.push_back(entry_of(op.task_begin + t));
@@ -391,7 +396,7 @@ Status DeviceProgram::capture_op_graph(const kernels::QueueEntry* entries,
   cudaError_t e = cudaSuccess;
   uint32_t cta = 0;
   for (const FusedOpInfo& op : tg_.ops) {
-    const uint32_t ctas = std::min<uint32_t>(op.task_count, uint32_t(tg_.num_workers));
+    const uint32_t ctas = op_ctas(op, tg_.num_workers);
     if (ctas == 0) continue;
     a.queue_begin = queue_begin + cta;
     cta += ctas;
