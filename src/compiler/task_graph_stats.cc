@@ -42,6 +42,15 @@ uint64_t step_weight_bytes(const TaskGraph& tg) {
   return total;
 }
 
+uint64_t kv_cache_bytes_per_position(const TaskGraph& tg) {
+  // The state buffers are the KV caches, max_seq_len positions each.
+  uint64_t total = 0;
+  for (const BufferDesc& b : tg.buffers) {
+    if (b.kind == BufferKind::kState) total += b.bytes;
+  }
+  return tg.max_seq_len > 0 ? total / uint64_t(tg.max_seq_len) : 0;
+}
+
 TaskGraphStats task_graph_stats(const TaskGraph& tg) {
   TaskGraphStats s;
   s.ops = int64_t(tg.ops.size());

@@ -103,7 +103,8 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
   fmt::print("\n{} ({} {}, {} tasks on {} workers, {} mode, {} ring stages, {:.1f} MB of "
              "weights a step; set-up {:.1f} s)\n", spec, dtype_short_name(cfg.dtype),
              architecture_short_name(arch), tg.tasks.size(), tg.num_workers,
-             scheduling_mode_name(options.mode), exec->ring_stages(), double(bytes) / 1e6,
+             options.kernel_per_op ? "kernel-per-op" : scheduling_mode_name(options.mode),
+             exec->ring_stages(), double(bytes) / 1e6,
              setup_s);
   fmt::print("  {:.1f} us/step (runs {:.1f} {:.1f} {:.1f}), floor {:.1f} us: {:.1f}% of the floor\n",
              measured, us_per_step[0], us_per_step[1], us_per_step[2], floor_us,

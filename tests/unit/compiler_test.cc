@@ -356,6 +356,14 @@ TEST(TaskGraphStats, AStepReadsEveryWeightOnceAndOneEmbeddingRow) {
   }
 }
 
+// The long-context floor's extra term: every layer's key and value rows of one position.
+TEST(TaskGraphStats, APositionOfKvCacheIsEveryLayersKeysAndValues) {
+  const ModelConfig cfg = *preset_config(Architecture::kQwen3, "qwen3-0.6b");
+  const TaskGraph tg = compile_or_die(cfg, 132, 64);
+  const uint64_t expected = uint64_t(cfg.num_layers) * 2 * uint64_t(cfg.kv_size()) * 2;  // bf16
+  EXPECT_EQ(kv_cache_bytes_per_position(tg), expected);
+}
+
 // Real shapes: one round of tasks per linear on 132 workers, fewer than that idle.
 TEST(CompilerShapes, RealModelLinearsFillTheWorkers) {
   const ModelConfig cfg = *preset_config(Architecture::kQwen3, "qwen3-0.6b");

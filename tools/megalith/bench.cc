@@ -2,8 +2,9 @@
 //
 // Batch 1, a prompt of --prompt-len tokens, then --new-tokens generated in one launch. In the
 // same run: the GPU's streaming-read bandwidth, the floor (weight bytes one step reads / that
-// bandwidth) and, through bench/hf_peers.py, Hugging Face transformers decoding the same
-// weights eagerly and with torch.compile. Appends one record to --out.
+// bandwidth; floor_with_kv_ms adds the KV cache the steps read, which long contexts need) and,
+// through bench/hf_peers.py, Hugging Face transformers decoding the same weights eagerly and
+// with torch.compile. Appends one record to --out.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -119,6 +120,11 @@ Status run(BenchArgs a) {
   const double setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();
   const uint64_t step_bytes = step_weight_bytes(exec->task_graph());
   const double floor_ms = double(step_bytes) / read_bytes_per_s * 1e3;
+  // The timed steps sit at positions prompt_len .. prompt_len + new_tokens - 2; on average
+  // each attends over prompt_len + new_tokens / 2 cached positions.
+  const uint64_t kv_read_bytes = kv_cache_bytes_per_position(exec->task_graph()) *
+                                 uint64_t(a.prompt_len + a.new_tokens / 2);
+  const double floor_with_kv_ms = double(step_bytes + kv_read_bytes) / read_bytes_per_s * 1e3;
 
   std::vector<int32_t> prompt(size_t(a.prompt_len));
   for (int64_t i = 0; i < a.prompt_len; ++i) {
@@ -141,6 +147,9 @@ Status run(BenchArgs a) {
   fmt::print(stderr, "{}: {:.3f} ms/token, floor {:.3f} ms ({:.1f} MB a step): {:.1f}% of the "
              "floor (set-up {:.1f} s)\n", a.name, ms_per_token, floor_ms, double(step_bytes) / 1e6,
              100 * floor_ms / ms_per_token, setup_s);
+  fmt::print(stderr, "{}: with the {:.1f} MB of KV cache a step reads, floor {:.3f} ms: {:.1f}%\n",
+             a.name, double(kv_read_bytes) / 1e6, floor_with_kv_ms,
+             100 * floor_with_kv_ms / ms_per_token);
 
   nlohmann::json record = {
       {"model", a.name},
@@ -163,6 +172,9 @@ Status run(BenchArgs a) {
       {"step_weight_bytes", step_bytes},
       {"floor_ms", floor_ms},
       {"fraction_of_floor", floor_ms / ms_per_token},
+      {"kv_read_bytes", kv_read_bytes},
+      {"floor_with_kv_ms", floor_with_kv_ms},
+      {"fraction_of_floor_with_kv", floor_with_kv_ms / ms_per_token},
       {"hf_eager_ms", nullptr},
       {"hf_compiled_ms", nullptr},
   };
