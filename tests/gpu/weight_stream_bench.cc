@@ -2,9 +2,10 @@
 // (bf16, all 0x3c3c) through the megakernel's own producer and stream_matvec, with no events,
 // and the rate per SM is printed beside a run whose consumers only take and free the chunks
 // (what the copies alone reach). docs/performance.md: this is how the consumers were found to
-// be the limit.
+// be the limit. With --sms N only N SMs stream (the same tiles each): whether one SM can take
+// more than its fair share of the bandwidth when the others are idle.
 //
-//   megalith_gpu_weight_stream [--stages S]
+//   megalith_gpu_weight_stream [--stages S] [--sms N]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -34,11 +35,24 @@ struct Shape {
 
 int run(int argc, char** argv) {
   uint32_t stages = 3;
+  int only = 0;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--stages") == 0 && i + 1 < argc) stages = uint32_t(std::stoul(argv[++i]));
+    if (std::strcmp(argv[i], "--stages") == 0 && i + 1 < argc) {
+      stages = uint32_t(std::stoul(argv[++i]));
+    } else if (std::strcmp(argv[i], "--sms") == 0 && i + 1 < argc) {
+      only = std::stoi(argv[++i]);
+    } else {
+      fmt::print(stderr, "usage: megalith_gpu_weight_stream [--stages S] [--sms N]\n");
+      return 2;
+    }
   }
   int sms = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  if (only < 0 || only > sms) {
+    fmt::print(stderr, "--sms must be 1..{}\n", sms);
+    return 2;
+  }
+  if (only > 0) sms = only;
   const Shape shapes[] = {{4096, 384, 3}, {4096, 32, 36}, {12288, 32, 12},
                           {1024, 64, 72}, {2048, 64, 36}, {8192, 32, 18}};
   uint64_t most = 0;
@@ -61,7 +75,7 @@ int run(int argc, char** argv) {
   cudaEvent_t start, stop;
   CHECK_CUDA(cudaEventCreate(&start));
   CHECK_CUDA(cudaEventCreate(&stop));
-  fmt::print("{} SMs, {} ring stages of {} KB\n", sms, stages, kernels::STAGE_BYTES / 1024);
+  fmt::print("{} SMs streaming, {} ring stages of {} KB\n", sms, stages, kernels::STAGE_BYTES / 1024);
   fmt::print("  {:>6} {:>6} {:>16} {:>16} {:>10}\n", "cols", "rows", "copies GB/s/SM",
              "matvec GB/s/SM", "bad rows");
   int status = 0;
