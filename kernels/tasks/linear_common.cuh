@@ -198,56 +198,86 @@ __device__ __forceinline__ void flush_rows(float (&sum)[R], int rows, int lane, 
   if (lane % (32 / R) == 0 && row < rows) part[row * CONSUMER_WARPS + warp] += v;
 }
 
+// One item of stream_matvec_items: R rows x UNIT_COLS<W> columns at `w` (the lane's first
+// quad of the item's first row; rows `row_bytes` apart) against the input quads at `x` (the
+// lane's first), added into sum[r]. Rows at or past `valid` are not loaded (a partial group);
+// FULL says the group has all R rows, so the loads need no predicate.
+template <class W, int R, bool FULL>
+__device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes, const float4* x,
+                                            int valid, float (&sum)[R]) {
+  constexpr int Q = UNIT_QUADS<W>;
+  float4 xq[Q];
+#pragma unroll
+  for (int q = 0; q < Q; ++q) xq[q] = x[q * 32];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    float d = 0;  // the item's own sum first: items are independent chains
+#pragma unroll
+    for (int q = 0; q < Q; ++q) {
+      const uint8_t* at = w + r * row_bytes + q * 128 * sizeof(W);
+      const RawQuad<W> raw =
+          FULL || r < valid ? *reinterpret_cast<const RawQuad<W>*>(at) : RawQuad<W>{};
+      d = quad_dot<W>(raw, xq[q], d);
+    }
+    sum[r] += d;
+  }
+}
+
 // The fast path of stream_matvec. Each warp takes a contiguous run of a chunk's items, so it
 // covers one or two row groups; it keeps one sum per row of the group in registers and then
 // adds them into part[row * CONSUMER_WARPS + warp]. Only that warp writes the slot, in chunk order, so no
-// barrier is needed between chunks and the sums do not depend on timing.
+// barrier is needed between chunks and the sums do not depend on timing. The consumers are
+// what limits a linear's stream (about 33 GB/s per SM, where one SM's copies alone reach
+// 57), so the loop keeps its index arithmetic out of the items: the chunk's place advances
+// instead of being divided out, pointers step by an item, and full groups load unpredicated.
 template <class W, int R>
 __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const float* xs,
                                     float* acc, float* part) {
-  constexpr int Q = UNIT_QUADS<W>;
   for (int i = env.tid; i < plan.rows * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
   consumer_sync();
-  const float4* x4 = reinterpret_cast<const float4*>(xs);
+  const float4* x_lane = reinterpret_cast<const float4*>(xs) + env.lane;
+  const uint32_t row_bytes = uint32_t(plan.seg_cols) * sizeof(W);
+  constexpr uint32_t ITEM_BYTES = UNIT_COLS<W> * sizeof(W);
+  constexpr int ITEM_QUADS = UNIT_COLS<W> / 4;
+  int32_t row0 = 0, col0 = 0;  // chunk_at(plan, c), advanced chunk by chunk
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
-    const Chunk chunk = chunk_at(plan, c);
+    const int rows = min(plan.rows_per_chunk, plan.rows - row0);
+    const int cols = min(plan.seg_cols, plan.cols - col0);
     const uint8_t* stage = next_stage(env);
     if (stage == nullptr) return false;
-    const int items_per_row = chunk.cols / UNIT_COLS<W>;
-    const int items = (chunk.rows + R - 1) / R * items_per_row;
+    const int items_per_row = cols / UNIT_COLS<W>;
+    const int items = (rows + R - 1) / R * items_per_row;
     const int per_warp = (items + CONSUMER_WARPS - 1) / CONSUMER_WARPS;
     const int begin = min(items, env.warp * per_warp), end = min(items, begin + per_warp);
+    int group = begin < end ? begin / items_per_row : 0;
+    int first = begin - group * items_per_row;  // the run's first item within its group
     // Group by group of the warp's run: the inner loop has no shuffles or branches, so the
     // loads of several items are in flight together.
-    for (int i = begin; i < end;) {
-      const int group = i / items_per_row;
-      const int group_end = min(end, (group + 1) * items_per_row);
+    for (int i = begin; i < end; i += items_per_row - first, ++group, first = 0) {
+      const int n = min(end - i, items_per_row - first);
+      const int valid = rows - group * R;
+      const uint8_t* w = stage + group * R * row_bytes + first * ITEM_BYTES +
+                         env.lane * 4 * sizeof(W);
+      const float4* x = x_lane + uint32_t(col0) / 4 + first * ITEM_QUADS;
       float sum[R] = {};
-#pragma unroll 4
-      for (; i < group_end; ++i) {
-        const int col = (i - group * items_per_row) * UNIT_COLS<W> + env.lane * 4;
-        float4 x[Q];
-#pragma unroll
-        for (int q = 0; q < Q; ++q) x[q] = x4[(chunk.col0 + col) / 4 + q * 32];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const int row = group * R + r;
-          float d = 0;  // the item's own sum first: items are independent chains
-#pragma unroll
-          for (int q = 0; q < Q; ++q) {
-            const RawQuad<W> w =
-                row < chunk.rows ? *reinterpret_cast<const RawQuad<W>*>(
-                                       stage + (size_t(row) * plan.seg_cols + col + q * 128) * sizeof(W))
-                                 : RawQuad<W>{};
-            d = quad_dot<W>(w, x[q], d);
-          }
-          sum[r] += d;
+      if (valid >= R) {
+#pragma unroll 2
+        for (int k = 0; k < n; ++k) {
+          matvec_item<W, R, true>(w + k * ITEM_BYTES, row_bytes, x + k * ITEM_QUADS, R, sum);
+        }
+      } else {
+        for (int k = 0; k < n; ++k) {
+          matvec_item<W, R, false>(w + k * ITEM_BYTES, row_bytes, x + k * ITEM_QUADS, valid, sum);
         }
       }
-      flush_rows<R>(sum, chunk.rows - group * R, env.lane, env.warp,
-                    part + (chunk.row0 + group * R) * CONSUMER_WARPS);
+      flush_rows<R>(sum, valid, env.lane, env.warp, part + (row0 + group * R) * CONSUMER_WARPS);
     }
     env.ring.release();
+    col0 += plan.seg_cols;
+    if (col0 >= plan.cols) {
+      col0 = 0;
+      row0 += plan.rows_per_chunk;
+    }
   }
   consumer_sync();
   for (int o = env.tid; o < plan.rows; o += CONSUMER_THREADS) {
