@@ -29,6 +29,13 @@ struct TaskEnv {
   uint64_t stream_begin_ns = 0, stream_end_ns = 0;
 
   __device__ Ref ref(const abi::TaskDesc& t, int i) const { return make_ref(t.refs[i]); }
+
+  // The next chunk's stage of the ring; nullptr (and failed) when the watchdog fired.
+  __device__ const uint8_t* next_stage() {
+    const uint8_t* stage = ring.wait(args, task, step);
+    if (stage == nullptr) failed = true;
+    return stage;
+  }
 };
 
 // A consumer thread's environment in the shared memory of layout.h, reading `ring`.

@@ -144,13 +144,6 @@ constexpr int UNIT_QUADS = VEC<W> / 4;  // quads per lane in an item
 template <class W>
 constexpr int UNIT_COLS = 32 * VEC<W>;
 
-// The next chunk's stage of the ring; nullptr (and env.failed) when the watchdog fired.
-__device__ __forceinline__ const uint8_t* next_stage(TaskEnv& env) {
-  const uint8_t* stage = env.ring.wait(env.args, env.task, env.step);
-  if (stage == nullptr) env.failed = true;
-  return stage;
-}
-
 // Whether every chunk of the plan splits into whole items starting on 16 bytes in the stage:
 // true for every real model's shapes.
 template <class W>
@@ -243,7 +236,7 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const int rows = min(plan.rows_per_chunk, plan.rows - row0);
     const int cols = min(plan.seg_cols, plan.cols - col0);
-    const uint8_t* stage = next_stage(env);
+    const uint8_t* stage = env.next_stage();
     if (stage == nullptr) return false;
     const int items_per_row = cols / UNIT_COLS<W>;
     const int items = (rows + R - 1) / R * items_per_row;
@@ -308,7 +301,7 @@ __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const
   int parity = 0;
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const Chunk chunk = chunk_at(plan, c);
-    const uint8_t* stage = next_stage(env);
+    const uint8_t* stage = env.next_stage();
     if (stage == nullptr) return false;
     const uint8_t* data = stage + chunk_skew(tile, plan, chunk);
     // Warps per row: all warps share a row when the chunk has fewer rows than warps.

@@ -336,6 +336,8 @@ const LinearShape kLinearShapes[] = {
     {9000, 5, 1, 3, RefType::kF32, true, true},     // 36000-byte rows: 3 rows x 4 segments
     {20000, 4, 2, 2, RefType::kBF16, false, true},  // 2 bf16 rows x 3 segments
     {12288, 11, 3, 8, RefType::kBF16, false, false}, // a down projection's rows: 4 x 4096 items
+    {3072, 23, 5, 11, RefType::kBF16, true, true},  // 5 rows a chunk (5, 5, 1): a row pair short
+    {1024, 40, 4, 33, RefType::kBF16, false, true}, // 16 rows a chunk (16, 16, 1)
     {5120, 13, 0, 13, RefType::kF16, true, true},   // 6 rows x 2560 a chunk, then 1 row
     {16411, 3, 1, 2, RefType::kBF16, true, true},   // unaligned rows over a stage: skewed segments
     {333, 64, 3, 61, RefType::kF32, false, false},  // many odd f32 rows per chunk
