@@ -232,6 +232,12 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
   const uint32_t row_bytes = uint32_t(plan.seg_cols) * sizeof(W);
   constexpr uint32_t ITEM_BYTES = UNIT_COLS<W> * sizeof(W);
   constexpr int ITEM_QUADS = UNIT_COLS<W> / 4;
+  // A chunk goes to half of the warps, the halves alternating by the chunk's index in the
+  // task: each warp flushes its row sums and frees a stage once per twice the items. The
+  // other half still waits for the chunk and frees it, so a stage's empty barrier counts
+  // every warp as before.
+  constexpr int HALF_WARPS = CONSUMER_WARPS / 2;
+  const int half = env.warp / HALF_WARPS, warp_in_half = env.warp % HALF_WARPS;
   int32_t row0 = 0, col0 = 0;  // chunk_at(plan, c), advanced chunk by chunk
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const int rows = min(plan.rows_per_chunk, plan.rows - row0);
@@ -239,9 +245,9 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
     const uint8_t* stage = env.next_stage();
     if (stage == nullptr) return false;
     const int items_per_row = cols / UNIT_COLS<W>;
-    const int items = (rows + R - 1) / R * items_per_row;
-    const int per_warp = (items + CONSUMER_WARPS - 1) / CONSUMER_WARPS;
-    const int begin = min(items, env.warp * per_warp), end = min(items, begin + per_warp);
+    const int items = (c & 1) == half ? (rows + R - 1) / R * items_per_row : 0;
+    const int per_warp = (items + HALF_WARPS - 1) / HALF_WARPS;
+    const int begin = min(items, warp_in_half * per_warp), end = min(items, begin + per_warp);
     int group = begin < end ? begin / items_per_row : 0;
     int first = begin - group * items_per_row;  // the run's first item within its group
     // Group by group of the warp's run: the inner loop has no shuffles or branches, so the
