@@ -166,6 +166,12 @@ struct MegakernelArgs {
 
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }
 
+// An attention task's token: its rotated query heads, the key being rotated, and its key and
+// value rows as the caches hold them (at most 4 bytes an element), each a multiple of 4 floats.
+MEGALITH_HOST_DEVICE constexpr uint32_t attention_token_floats(uint32_t group, uint32_t hd) {
+  return align_up(group * hd, 4) + 3 * align_up(hd, 4);
+}
+
 // Shared memory, in order: 2 * MAX_STAGES mbarriers (full, empty), the reduction area (two
 // double buffers of CONSUMER_WARPS * 2 words each), two queue entries (the current task's and
 // the next one's), the task scratch, then the ring, aligned to 128 bytes for the bulk copies.
@@ -207,15 +213,15 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
       // Gate and up tiles have the same rows.
       return 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows) +
              matvec_partial_floats(t.refs[2].rows);
-    case TaskKind::kQkNormRopeKvAppend:
-      return CONSUMER_WARPS * uint32_t(t.params.rope.head_dim);  // a head per warp
     case TaskKind::kAttentionPartial: {
-      // The scalar pass's: the query heads, then each consumer warp's running max, sum and
-      // output row for each of them; the vector pass's, whichever is larger.
+      // The token's rotated queries, key and value rows, then the scalar pass's running max,
+      // sum and output row per consumer warp and query head, or the vector pass's scratch,
+      // whichever is larger.
       const uint32_t hd = uint32_t(t.params.attention.head_dim);
-      const uint32_t scalar = ATTENTION_ROWS * hd + CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
+      const uint32_t scalar = CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
       const uint32_t vector = attention_vector_scratch_floats(hd);
-      return scalar > vector ? scalar : vector;
+      return attention_token_floats(uint32_t(t.params.attention.group), hd) +
+             (scalar > vector ? scalar : vector);
     }
     case TaskKind::kAttentionMerge:
       // Every row's split weights.

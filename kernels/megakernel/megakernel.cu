@@ -14,7 +14,6 @@
 #include "tasks/embedding.cuh"
 #include "tasks/linear_residual.cuh"
 #include "tasks/lm_head.cuh"
-#include "tasks/qk_norm_rope_kv_append.cuh"
 #include "tasks/rms_norm_gate_up_silu.cuh"
 #include "tasks/rms_norm_linear.cuh"
 #include "tasks/sample.cuh"

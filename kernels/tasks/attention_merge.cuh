@@ -1,5 +1,6 @@
 // Combines one KV head's split partials into the attention output, weighting each split by
-// exp(its log-sum-exp - the largest), in double as the CPU reference does. Every row's
+// exp(its log-sum-exp - the largest), in double as the CPU reference does, and appends the
+// step's key and value (split 0's new_kv) to the caches, which every split has read by now. Every row's
 // log-sum-exps are loaded at once, then every output element reads its splits' partials
 // together, so the task costs two memory latencies however many rows it has.
 #pragma once
@@ -18,6 +19,13 @@ __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t)
   const int hd = p.head_dim, group = p.group, splits = p.num_splits;
   const int rows = partial.rows / splits;  // tokens * group
   float* weights = env.scratch;            // [row][split]
+  const Ref new_kv = env.ref(t, 3), positions = env.ref(t, 4);
+  const Ref k_cache = env.ref(t, 5), v_cache = env.ref(t, 6);
+  const int32_t pos = positions.get_int(0, 0);
+  for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
+    k_cache.set(pos, i, new_kv.get(0, i));
+    v_cache.set(pos, i, new_kv.get(0, hd + i));
+  }
   for (int i = env.tid; i < rows * splits; i += CONSUMER_THREADS) {
     const int row = i / splits, s = i % splits;
     weights[i] = lse.get(s * rows + row, 0);

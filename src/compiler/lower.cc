@@ -410,7 +410,6 @@ class Lowering {
     const int64_t hd = attrs.head_dim, kv_heads = attrs.num_kv_heads;
     const int64_t group = attrs.num_heads / kv_heads, T = p_.max_tokens;
     const ValueId qv = value(q.linear_out), kval = value(k.linear_out), vval = value(kv.inputs[1]);
-    value_of_[size_t(att.inputs[0])] = qv;  // rotated in place
     const ValueId k_cache = value(kv.inputs[3]), v_cache = value(kv.inputs[4]);
     value_of_[size_t(kv.outputs[0])] = k_cache;
     value_of_[size_t(kv.outputs[1])] = v_cache;
@@ -419,20 +418,6 @@ class Lowering {
     const int64_t max_seq = p_.values[size_t(k_cache)].rows;
 
     const std::string layer = att.name.substr(0, att.name.rfind('.') + 1);
-    const uint32_t o1 = begin_op(layer + "qk_norm_rope_kv_append", TaskKind::kQkNormRopeKvAppend,
-                                 covered);
-    abi::TaskParams rp{};
-    rp.rope = {float(eps), int32_t(hd), int32_t(group)};
-    for (int64_t h = 0; h < kv_heads; ++h) {
-      add_task(o1, TaskKind::kQkNormRopeKvAppend,
-               {cols(qv, h * group * hd, group * hd, RefAccess::kReadWrite),
-                cols(kval, h * hd, hd), cols(vval, h * hd, hd), full(value(q.norm_weight)),
-                full(value(k.norm_weight)), full(positions), full(inv_freq),
-                cols(k_cache, h * hd, hd, RefAccess::kWrite),
-                cols(v_cache, h * hd, hd, RefAccess::kWrite)},
-               rp);
-    }
-
     // A slice's keys are loaded a block of 256 at a time, each block in a few memory
     // latencies, and a split costs a merge task and one hop: slices are long.
     const int64_t splits = std::clamp<int64_t>(
@@ -441,26 +426,35 @@ class Lowering {
     const ValueId out = value(att.outputs[0]);
     const bool merged = splits > 1;
     const int64_t rows_per_split = T * group;
-    ValueId partial = kNoValue, lse = kNoValue;
+    ValueId partial = kNoValue, lse = kNoValue, new_kv = kNoValue;
     if (merged) {
       partial = add_value(layer + "attention_partial", BufferKind::kActivation, ElemType::kF32,
                           kv_heads * splits * rows_per_split, hd);
       lse = add_value(layer + "attention_lse", BufferKind::kActivation, ElemType::kF32,
                       kv_heads * splits * rows_per_split, 1);
+      new_kv = add_value(layer + "attention_new_kv", BufferKind::kActivation, ElemType::kF32,
+                         kv_heads * T, 2 * hd);
     }
-    const uint32_t o2 = begin_op(layer + "attention", TaskKind::kAttentionPartial, {i});
+    // Single split: the task appends to the caches. Several: the merge does, after every
+    // split has read them, so the splits of a head need not wait for each other.
+    const RefAccess cache_access = merged ? RefAccess::kRead : RefAccess::kReadWrite;
+    covered.push_back(i);
+    const uint32_t o2 = begin_op(layer + "attention", TaskKind::kAttentionPartial, covered);
     for (int64_t h = 0; h < kv_heads; ++h) {
       for (int64_t s = 0; s < splits; ++s) {
         abi::TaskParams ap{};
         ap.attention = {float(attrs.scale), int32_t(hd), int32_t(group), int32_t(s),
-                        int32_t(splits)};
+                        int32_t(splits), float(eps)};
         const int64_t row = (h * splits + s) * rows_per_split;
         add_task(o2, TaskKind::kAttentionPartial,
-                 {cols(qv, h * group * hd, group * hd), cols(k_cache, h * hd, hd),
-                  cols(v_cache, h * hd, hd), full(positions),
+                 {cols(qv, h * group * hd, group * hd), cols(kval, h * hd, hd),
+                  cols(vval, h * hd, hd), full(value(q.norm_weight)), full(value(k.norm_weight)),
+                  full(positions), full(inv_freq), cols(k_cache, h * hd, hd, cache_access),
+                  cols(v_cache, h * hd, hd, cache_access),
                   merged ? rows(partial, row, rows_per_split, RefAccess::kWrite)
                          : cols(out, h * group * hd, group * hd, RefAccess::kWrite),
-                  merged ? rows(lse, row, rows_per_split, RefAccess::kWrite) : Access{}},
+                  merged ? rows(lse, row, rows_per_split, RefAccess::kWrite) : Access{},
+                  merged && s == 0 ? rows(new_kv, h * T, T, RefAccess::kWrite) : Access{}},
                  ap);
       }
     }
@@ -468,11 +462,14 @@ class Lowering {
     const uint32_t o3 = begin_op(layer + "attention_merge", TaskKind::kAttentionMerge, {});
     for (int64_t h = 0; h < kv_heads; ++h) {
       abi::TaskParams mp{};
-      mp.attention = {float(attrs.scale), int32_t(hd), int32_t(group), 0, int32_t(splits)};
+      mp.attention = {float(attrs.scale), int32_t(hd), int32_t(group), 0, int32_t(splits), 0.0f};
       const int64_t row = h * splits * rows_per_split;
       add_task(o3, TaskKind::kAttentionMerge,
                {rows(partial, row, splits * rows_per_split), rows(lse, row, splits * rows_per_split),
-                cols(out, h * group * hd, group * hd, RefAccess::kWrite)},
+                cols(out, h * group * hd, group * hd, RefAccess::kWrite),
+                rows(new_kv, h * T, T), full(positions),
+                cols(k_cache, h * hd, hd, RefAccess::kWrite),
+                cols(v_cache, h * hd, hd, RefAccess::kWrite)},
                mp);
     }
     return {};

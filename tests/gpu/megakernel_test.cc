@@ -463,102 +463,89 @@ const HeadShape kHeadShapes[] = {
     {64, 8, 1, RefType::kF16},
 };
 
-TEST_F(GpuTest, QkNormRopeKvAppend) {
-  for (const HeadShape& h : kHeadShapes) {
-    for (bool norm : {false, true}) {
-      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} norm {}", h.head_dim, h.group,
-                               type_name(h.cache), norm));
-      TaskCase c(fresh_seed());
-      const int64_t hd = h.head_dim, max_seq = 23;
-      const int64_t head = h.kv_heads - 1;  // the task's KV head: the last
-      const int32_t position = std::uniform_int_distribution<int32_t>(0, max_seq - 1)(c.rng());
-      std::vector<float> inv(size_t(hd / 2));
-      for (int64_t i = 0; i < hd / 2; ++i) inv[size_t(i)] = float(std::pow(10000.0, -2.0 * i / hd));
-      const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
-                                  h.kv_heads * h.group * hd, -2, 2);
-      const uint32_t k = c.random("k", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
-      const uint32_t v = c.random("v", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
-      const uint32_t qn = c.random("q_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
-      const uint32_t kn = c.random("k_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
-      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {position});
-      const uint32_t freq = c.random("inv_freq", BufferKind::kWeight, RefType::kF32, 1, hd / 2);
-      for (int64_t i = 0; i < hd / 2; ++i) c.set(freq, i, inv[size_t(i)]);
-      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      abi::TaskDesc t = make_task(
-          TaskKind::kQkNormRopeKvAppend,
-          {c.ref(q, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kReadWrite),
-           c.ref(k, 0, 1, head * hd, hd), c.ref(v, 0, 1, head * hd, hd),
-           norm ? c.whole(qn) : abi::TensorRef{}, norm ? c.whole(kn) : abi::TensorRef{},
-           c.whole(pos), c.whole(freq), c.ref(kc, 0, max_seq, head * hd, hd, RefAccess::kWrite),
-           c.ref(vc, 0, max_seq, head * hd, hd, RefAccess::kWrite)});
-      t.params.rope = {1e-6f, h.head_dim, h.group};
-      c.task(t);
-      c.run_and_compare(0, 1);
-    }
-  }
+// One step's token for a layer's attention: q, k and v rows of every KV head, the per-head
+// norm weights, rotary frequencies as a model's, random caches and the position.
+struct TokenInputs {
+  uint32_t q, k, v, q_norm, k_norm, positions, inv_freq, k_cache, v_cache;
+  int64_t max_seq;
+};
+TokenInputs token_inputs(TaskCase& c, const HeadShape& h, int64_t max_seq, int32_t position) {
+  const int64_t hd = h.head_dim;
+  TokenInputs in{};
+  in.max_seq = max_seq;
+  in.q = c.random("q", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * h.group * hd, -2, 2);
+  in.k = c.random("k", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
+  in.v = c.random("v", BufferKind::kActivation, RefType::kF32, 1, h.kv_heads * hd, -2, 2);
+  in.q_norm = c.random("q_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
+  in.k_norm = c.random("k_norm", BufferKind::kWeight, h.cache, 1, hd, 0.75f, 1.25f);
+  in.positions = c.ints("positions", BufferKind::kActivation, 1, {position});
+  in.inv_freq = c.random("inv_freq", BufferKind::kWeight, RefType::kF32, 1, hd / 2);
+  for (int64_t i = 0; i < hd / 2; ++i) c.set(in.inv_freq, i, float(std::pow(10000.0, -2.0 * i / hd)));
+  in.k_cache = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+  in.v_cache = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+  return in;
 }
 
-TEST_F(GpuTest, AttentionPartialEverySplit) {
+// Split `split` of `splits` of KV head `head`'s attention, writing `out` (and `lse`, `new_kv`
+// when split).
+abi::TaskDesc attention_task(const TaskCase& c, const TokenInputs& in, const HeadShape& h,
+                             int64_t head, bool norm, int32_t split, int32_t splits,
+                             abi::TensorRef out, abi::TensorRef lse, abi::TensorRef new_kv) {
+  const int64_t hd = h.head_dim;
+  const RefAccess cache = splits > 1 ? RefAccess::kRead : RefAccess::kReadWrite;
+  abi::TaskDesc t = make_task(
+      TaskKind::kAttentionPartial,
+      {c.ref(in.q, 0, 1, head * h.group * hd, h.group * hd), c.ref(in.k, 0, 1, head * hd, hd),
+       c.ref(in.v, 0, 1, head * hd, hd), norm ? c.whole(in.q_norm) : abi::TensorRef{},
+       norm ? c.whole(in.k_norm) : abi::TensorRef{}, c.whole(in.positions), c.whole(in.inv_freq),
+       c.ref(in.k_cache, 0, in.max_seq, head * hd, hd, cache),
+       c.ref(in.v_cache, 0, in.max_seq, head * hd, hd, cache), out, lse, new_kv});
+  t.params.attention = {float(1.0 / std::sqrt(double(hd))), h.head_dim, h.group, split, splits,
+                        1e-6f};
+  return t;
+}
+
+// Every split of every head, then the merges, which append the token to the caches: the
+// partials, log-sum-exps, handed-over key and value, outputs and caches are all compared.
+TEST_F(GpuTest, AttentionSplitsAndMerge) {
   for (const HeadShape& h : kHeadShapes) {
     // Position 1 with 4 splits leaves splits 2 and 3 empty; 2000 gives splits of more than
     // one block of keys.
     for (int32_t position : {1, 37, 200, 2000}) {
-      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {}", h.head_dim, h.group,
-                               type_name(h.cache), position));
+      const bool norm = position % 2 == 1;
+      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {} norm {}", h.head_dim,
+                               h.group, type_name(h.cache), position, norm));
       TaskCase c(fresh_seed());
-      const int64_t hd = h.head_dim, max_seq = 2011, splits = 4, rows = h.group;
-      const float scale = float(1.0 / std::sqrt(double(hd)));
-      const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
-                                  h.kv_heads * h.group * hd, -2, 2);
-      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {position});
+      const int64_t hd = h.head_dim, splits = 4, rows = h.group;
+      const TokenInputs in = token_inputs(c, h, 2011, position);
       const uint32_t partial = c.poisoned("partial", BufferKind::kActivation, RefType::kF32,
                                           h.kv_heads * splits * rows, hd);
       const uint32_t lse = c.poisoned("lse", BufferKind::kActivation, RefType::kF32,
                                       h.kv_heads * splits * rows, 1);
-      for (int64_t head = 0; head < h.kv_heads; ++head) {
-        for (int32_t s = 0; s < splits; ++s) {
-          const int64_t row = (head * splits + s) * rows;
-          abi::TaskDesc t = make_task(
-              TaskKind::kAttentionPartial,
-              {c.ref(q, 0, 1, head * h.group * hd, h.group * hd), c.ref(kc, 0, max_seq, head * hd, hd),
-               c.ref(vc, 0, max_seq, head * hd, hd), c.whole(pos),
-               c.ref(partial, row, rows, 0, hd, RefAccess::kWrite),
-               c.ref(lse, row, rows, 0, 1, RefAccess::kWrite)});
-          t.params.attention = {scale, h.head_dim, h.group, s, int32_t(splits)};
-          c.task(t);
-        }
-      }
-      c.run_and_compare(0, 1);
-    }
-  }
-}
-
-TEST_F(GpuTest, AttentionPartialSingleSplitWritesTheOutput) {
-  for (const HeadShape& h : kHeadShapes) {
-    for (int32_t position : {0, 37, 210, 700}) {
-      SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {}", h.head_dim, h.group,
-                               type_name(h.cache), position));
-      TaskCase c(fresh_seed());
-      const int64_t hd = h.head_dim, max_seq = 701;
-      const float scale = float(1.0 / std::sqrt(double(hd)));
-      const uint32_t q = c.random("q", BufferKind::kActivation, RefType::kF32, 1,
-                                  h.kv_heads * h.group * hd, -2, 2);
-      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
-      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {position});
+      const uint32_t new_kv = c.poisoned("new_kv", BufferKind::kActivation, RefType::kF32,
+                                         h.kv_heads, 2 * hd);
       const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1,
                                       h.kv_heads * h.group * hd);
       for (int64_t head = 0; head < h.kv_heads; ++head) {
+        for (int32_t s = 0; s < splits; ++s) {
+          const int64_t row = (head * splits + s) * rows;
+          c.task(attention_task(
+              c, in, h, head, norm, s, int32_t(splits),
+              c.ref(partial, row, rows, 0, hd, RefAccess::kWrite),
+              c.ref(lse, row, rows, 0, 1, RefAccess::kWrite),
+              s == 0 ? c.ref(new_kv, head, 1, 0, 2 * hd, RefAccess::kWrite) : abi::TensorRef{}));
+        }
+      }
+      for (int64_t head = 0; head < h.kv_heads; ++head) {
+        const int64_t row = head * splits * rows;
         abi::TaskDesc t = make_task(
-            TaskKind::kAttentionPartial,
-            {c.ref(q, 0, 1, head * h.group * hd, h.group * hd), c.ref(kc, 0, max_seq, head * hd, hd),
-             c.ref(vc, 0, max_seq, head * hd, hd), c.whole(pos),
+            TaskKind::kAttentionMerge,
+            {c.ref(partial, row, splits * rows, 0, hd), c.ref(lse, row, splits * rows, 0, 1),
              c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite),
-             abi::TensorRef{}});
-        t.params.attention = {scale, h.head_dim, h.group, 0, 1};
+             c.ref(new_kv, head, 1, 0, 2 * hd), c.whole(in.positions),
+             c.ref(in.k_cache, 0, in.max_seq, head * hd, hd, RefAccess::kWrite),
+             c.ref(in.v_cache, 0, in.max_seq, head * hd, hd, RefAccess::kWrite)});
+        t.params.attention = {0.0f, h.head_dim, h.group, 0, int32_t(splits), 0.0f};
         c.task(t);
       }
       c.run_and_compare(0, 1);
@@ -566,12 +553,35 @@ TEST_F(GpuTest, AttentionPartialSingleSplitWritesTheOutput) {
   }
 }
 
+TEST_F(GpuTest, AttentionSingleSplitAppendsAndWritesTheOutput) {
+  for (const HeadShape& h : kHeadShapes) {
+    for (int32_t position : {0, 37, 210, 700}) {
+      for (bool norm : {false, true}) {
+        SCOPED_TRACE(fmt::format("head_dim {} group {} cache {} position {} norm {}", h.head_dim,
+                                 h.group, type_name(h.cache), position, norm));
+        TaskCase c(fresh_seed());
+        const int64_t hd = h.head_dim;
+        const TokenInputs in = token_inputs(c, h, 701, position);
+        const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1,
+                                        h.kv_heads * h.group * hd);
+        for (int64_t head = 0; head < h.kv_heads; ++head) {
+          c.task(attention_task(c, in, h, head, norm, 0, 1,
+                                c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite),
+                                abi::TensorRef{}, abi::TensorRef{}));
+        }
+        c.run_and_compare(0, 1);
+      }
+    }
+  }
+}
+
+// Many splits: the merge's batches of partials, and an empty split's weight.
 TEST_F(GpuTest, AttentionMerge) {
   for (const HeadShape& h : kHeadShapes) {
     for (int32_t splits : {1, 5, 66}) {
       SCOPED_TRACE(fmt::format("head_dim {} group {} splits {}", h.head_dim, h.group, splits));
       TaskCase c(fresh_seed());
-      const int64_t hd = h.head_dim, rows = h.group;
+      const int64_t hd = h.head_dim, rows = h.group, max_seq = 9;
       const uint32_t partial = c.random("partial", BufferKind::kActivation, RefType::kF32,
                                         h.kv_heads * splits * rows, hd, -2, 2);
       const uint32_t lse = c.random("lse", BufferKind::kActivation, RefType::kF32,
@@ -579,13 +589,21 @@ TEST_F(GpuTest, AttentionMerge) {
       if (splits > 1) c.set(lse, rows, -INFINITY);  // an empty split of the first head
       const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1,
                                       h.kv_heads * h.group * hd);
+      const uint32_t new_kv = c.random("new_kv", BufferKind::kActivation, RefType::kF32,
+                                       h.kv_heads, 2 * hd, -2, 2);
+      const uint32_t pos = c.ints("positions", BufferKind::kActivation, 1, {int32_t(max_seq - 1)});
+      const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
+      const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
       for (int64_t head = 0; head < h.kv_heads; ++head) {
         const int64_t row = head * splits * rows;
         abi::TaskDesc t = make_task(
             TaskKind::kAttentionMerge,
             {c.ref(partial, row, splits * rows, 0, hd), c.ref(lse, row, splits * rows, 0, 1),
-             c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite)});
-        t.params.attention = {0.1f, h.head_dim, h.group, 0, splits};
+             c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite),
+             c.ref(new_kv, head, 1, 0, 2 * hd), c.whole(pos),
+             c.ref(kc, 0, max_seq, head * hd, hd, RefAccess::kWrite),
+             c.ref(vc, 0, max_seq, head * hd, hd, RefAccess::kWrite)});
+        t.params.attention = {0.1f, h.head_dim, h.group, 0, splits, 0.0f};
         c.task(t);
       }
       c.run_and_compare(0, 1);

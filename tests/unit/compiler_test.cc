@@ -111,7 +111,7 @@ TEST_P(CompilerArchTest, CompilesAndVerifiesForAnyWorkerCount) {
       for (const FusedOpInfo& op : tg.ops) {
         EXPECT_GE(op.task_count, 1u) << op.name;
         if (op.kind != TaskKind::kEmbedding && op.kind != TaskKind::kSample &&
-            op.kind != TaskKind::kQkNormRopeKvAppend && op.kind != TaskKind::kAttentionMerge &&
+            op.kind != TaskKind::kAttentionMerge &&
             op.kind != TaskKind::kAttentionPartial) {
           EXPECT_LE(op.task_count, uint32_t(workers) * 2 + 2) << op.name << " on " << workers;
         }
@@ -155,21 +155,21 @@ TEST_P(CompilerArchTest, LinearTilesCoverEveryWeightRowOnce) {
   }
 }
 
-// A rope task waits for exactly the q/k/v tiles whose columns it reads; an attention split for
-// exactly its head's rope task (tile-level dependencies, no whole-op barriers).
+// An attention split waits for exactly the q/k/v tiles whose columns it reads (tile-level
+// dependencies, no whole-op barriers).
 TEST_P(CompilerArchTest, DependenciesAreExactlyTheTilesRead) {
   const TaskGraph tg = compile_or_die(odd_config(GetParam()), 7);
   int checked = 0;
   for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
     const abi::TaskDesc& d = tg.tasks[t];
-    if (d.kind != TaskKind::kQkNormRopeKvAppend && d.kind != TaskKind::kAttentionPartial) continue;
+    if (d.kind != TaskKind::kAttentionPartial) continue;
     std::set<uint32_t> expected;
     for (uint32_t p = 0; p < t; ++p) {
       const abi::TaskDesc& pd = tg.tasks[p];
-      const bool producer_kind = d.kind == TaskKind::kQkNormRopeKvAppend
-                                     ? pd.kind == TaskKind::kRmsNormLinear
-                                     : pd.kind == TaskKind::kQkNormRopeKvAppend;
-      if (!producer_kind || tg.ops[pd.op].name.substr(0, 9) != tg.ops[d.op].name.substr(0, 9)) continue;
+      if (pd.kind != TaskKind::kRmsNormLinear ||
+          tg.ops[pd.op].name.substr(0, 9) != tg.ops[d.op].name.substr(0, 9)) {
+        continue;
+      }
       for (int r = 0; r < d.num_refs; ++r) {
         for (int w = 0; w < pd.num_refs; ++w) {
           if (pd.refs[w].access != abi::RefAccess::kRead && refs_overlap(d.refs[r], pd.refs[w])) {

@@ -31,7 +31,7 @@ inline constexpr int kNumTaskKinds = 0
 
 inline constexpr uint32_t kNoBuffer = 0xffffffffu;
 inline constexpr uint32_t kNoEvent = 0xffffffffu;
-inline constexpr int kMaxTaskRefs = 10;
+inline constexpr int kMaxTaskRefs = 12;
 
 // Element types, numbered as megalith::ElemType.
 enum class RefType : uint8_t { kF32 = 0, kBF16 = 1, kF16 = 2, kI32 = 3 };
@@ -57,17 +57,13 @@ struct LinearParams {  // RmsNormLinear, LinearResidual, RmsNormGateUpSilu, LmHe
   int32_t tile;        // LmHead: index of this tile among the partials
   int32_t row_begin;   // LmHead: first vocabulary row of the tile
 };
-struct RopeParams {  // QkNormRopeKvAppend
-  float eps;
-  int32_t head_dim;
-  int32_t group;  // query heads per KV head
-};
 struct AttentionParams {  // AttentionPartial, AttentionMerge
   float scale;
   int32_t head_dim;
   int32_t group;
   int32_t split;       // AttentionPartial: which slice of the cache
   int32_t num_splits;
+  float eps;           // AttentionPartial: the per-head RMS norm's epsilon
 };
 struct SampleParams {  // Sample
   int32_t num_tiles;
@@ -75,7 +71,6 @@ struct SampleParams {  // Sample
 };
 union TaskParams {
   LinearParams linear;
-  RopeParams rope;
   AttentionParams attention;
   SampleParams sample;
   uint32_t words[8];

@@ -47,7 +47,7 @@ struct FusedOpInfo {
 };
 
 struct TaskGraph {
-  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr uint32_t kFormatVersion = 2;
 
   int32_t num_workers = 0;
   int32_t max_tokens = 0;   // tokens per step

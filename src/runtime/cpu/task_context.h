@@ -24,6 +24,7 @@ class RefView {
   bool present() const { return data_ != nullptr; }
   int32_t rows() const { return ref_.rows; }
   int32_t cols() const { return ref_.cols; }
+  abi::RefType type() const { return ref_.type; }
 
   float get(int64_t r, int64_t c) const {
     const uint8_t* p = data_ + index(r, c) * elem_bytes();

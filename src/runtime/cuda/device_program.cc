@@ -149,23 +149,19 @@ Status DeviceProgram::validate_and_plan() {
       case TaskKind::kLmHead: weights[0] = 2; break;
       case TaskKind::kLinearResidual: weights[0] = 1; break;
       case TaskKind::kRmsNormGateUpSilu: weights[0] = 2, weights[1] = 3; break;
-      case TaskKind::kQkNormRopeKvAppend:
-        if (t.params.rope.head_dim < 2 || t.params.rope.head_dim > kernels::MAX_HEAD_DIM ||
-            t.params.rope.head_dim % 2 != 0) {
-          return unimplemented("{}: head_dim {} is not an even number up to {}", where(i),
-                               t.params.rope.head_dim, kernels::MAX_HEAD_DIM);
-        }
-        break;
       case TaskKind::kAttentionPartial:
-      case TaskKind::kAttentionMerge:
-        if (t.params.attention.head_dim < 1 ||
-            t.params.attention.head_dim > kernels::MAX_HEAD_DIM ||
-            t.params.attention.num_splits < 1) {
-          return unimplemented("{}: head_dim {} (at most {}) or {} splits", where(i),
-                               t.params.attention.head_dim, kernels::MAX_HEAD_DIM,
-                               t.params.attention.num_splits);
+      case TaskKind::kAttentionMerge: {
+        // Both handle one token: the query's row, the merged output's.
+        const abi::AttentionParams& a = t.params.attention;
+        const int32_t tokens = t.refs[t.kind == TaskKind::kAttentionPartial ? 0 : 2].rows;
+        if (a.head_dim < 2 || a.head_dim > kernels::MAX_HEAD_DIM || a.head_dim % 2 != 0 ||
+            a.num_splits < 1 || tokens != 1) {
+          return unimplemented("{}: head_dim {} (an even number up to {}), {} splits, {} tokens "
+                               "(one a step)", where(i), a.head_dim, kernels::MAX_HEAD_DIM,
+                               a.num_splits, tokens);
         }
         break;
+      }
       case TaskKind::kEmbedding:
       case TaskKind::kSample: break;
     }

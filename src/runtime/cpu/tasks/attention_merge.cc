@@ -1,4 +1,5 @@
-// Combines one KV head's split partials, weighting each by exp(its log-sum-exp).
+// Combines one KV head's split partials, weighting each by exp(its log-sum-exp), and appends
+// the step's key and value (split 0's new_kv) to the caches.
 #include <cmath>
 #include <limits>
 
@@ -8,6 +9,8 @@ namespace megalith::cpu {
 
 void run_attention_merge(const TaskContext& ctx, const abi::TaskDesc& t) {
   const RefView partial(ctx, t.refs[0]), lse(ctx, t.refs[1]), out(ctx, t.refs[2]);
+  const RefView new_kv(ctx, t.refs[3]), positions(ctx, t.refs[4]);
+  const RefView k_cache(ctx, t.refs[5]), v_cache(ctx, t.refs[6]);
   const abi::AttentionParams& p = t.params.attention;
   const int64_t hd = p.head_dim, group = p.group, splits = p.num_splits;
   const int64_t rows_per_split = partial.rows() / splits;  // tokens * group
@@ -25,6 +28,11 @@ void run_attention_merge(const TaskContext& ctx, const abi::TaskDesc& t) {
       }
       out.set(r, g * hd + i, float(acc / total));
     }
+  }
+  const int32_t pos = positions.get_int(0, 0);
+  for (int64_t i = 0; i < hd; ++i) {
+    k_cache.set(pos, i, new_kv.get(0, i));
+    v_cache.set(pos, i, new_kv.get(0, hd + i));
   }
 }
 
