@@ -11,7 +11,11 @@ megalith, by megalith_hf.py for transformers); a --checkpoint DIR is read from i
 both. The reference is megalith's numerical contract: transformers computing in float32 over
 the stored weights, with its KV cache rounded to the stored dtype as megalith keeps it.
 
-Greedy tokens must be identical to that reference. Log-probs cannot be identical: float32
+Greedy tokens must be identical to that reference, but for near-ties: where the float64 model
+puts megalith's token and transformers' within twice transformers' own float32 error of each
+other, either choice is within float32 arithmetic (transformers with a float32 KV cache flips
+such tokens too). There megalith goes on from transformers' token, and the rest must match
+again; at most MAX_TIES such tokens are accepted. Log-probs cannot be identical: float32
 sums in a different order differ in their last bits, and a deep random network amplifies
 that. So both are measured against the exact answer, the same model in float64, and
 megalith's log-probs must be as close to it as transformers' own float32 ones, to within a
@@ -49,18 +53,25 @@ def hf_model(model_dir, random_seed, dtype):
         str(model_dir), dtype=dtype, device_map="cuda").eval()
 
 
-def hf_logprobs(model, sequence, kv_dtype):
-    """log P(sequence[i+1] | sequence[..i]) with the rounding KV cache, in one forward pass."""
+MAX_TIES = 2
+
+
+def hf_logprobs(model, sequence, kv_dtype, rows_from=None):
+    """log P(sequence[i+1] | sequence[..i]) with the rounding KV cache, in one forward pass;
+    with rows_from, also the whole distributions from position rows_from on (on the CPU)."""
     ids = torch.tensor([sequence], device="cuda")
     cache = hf_reference.RoundingCache(kv_dtype, model.config)
     logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0]
     logprobs = torch.log_softmax(logits.double(), dim=-1)
-    return [logprobs[i, sequence[i + 1]].item() for i in range(len(sequence) - 1)]
+    chosen = [logprobs[i, sequence[i + 1]].item() for i in range(len(sequence) - 1)]
+    if rows_from is None:
+        return chosen
+    return chosen, logprobs[rows_from:len(sequence) - 1].cpu()
 
 
 def hf_answers(model_dir, random_seed, prompt, new_tokens, kv_dtype):
-    """transformers' greedy tokens (float32), and the log-probs of prompt + those tokens in
-    float32 and float64."""
+    """transformers' greedy tokens (float32), the log-probs of prompt + those tokens in float32
+    and float64, and the float64 distributions of the generated tokens."""
     with torch.no_grad():
         model = hf_model(model_dir, random_seed, torch.float32)
         tokens, _, _ = hf_reference.greedy(model, prompt, new_tokens, kv_dtype)
@@ -69,10 +80,10 @@ def hf_answers(model_dir, random_seed, prompt, new_tokens, kv_dtype):
         del model
         torch.cuda.empty_cache()
         model = hf_model(model_dir, random_seed, torch.float64)
-        f64 = hf_logprobs(model, prompt + tokens, kv_dtype)
+        f64, f64_rows = hf_logprobs(model, prompt + tokens, kv_dtype, rows_from=len(prompt) - 1)
         del model
         torch.cuda.empty_cache()
-    return tokens, f32_cache_tokens, f32, f64
+    return tokens, f32_cache_tokens, f32, f64, f64_rows
 
 
 def leading_match(a, b):
@@ -88,8 +99,8 @@ def compare(args, name, model_dir, random_seed):
     stored = STORAGE[str(config.get("dtype") or config.get("torch_dtype") or "bfloat16")]
     vocab = config["vocab_size"]
     prompt = [(i * 7919 + 13) % vocab for i in range(args.prompt_len)]
-    hf_tokens, f32_cache_tokens, hf_f32, exact = hf_answers(model_dir, random_seed, prompt,
-                                                          args.new_tokens, stored)
+    hf_tokens, f32_cache_tokens, hf_f32, exact, exact_rows = hf_answers(
+        model_dir, random_seed, prompt, args.new_tokens, stored)
     hf_error = max_diff(hf_f32, exact)
     weights = ["--random-weights", "--weights-seed", str(random_seed)] if random_seed is not None else []
     ok = True
@@ -97,19 +108,38 @@ def compare(args, name, model_dir, random_seed):
         if device != "cuda" and megalith_params(config) > args.cpu_max_params:
             continue
         common = ["--model", str(model_dir), "--device", device, *weights]
-        ours = megalith_json(args, "generate", *common, "--prompt-ids", ",".join(map(str, prompt)),
-                             "--max-new-tokens", str(args.new_tokens), "--ignore-eos")["tokens"]
+
+        def generate(prefix, count):
+            return megalith_json(args, "generate", *common, "--prompt-ids",
+                                 ",".join(map(str, prefix)), "--max-new-tokens", str(count),
+                                 "--ignore-eos")["tokens"]
+
+        ours = generate(prompt, args.new_tokens)
+        same = leading_match(ours, hf_tokens)
+        ties = []
+        while same < min(len(ours), len(hf_tokens)) and len(ties) < MAX_TIES:
+            gap = (exact_rows[same, hf_tokens[same]] - exact_rows[same, ours[same]]).item()
+            if abs(gap) > 2 * hf_error:
+                break
+            ties.append((same, gap))
+            ours = hf_tokens[:same + 1] + generate(prompt + hf_tokens[:same + 1],
+                                                   len(hf_tokens) - same - 1)
+            same = leading_match(ours, hf_tokens)
         # Log-probs of the whole sequence transformers produced, next token by next token.
         scored = megalith_json(args, "score", *common, "--ids",
                                ",".join(map(str, prompt + hf_tokens)))["logprobs"]
-        same = leading_match(ours, hf_tokens)
         error = max_diff(scored, exact)
         passed = same == len(hf_tokens) == len(ours) and error <= 3 * hf_error + 1e-4
         ok = ok and passed
-        print(f"{'PASS' if passed else 'FAIL'} {name} on {device}: {same}/{len(hf_tokens)} greedy "
-              f"tokens identical; max |logprob error| vs float64 {error:.1e} (transformers "
+        tie_note = f" but {len(ties)} near-tie(s)" if ties else ""
+        print(f"{'PASS' if passed else 'FAIL'} {name} on {device}: {same - len(ties)}/{len(hf_tokens)} "
+              f"greedy tokens identical{tie_note}; max |logprob error| vs float64 {error:.1e} (transformers "
               f"float32: {hf_error:.1e}; megalith vs transformers {max_diff(scored, hf_f32):.1e}) "
               f"over {len(scored)} positions", flush=True)
+        for token, gap in ties:
+            print(f"  near-tie at token {token}: float64 log-prob gap {abs(gap):.1e} between the two "
+                  f"choices (within 2 x {hf_error:.1e}); megalith went on from transformers' token",
+                  flush=True)
         if same < len(hf_tokens):
             print(f"  first difference at token {same}: megalith {ours[same:same + 4]}, "
                   f"transformers {hf_tokens[same:same + 4]}", flush=True)
