@@ -465,18 +465,19 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim;
   const Token tok = rotate_token(env, t, env.scratch);
+  // Traced: the run split as a linear's is (TaskTiming), rotation | passes | tail.
+  if (env.args.trace && env.tid == 0) env.stream_begin_ns = global_timer_ns();
   // After the token's area, a multiple of 4 floats: the passes' vectors stay aligned.
   float* scratch = env.scratch + attention_token_floats(uint32_t(p.group), uint32_t(hd));
   const Ref k = env.ref(t, 7), v = env.ref(t, 8);
   if (attention_vector_fits(k, v, hd)) {
     attention_partial_vector(env, t, tok, scratch, k.type == abi::RefType::kF16);
-    return;
-  }
-  if (hd <= 128) {
+  } else if (hd <= 128) {
     attention_partial_narrow(env, t, tok, scratch);
   } else {
     attention_partial_wide(env, t, tok, scratch);
   }
+  if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();
 }
 
 }  // namespace megalith::kernels

@@ -21,12 +21,15 @@ TaskGraph tiny_graph() {
   return std::move(tg).value();
 }
 
-bool streams_weights(abi::TaskKind k) {
+// The kinds whose device code marks the middle of its run (TaskTiming).
+bool marks_phases(abi::TaskKind k) {
   return k == abi::TaskKind::kRmsNormLinear || k == abi::TaskKind::kLinearResidual ||
-         k == abi::TaskKind::kRmsNormGateUpSilu || k == abi::TaskKind::kLmHead;
+         k == abi::TaskKind::kRmsNormGateUpSilu || k == abi::TaskKind::kLmHead ||
+         k == abi::TaskKind::kAttentionPartial;
 }
 
-// Every task of steps 10..12: waits 1 us, runs 4 us (linears: 1 us input, 2 streaming, 1 tail);
+// Every task of steps 10..12: waits 1 us, runs 4 us (marked kinds: 1 us input, 2 in the
+// middle, 1 tail);
 // step s ends at 1000 us * s.
 std::vector<TaskTiming> synthetic(const TaskGraph& tg) {
   std::vector<TaskTiming> out;
@@ -36,7 +39,7 @@ std::vector<TaskTiming> synthetic(const TaskGraph& tg) {
         const uint32_t task = tg.queue_tasks[q];
         const uint64_t done = uint64_t(step) * 1'000'000 - q * 10'000;
         TaskTiming t{task, w, step, done - 5000, done - 4000, 0, 0, done};
-        if (streams_weights(tg.tasks[task].kind)) {
+        if (marks_phases(tg.tasks[task].kind)) {
           t.stream_begin_ns = done - 3000;
           t.stream_end_ns = done - 1000;
         }
@@ -68,7 +71,8 @@ TEST(Trace, SummaryPerKind) {
     EXPECT_DOUBLE_EQ(k.run_gbps, double(k.bytes) / (k.total_run_us * 1e3));
     const bool streams = k.mean_stream_us > 0;
     EXPECT_EQ(streams, k.kind == "rms_norm_linear" || k.kind == "linear_residual" ||
-                           k.kind == "rms_norm_gate_up_silu" || k.kind == "lm_head");
+                           k.kind == "rms_norm_gate_up_silu" || k.kind == "lm_head" ||
+                           k.kind == "attention_partial");
     if (streams) {
       EXPECT_DOUBLE_EQ(k.mean_input_us, 1.0);
       EXPECT_DOUBLE_EQ(k.mean_stream_us, 2.0);

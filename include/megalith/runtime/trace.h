@@ -20,8 +20,9 @@
 namespace megalith {
 
 // One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
-// wait began, when its events were ready, when it began and ended streaming its weights (0
-// for tasks without weights), and when it had signalled its own.
+// wait began, when its events were ready, when it began and ended streaming its weights (for
+// an attention task: when it had rotated its token and when its passes over the cache ended;
+// 0 for the other tasks), and when it had signalled its own.
 struct TaskTiming {
   uint32_t task = 0, worker = 0;
   int64_t step = 0;
@@ -31,12 +32,12 @@ struct TaskTiming {
 // Per task kind, over all traced steps: how many tasks ran per step, the time they spent
 // waiting for their inputs and running, the bytes they moved (task_bytes) and the rate that
 // makes while running; for the kinds that stream weights, the run split into loading inputs,
-// streaming and the tail.
+// streaming and the tail (attention: rotating the token, the passes over the cache, the tail).
 struct TraceKindSummary {
   std::string kind;
   int64_t tasks_per_step = 0;
   double total_run_us = 0, mean_wait_us = 0, mean_run_us = 0;
-  double mean_input_us = 0, mean_stream_us = 0, mean_tail_us = 0;  // 0 without weights
+  double mean_input_us = 0, mean_stream_us = 0, mean_tail_us = 0;  // 0 when not marked
   uint64_t bytes = 0;     // all traced tasks together
   double run_gbps = 0;    // bytes / total run time
 };
