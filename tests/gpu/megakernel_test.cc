@@ -505,6 +505,23 @@ abi::TaskDesc attention_task(const TaskCase& c, const TokenInputs& in, const Hea
   return t;
 }
 
+// KV head `head`'s merge of `splits` partials of its group's rows, appending the token's key
+// and value (new_kv) to the caches at the position.
+abi::TaskDesc merge_task(const TaskCase& c, const HeadShape& h, int64_t head, int32_t splits,
+                         uint32_t partial, uint32_t lse, uint32_t out, uint32_t new_kv,
+                         uint32_t positions, uint32_t k_cache, uint32_t v_cache, int64_t max_seq) {
+  const int64_t hd = h.head_dim, rows = h.group, row = head * splits * rows;
+  abi::TaskDesc t = make_task(
+      TaskKind::kAttentionMerge,
+      {c.ref(partial, row, splits * rows, 0, hd), c.ref(lse, row, splits * rows, 0, 1),
+       c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite),
+       c.ref(new_kv, head, 1, 0, 2 * hd), c.whole(positions),
+       c.ref(k_cache, 0, max_seq, head * hd, hd, RefAccess::kWrite),
+       c.ref(v_cache, 0, max_seq, head * hd, hd, RefAccess::kWrite)});
+  t.params.attention = {0.0f, h.head_dim, h.group, 0, splits, 0.0f};  // scale unused
+  return t;
+}
+
 // Every split of every head, then the merges, which append the token to the caches: the
 // partials, log-sum-exps, handed-over key and value, outputs and caches are all compared.
 TEST_F(GpuTest, AttentionSplitsAndMerge) {
@@ -537,16 +554,8 @@ TEST_F(GpuTest, AttentionSplitsAndMerge) {
         }
       }
       for (int64_t head = 0; head < h.kv_heads; ++head) {
-        const int64_t row = head * splits * rows;
-        abi::TaskDesc t = make_task(
-            TaskKind::kAttentionMerge,
-            {c.ref(partial, row, splits * rows, 0, hd), c.ref(lse, row, splits * rows, 0, 1),
-             c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite),
-             c.ref(new_kv, head, 1, 0, 2 * hd), c.whole(in.positions),
-             c.ref(in.k_cache, 0, in.max_seq, head * hd, hd, RefAccess::kWrite),
-             c.ref(in.v_cache, 0, in.max_seq, head * hd, hd, RefAccess::kWrite)});
-        t.params.attention = {0.0f, h.head_dim, h.group, 0, int32_t(splits), 0.0f};
-        c.task(t);
+        c.task(merge_task(c, h, head, int32_t(splits), partial, lse, out, new_kv, in.positions,
+                          in.k_cache, in.v_cache, in.max_seq));
       }
       c.run_and_compare(0, 1);
     }
@@ -595,16 +604,7 @@ TEST_F(GpuTest, AttentionMerge) {
       const uint32_t kc = c.random("k_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
       const uint32_t vc = c.random("v_cache", BufferKind::kState, h.cache, max_seq, h.kv_heads * hd);
       for (int64_t head = 0; head < h.kv_heads; ++head) {
-        const int64_t row = head * splits * rows;
-        abi::TaskDesc t = make_task(
-            TaskKind::kAttentionMerge,
-            {c.ref(partial, row, splits * rows, 0, hd), c.ref(lse, row, splits * rows, 0, 1),
-             c.ref(out, 0, 1, head * h.group * hd, h.group * hd, RefAccess::kWrite),
-             c.ref(new_kv, head, 1, 0, 2 * hd), c.whole(pos),
-             c.ref(kc, 0, max_seq, head * hd, hd, RefAccess::kWrite),
-             c.ref(vc, 0, max_seq, head * hd, hd, RefAccess::kWrite)});
-        t.params.attention = {0.1f, h.head_dim, h.group, 0, splits, 0.0f};
-        c.task(t);
+        c.task(merge_task(c, h, head, splits, partial, lse, out, new_kv, pos, kc, vc, max_seq));
       }
       c.run_and_compare(0, 1);
     }
