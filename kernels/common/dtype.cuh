@@ -91,6 +91,23 @@ struct Ref {
       case abi::RefType::kF32: reinterpret_cast<float*>(data)[i] = v; return;
     }
   }
+  // Element (r, c) in two steps: its raw bits (zero-extended), then their value. A lane that
+  // loads several elements this way has every load in flight at once; get() converts inside
+  // its switch on the type, so each of its loads is waited for before the next one issues.
+  __device__ uint32_t get_bits(int64_t r, int64_t c) const {
+    const int64_t i = index(r, c);
+    return ref_elem_bytes(type) == 2 ? uint32_t(reinterpret_cast<const uint16_t*>(data)[i])
+                                     : reinterpret_cast<const uint32_t*>(data)[i];
+  }
+  __device__ float float_of(uint32_t bits) const {
+    switch (type) {
+      case abi::RefType::kBF16: return __uint_as_float(bits << 16);
+      case abi::RefType::kF16: return __half2float(__ushort_as_half(uint16_t(bits)));
+      case abi::RefType::kI32: return float(int32_t(bits));
+      case abi::RefType::kF32: break;
+    }
+    return __uint_as_float(bits);
+  }
   __device__ int32_t get_int(int64_t r, int64_t c) const {
     return reinterpret_cast<const int32_t*>(data)[index(r, c)];
   }

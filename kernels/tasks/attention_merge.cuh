@@ -44,16 +44,16 @@ __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t)
     double total = 0, acc = 0;
     // MERGE_LOADS splits' partials loaded before any is used: one memory latency per batch.
     for (int s0 = 0; s0 < splits; s0 += MERGE_LOADS) {
-      float v[MERGE_LOADS];
+      uint32_t v[MERGE_LOADS];  // raw bits: get() would wait for each load (dtype.cuh)
 #pragma unroll
       for (int j = 0; j < MERGE_LOADS; ++j) {
-        v[j] = s0 + j < splits ? partial.get((s0 + j) * rows + row, i) : 0.0f;
+        v[j] = s0 + j < splits ? partial.get_bits((s0 + j) * rows + row, i) : 0;
       }
 #pragma unroll
       for (int j = 0; j < MERGE_LOADS; ++j) {
         if (s0 + j < splits) {
           total += double(w[s0 + j]);
-          acc += double(w[s0 + j]) * double(v[j]);
+          acc += double(w[s0 + j]) * double(partial.float_of(v[j]));
         }
       }
     }

@@ -89,32 +89,43 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
   const int32_t pos = positions.get_int(0, 0);
   // The value row is loaded with the heads, one element a thread (MAX_HEAD_DIM fits).
   static_assert(MAX_HEAD_DIM <= CONSUMER_THREADS, "a value element per thread");
-  const float value = env.tid < hd ? v.get(0, env.tid) : 0.0f;
+  const uint32_t value_bits = env.tid < hd ? v.get_bits(0, env.tid) : 0;
   for (int h = env.warp; h <= group; h += CONSUMER_WARPS) {
     const bool is_key = h == group;
-    const Ref& src = is_key ? k : q;
-    const Ref& gamma = is_key ? k_norm : q_norm;
+    // By value: references to one of two local Refs would put both in local memory.
+    const Ref src = is_key ? k : q;
+    const Ref gamma = is_key ? k_norm : q_norm;
     const int base = is_key ? 0 : h * hd;
     float* head = is_key ? key : qs + h * hd;
     // Every load of the lane (the head's elements, its norm weights and frequencies) is in
-    // flight before any is used: into registers first, since a store to shared memory
-    // between two loads would hold the second back (the compiler cannot tell they do not
-    // alias).
+    // flight before any is used: raw bits into registers first (get_bits), converted once all
+    // are issued, and no store to shared memory between them (the compiler cannot tell that
+    // it does not alias a later load).
     constexpr int PAIRS = MAX_HEAD_DIM / 64;  // rotation pairs per lane
     constexpr int ELEMS = MAX_HEAD_DIM / 32;  // head elements per lane
-    float g1[PAIRS], g2[PAIRS], freq[PAIRS], x[ELEMS];
+    const bool norm = gamma.present();
+    uint32_t xb[ELEMS], g1b[PAIRS], g2b[PAIRS], fb[PAIRS];
 #pragma unroll
     for (int j = 0; j < ELEMS; ++j) {
       const int i = env.lane + 32 * j;
-      x[j] = i < hd ? src.get(0, base + i) : 0.0f;
+      xb[j] = i < hd ? src.get_bits(0, base + i) : 0;
     }
 #pragma unroll
     for (int j = 0; j < PAIRS; ++j) {
       const int i = env.lane + 32 * j;
       const bool used = i < half;
-      g1[j] = used && gamma.present() ? gamma.get(0, i) : 1.0f;
-      g2[j] = used && gamma.present() ? gamma.get(0, i + half) : 1.0f;
-      freq[j] = used ? inv_freq.get(0, i) : 0.0f;
+      g1b[j] = used && norm ? gamma.get_bits(0, i) : 0;
+      g2b[j] = used && norm ? gamma.get_bits(0, i + half) : 0;
+      fb[j] = used ? inv_freq.get_bits(0, i) : 0;
+    }
+    float g1[PAIRS], g2[PAIRS], freq[PAIRS], x[ELEMS];
+#pragma unroll
+    for (int j = 0; j < ELEMS; ++j) x[j] = src.float_of(xb[j]);
+#pragma unroll
+    for (int j = 0; j < PAIRS; ++j) {
+      g1[j] = norm ? gamma.float_of(g1b[j]) : 1.0f;
+      g2[j] = norm ? gamma.float_of(g2b[j]) : 1.0f;
+      freq[j] = inv_freq.float_of(fb[j]);
     }
     double sum_sq = 0;
 #pragma unroll
@@ -123,15 +134,14 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
       if (i < hd) head[i] = x[j];
       sum_sq += double(x[j]) * double(x[j]);
     }
-    const float inv_rms =
-        gamma.present() ? float(1.0 / sqrt(warp_sum(sum_sq) / double(hd) + eps)) : 1.0f;
+    const float inv_rms = norm ? float(1.0 / sqrt(warp_sum(sum_sq) / double(hd) + eps)) : 1.0f;
     __syncwarp();
 #pragma unroll
     for (int j = 0; j < PAIRS; ++j) {
       const int i = env.lane + 32 * j;
       if (i >= half) break;
       float x1 = head[i], x2 = head[i + half];
-      if (gamma.present()) {
+      if (norm) {
         x1 = g1[j] * (x1 * inv_rms);
         x2 = g2[j] * (x2 * inv_rms);
       }
@@ -157,6 +167,7 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
     }
   }
   if (env.tid < hd) {
+    const float value = v.float_of(value_bits);
     v_row.set(0, env.tid, value);
     if (append) {
       v_cache.set(pos, env.tid, value);
