@@ -6,6 +6,7 @@
 # callers included. Outputs under $OUT: sass.csv.gz, lines.sass.gz, details.txt.
 #   scripts/gpu/profile_source.sh [CARRY] [ARCH:PRESET] [STEPS]
 set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
 source scripts/gpu/carry_env.sh "${1:-build/carry-gpu}"
 spec=${2:-qwen3:qwen3-8b}
 steps=${3:-64}
@@ -25,4 +26,5 @@ work=$(mktemp -d)
 # The cubin that holds the megakernel for sm_90a.
 cubin=$(grep -l megakernel "$work"/*sm_90a*.cubin | head -1)
 nvdisasm -g -gi -c "$cubin" | gzip >"$OUT/lines.sass.gz"
+rm -rf "$work"
 ls -la "$OUT"
