@@ -32,6 +32,9 @@ struct CompileOptions {
   // spans at least this many positions of cache capacity; shorter caches take one task per
   // KV head, which writes the attention output itself.
   int64_t attention_keys_per_split = 256;
+  // Linear ops after the step's first deal their rows out at run time in the megakernel's
+  // static mode (compiler/claimed_rows.h) instead of each task computing a fixed tile.
+  bool claim_rows = true;
   bool verify = true;  // run verify_task_graph() on the result
   // Called after each pass with its name, the passes done and their number (a progress bar).
   std::function<void(std::string_view pass, int done, int total)> on_pass;
