@@ -99,6 +99,7 @@ struct ClaimOp {
   int32_t num_parts, group_rows, total_groups, capacity;
   ClaimPart parts[MAX_CLAIM_PARTS];
 };
+static_assert(sizeof(ClaimOp) % 16 == 0, "consumers copy a ClaimOp in 16-byte pieces");
 struct ClaimArgs {
   const ClaimOp* ops;   // by LinearParams::claim_op
   uint32_t* counters;   // per claimed op, groups claimed at this step; nullptr: claims off
@@ -226,12 +227,12 @@ MEGALITH_HOST_DEVICE constexpr uint32_t matvec_partial_floats(int32_t rows) {
 }
 
 // A claimed linear (claim_rows > 0): the input row (after the norm weight for the normalized
-// kinds), then for each weight of a group an accumulator and every consumer warp's partial
-// sum per row of claim_capacity groups, then the claimed groups' ids.
+// kinds), a copy of its ClaimOp, then for each weight of a group an accumulator and every
+// consumer warp's partial sum per row of claim_capacity groups, then the claimed groups' ids.
 MEGALITH_HOST_DEVICE constexpr uint32_t claimed_linear_floats(int32_t in_features, bool norm,
                                                               int weights, int32_t group_rows,
                                                               int32_t capacity) {
-  return (norm ? 2 : 1) * linear_x_floats(in_features) +
+  return (norm ? 2 : 1) * linear_x_floats(in_features) + uint32_t(sizeof(ClaimOp) / 4) +
          uint32_t(weights * group_rows * capacity) * (1 + CONSUMER_WARPS) + uint32_t(capacity);
 }
 

@@ -243,19 +243,43 @@ __device__ __forceinline__ bool claims_rows(const MegakernelArgs& args, const ab
          t.params.linear.claim_rows > 0;
 }
 
-// Rows [row0, row0 + rows) of a whole weight, clipped to its end.
-__device__ __forceinline__ abi::TensorRef weight_rows(abi::TensorRef w, int32_t row0, int32_t rows) {
-  w.offset += uint64_t(row0) * uint64_t(w.row_stride) * (w.type == abi::RefType::kF32 ? 4 : 2);
-  w.rows = min(rows, w.rows - row0);
-  return w;
-}
+// Where a claimed op's groups lie, loaded once per task so that a claim costs no loads but
+// its own: each part's first group, rows and weight addresses (the up weight's: 0 when the op
+// has none).
+struct ClaimMap {
+  int32_t first[MAX_CLAIM_PARTS], rows[MAX_CLAIM_PARTS];
+  uint64_t weight[MAX_CLAIM_PARTS], up_weight[MAX_CLAIM_PARTS];
+  abi::TensorRef shape;  // the weights' type, columns and stride (the same for every part)
+  int32_t group_rows, total, capacity;
 
-// The part of a claimed op that group `g` belongs to.
-__device__ __forceinline__ int claim_part(const ClaimOp& op, int32_t g) {
-  int part = 0;
-  while (part + 1 < op.num_parts && g >= op.parts[part + 1].first_group) ++part;
-  return part;
-}
+  __device__ explicit ClaimMap(const ClaimOp& op) {
+#pragma unroll
+    for (int p = 0; p < MAX_CLAIM_PARTS; ++p) {
+      const bool present = p < op.num_parts;
+      first[p] = present ? op.parts[p].first_group : 0x7fffffff;
+      rows[p] = present ? op.parts[p].weight.rows : 0;
+      weight[p] = present ? op.parts[p].weight.offset : 0;
+      up_weight[p] = present && op.parts[p].up_weight.buffer != abi::kNoBuffer
+                         ? op.parts[p].up_weight.offset
+                         : 0;
+    }
+    shape = op.parts[0].weight;
+    group_rows = op.group_rows;
+    total = op.total_groups;
+    capacity = op.capacity;
+  }
+  __device__ __forceinline__ int part(int32_t g) const {
+    return g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
+  }
+  // The rows of group g of weight `at` (weight[p] or up_weight[p]), as a tile.
+  __device__ __forceinline__ abi::TensorRef tile(int p, uint64_t at, int32_t g) const {
+    const int32_t row0 = (g - first[p]) * group_rows;
+    abi::TensorRef w = shape;
+    w.offset = at + uint64_t(row0) * uint64_t(w.row_stride) * (w.type == abi::RefType::kF32 ? 4 : 2);
+    w.rows = min(group_rows, rows[p] - row0);
+    return w;
+  }
+};
 
 // One claim: the next group of the op's counter. sm_80's producer lanes all stream, so lane 0
 // claims for the warp.
@@ -299,19 +323,17 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
     if (!wait_claims_reset(args, task, step)) return false;
     reset_step = step;
   }
-  const ClaimOp& op = args.claims.ops[t.params.linear.claim_op];
+  const ClaimMap map(args.claims.ops[t.params.linear.claim_op]);
   uint32_t* counter = args.claims.counters + t.params.linear.claim_op;
-  const int32_t total = op.total_groups, capacity = op.capacity, rows = op.group_rows;
   int32_t g = claim_group(counter);
-  for (int32_t claimed = 1; g < total; ++claimed) {
-    const int32_t next = claimed < capacity ? claim_group(counter) : total;
-    const ClaimPart& part = op.parts[claim_part(op, g)];
-    const int32_t row0 = (g - part.first_group) * rows;
-    if (!stream_tile(args, ring, weight_rows(part.weight, row0, rows), task, step, policy, p, g)) {
+  for (int32_t claimed = 1; g < map.total; ++claimed) {
+    const int32_t next = claimed < map.capacity ? claim_group(counter) : map.total;
+    const int part = map.part(g);
+    if (!stream_tile(args, ring, map.tile(part, map.weight[part], g), task, step, policy, p, g)) {
       return false;
     }
-    if (part.up_weight.buffer != abi::kNoBuffer &&
-        !stream_tile(args, ring, weight_rows(part.up_weight, row0, rows), task, step, policy, p, g)) {
+    if (map.up_weight[part] != 0 &&
+        !stream_tile(args, ring, map.tile(part, map.up_weight[part], g), task, step, policy, p, g)) {
       return false;
     }
     g = next;

@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <map>
-#include <utility>
 
 #include "megalith/compiler/claimed_rows.h"
 #include "passes.h"
@@ -24,16 +23,15 @@ int weight_ref(TaskKind kind) { return kind == TaskKind::kLinearResidual ? 1 : 2
 
 void mark_claimed_rows(Program& p, const CompileOptions& options) {
   if (!options.claim_rows) return;
-  bool first_streamed = true;
   int32_t next_index = 0;
   for (const FusedOpInfo& op : p.ops) {
+    // q/k/v stays in tiles: each attention task waits only for the tiles of its heads, where
+    // claimed rows would make it wait for all of them; the other linears' readers read their
+    // outputs whole anyway. So the step's first linear is never claimed either, and no claim
+    // waits for the step before to have sampled (which resets the counters) in practice.
     const TaskKind kind = op.kind;
-    const bool linear = kind == TaskKind::kRmsNormLinear || kind == TaskKind::kLinearResidual ||
-                        kind == TaskKind::kRmsNormGateUpSilu;
-    if (!linear && kind != TaskKind::kLmHead) continue;
-    // The step's first linear stays in tiles: claims wait for the step before to end (the
-    // counters are reset by its sampling), and its weights should stream during lm_head.
-    if (std::exchange(first_streamed, false) || !linear || op.task_count < 2) continue;
+    if (kind != TaskKind::kLinearResidual && kind != TaskKind::kRmsNormGateUpSilu) continue;
+    if (op.task_count < 2) continue;
     std::map<ValueId, int64_t> part_rows;
     int64_t cols = -1;
     ElemType type = ElemType::kF32;

@@ -11,8 +11,8 @@
 namespace megalith::compiler {
 
 // Marks the linear ops whose tasks claim their rows at run time (LinearParams::claim_rows,
-// compiler/claimed_rows.h): every RMS-normalized linear, gate/up and residual linear but the
-// step's first, when its weights' rows split into the megakernel's items.
+// compiler/claimed_rows.h): every gate/up and residual linear whose weights' rows split into
+// the megakernel's items.
 void mark_claimed_rows(Program& p, const CompileOptions& options);
 
 // A claimed op's tasks (sorted) and the windows any of them may write: its tiles' outputs,

@@ -208,28 +208,26 @@ TaskGraph compile_wide(Architecture arch, int32_t workers, bool claims) {
   return std::move(tg).value();
 }
 
-// Every linear op but the step's first (and lm_head) claims its rows: its parts are its
-// weights whole, in groups every task of the op can reach, and whoever reads any of its
-// outputs waits for all of its tasks, since any of them may have computed the rows.
-TEST_P(CompilerArchTest, LinearsAfterTheFirstClaimTheirRows) {
+// Every gate/up and residual linear claims its rows (q/k/v keeps its tiles, so attention
+// waits for its own heads only): its part is its weight whole, in groups every task of the op
+// can reach, and whoever reads its output waits for all of its tasks, since any of them may
+// have computed the rows.
+TEST_P(CompilerArchTest, GateUpAndResidualLinearsClaimTheirRows) {
   const TaskGraph tg = compile_wide(GetParam(), 7, true);
   StatusOr<std::vector<ClaimedOp>> claimed = claimed_ops(tg);
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   std::vector<std::string> linears;
   for (const FusedOpInfo& op : tg.ops) {
-    if (op.kind == TaskKind::kRmsNormLinear || op.kind == TaskKind::kLinearResidual ||
-        op.kind == TaskKind::kRmsNormGateUpSilu) {
+    if (op.kind == TaskKind::kLinearResidual || op.kind == TaskKind::kRmsNormGateUpSilu) {
       linears.push_back(op.name);
     }
   }
-  ASSERT_EQ(linears.size(), 8u);  // two layers of q/k/v, o, gate/up, down
-  ASSERT_EQ(claimed->size(), linears.size() - 1);
-  const auto producers = producers_of_events(tg);
+  ASSERT_EQ(linears.size(), 6u);  // two layers of o, gate/up, down
+  ASSERT_EQ(claimed->size(), linears.size());
   for (size_t i = 0; i < claimed->size(); ++i) {
     const ClaimedOp& c = (*claimed)[i];
-    EXPECT_EQ(tg.ops[c.op].name, linears[i + 1]) << "claim order follows the program";
-    const bool qkv = c.kind == TaskKind::kRmsNormLinear;
-    ASSERT_EQ(c.parts.size(), qkv ? 3u : 1u) << tg.ops[c.op].name;
+    EXPECT_EQ(tg.ops[c.op].name, linears[i]) << "claim order follows the program";
+    ASSERT_EQ(c.parts.size(), 1u) << tg.ops[c.op].name;
     int32_t groups = 0;
     for (const ClaimedPart& part : c.parts) {
       const BufferDesc& w = tg.buffers[part.weight.buffer];
@@ -271,8 +269,7 @@ TEST(CompilerClaims, VerifierRejectsClaimsWithoutTheirDependencies) {
   auto find_op = [&](TaskKind kind) {
     return *std::find_if(ops.begin(), ops.end(), [&](const ClaimedOp& c) { return c.kind == kind; });
   };
-  const ClaimedOp first = ops.front(), qkv = find_op(TaskKind::kRmsNormLinear);
-  const ClaimedOp gate_up = find_op(TaskKind::kRmsNormGateUpSilu);
+  const ClaimedOp first = ops.front(), gate_up = find_op(TaskKind::kRmsNormGateUpSilu);
   ASSERT_GT(gate_up.total_groups, int32_t(gate_up.task_count));
   auto expect_error = [](TaskGraph g, const std::string& fragment) {
     const Status e = verify_task_graph(g);
@@ -291,7 +288,7 @@ TEST(CompilerClaims, VerifierRejectsClaimsWithoutTheirDependencies) {
   for (uint32_t k = 0; k < first.task_count; ++k) m.tasks[first.task_begin + k].params.linear.claim_op = 1;
   expect_error(m, "claim index");
   m = claimed;
-  std::swap(m.tasks[qkv.task_begin].refs[2], m.tasks[qkv.task_begin + 1].refs[2]);
+  std::swap(m.tasks[gate_up.task_begin].refs[3], m.tasks[gate_up.task_begin + 1].refs[3]);
   expect_error(m, "does not continue");
 }
 

@@ -32,7 +32,7 @@ struct CompileOptions {
   // spans at least this many positions of cache capacity; shorter caches take one task per
   // KV head, which writes the attention output itself.
   int64_t attention_keys_per_split = 256;
-  // Linear ops after the step's first deal their rows out at run time in the megakernel's
+  // The gate/up and residual linears deal their rows out at run time in the megakernel's
   // static mode (compiler/claimed_rows.h) instead of each task computing a fixed tile.
   bool claim_rows = true;
   bool verify = true;  // run verify_task_graph() on the result
