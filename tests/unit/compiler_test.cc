@@ -251,21 +251,44 @@ TEST_P(CompilerArchTest, GateUpAndResidualLinearsClaimTheirRows) {
   EXPECT_TRUE(verify_task_graph(tg).ok());
 }
 
-// The claims are only sound with op-wide dependencies: marking the ops of a graph compiled
-// for tiles as claimed leaves readers that wait for their own tiles only, which the verifier
-// rejects; and it checks the claimed ops' own consistency.
+// The claims are only sound with op-wide dependencies. q/k/v's readers (attention) wait for
+// the tiles of their heads only, so marking the q/k/v op claimed (three parts) is rejected;
+// every single wait and signal of a claimed graph is needed; and the verifier checks the
+// claimed ops' own consistency.
 TEST(CompilerClaims, VerifierRejectsClaimsWithoutTheirDependencies) {
   const TaskGraph claimed = compile_wide(Architecture::kQwen3, 7, true);
-  const TaskGraph tiles = compile_wide(Architecture::kQwen3, 7, false);
-  ASSERT_TRUE(claimed_ops(tiles)->empty());
-  ASSERT_EQ(claimed.tasks.size(), tiles.tasks.size());
-  TaskGraph m = tiles;
-  for (size_t t = 0; t < m.tasks.size(); ++t) m.tasks[t].params = claimed.tasks[t].params;
+  const std::vector<ClaimedOp> ops = *claimed_ops(claimed);
+  TaskGraph m = claimed;
+  const auto qkv = std::find_if(m.ops.begin() + 1, m.ops.end(), [](const FusedOpInfo& op) {
+    return op.kind == TaskKind::kRmsNormLinear;
+  });
+  ASSERT_NE(qkv, m.ops.end());
+  for (uint32_t k = 0; k < qkv->task_count; ++k) {
+    abi::LinearParams& lp = m.tasks[qkv->task_begin + k].params.linear;
+    lp.claim_rows = 8;
+    lp.claim_capacity = 1000;
+    lp.claim_op = int32_t(ops.size());
+  }
   const Status s = verify_task_graph(m);
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(is_ordering_error(s)) << s.message();
 
-  const std::vector<ClaimedOp> ops = *claimed_ops(claimed);
+  int mutations = 0;
+  for (uint32_t t = 0; t < claimed.tasks.size(); ++t) {
+    const abi::TaskDesc& d = claimed.tasks[t];
+    for (uint32_t w = d.wait_begin; w < d.wait_begin + d.wait_count; ++w) {
+      EXPECT_TRUE(is_ordering_error(verify_task_graph(without_wait(claimed, t, w))))
+          << "wait " << w << " of task " << t;
+      ++mutations;
+    }
+    if (d.signal != abi::kNoEvent) {
+      EXPECT_TRUE(is_ordering_error(verify_task_graph(without_signal(claimed, t))))
+          << "signal of task " << t;
+      ++mutations;
+    }
+  }
+  EXPECT_GT(mutations, 50);
+
   auto find_op = [&](TaskKind kind) {
     return *std::find_if(ops.begin(), ops.end(), [&](const ClaimedOp& c) { return c.kind == kind; });
   };
