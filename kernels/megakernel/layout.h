@@ -104,10 +104,13 @@ struct ClaimArgs {
   const ClaimOp* ops;   // by LinearParams::claim_op
   uint32_t* counters;   // per claimed op, groups claimed at this step; nullptr: claims off
   uint32_t num_ops;
+  uint32_t depth;  // claims a producer keeps in flight, 1..MAX_CLAIM_DEPTH
   // The sink's event: the sample task resets the counters, so step s claims once step s - 1
   // has sampled.
   WaitTarget step_end;
 };
+constexpr int MAX_CLAIM_DEPTH = 4;
+constexpr int DEFAULT_CLAIM_DEPTH = 2;
 // A ring stage's group id: the claimed group whose rows it carries, or this when the task's
 // claims are over (the stage carries no bytes).
 constexpr int32_t END_OF_CLAIMS = -1;

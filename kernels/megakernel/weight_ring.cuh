@@ -312,9 +312,11 @@ __device__ inline bool wait_claims_reset(const MegakernelArgs& args, uint32_t ta
 
 // A claimed task's weights: groups claimed from the op's counter until the groups run out or
 // the task holds its capacity, each streamed as its part's rows (gate rows, then up rows), then
-// a stage without bytes marked END_OF_CLAIMS. The next claim is made before a group streams,
-// so its latency hides behind the group's copies. `reset_step`: the last step whose counter
-// reset this producer has seen.
+// a stage without bytes marked END_OF_CLAIMS. Up to args.claims.depth claims are in flight
+// ahead of the group streaming, so their latency (an atomic at L2, behind the weight traffic)
+// hides behind the groups' copies; claims come back in the counter's order, so the first one
+// past the end ends the task. `reset_step`: the last step whose counter reset this producer
+// has seen.
 __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const Ring& ring,
                                              const abi::TaskDesc& t, uint32_t task, int64_t step,
                                              uint64_t policy, ProducerState& p,
@@ -325,9 +327,21 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
   }
   const ClaimMap map(args.claims.ops[t.params.linear.claim_op]);
   uint32_t* counter = args.claims.counters + t.params.linear.claim_op;
-  int32_t g = claim_group(counter);
-  for (int32_t claimed = 1; g < map.total; ++claimed) {
-    const int32_t next = claimed < map.capacity ? claim_group(counter) : map.total;
+  const int depth = int(args.claims.depth);
+  int32_t pending[MAX_CLAIM_DEPTH];  // in claim order; map.total: none
+  int32_t claimed = 0;
+#pragma unroll
+  for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
+    pending[i] = i < depth && claimed < map.capacity ? (++claimed, claim_group(counter)) : map.total;
+  }
+  while (pending[0] < map.total) {
+    const int32_t g = pending[0];
+    const int32_t next = claimed < map.capacity ? (++claimed, claim_group(counter)) : map.total;
+#pragma unroll
+    for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
+      const int32_t later = i + 1 < MAX_CLAIM_DEPTH ? pending[i + 1] : map.total;
+      pending[i] = i < depth - 1 ? later : i == depth - 1 ? next : map.total;
+    }
     const int part = map.part(g);
     if (!stream_tile(args, ring, map.tile(part, map.weight[part], g), task, step, policy, p, g)) {
       return false;
@@ -336,7 +350,6 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
         !stream_tile(args, ring, map.tile(part, map.up_weight[part], g), task, step, policy, p, g)) {
       return false;
     }
-    g = next;
   }
   if (!wait_free_stage(args, ring, p, task, step)) return false;
   if (threadIdx.x % 32 == 0) ring.group[p.stage] = END_OF_CLAIMS;

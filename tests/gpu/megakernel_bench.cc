@@ -4,7 +4,7 @@
 // for its inputs and running.
 //
 //   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
-//                      [--kernel-per-op] [--tiles]   # --tiles: no claimed rows (A/B)
+//                      [--kernel-per-op] [--tiles] [--claim-depth D]   # --tiles: no claimed rows
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -136,6 +136,8 @@ int run_bench(int argc, char** argv) {
       options.mode = SchedulingMode::kDynamic;
     } else if (arg == "--kernel-per-op") {
       options.kernel_per_op = true;
+    } else if (arg == "--claim-depth" && i + 1 < argc) {
+      options.claim_depth = uint32_t(std::stoul(argv[++i]));
     } else if (arg == "--tiles") {
       options.claim_rows = false;  // every linear task on its own tile: the claims' A/B
     } else {

@@ -47,6 +47,7 @@ struct CudaExecutorOptions {
   // Static mode: the linear ops the compiler marked deal their rows out at run time
   // (compiler/claimed_rows.h); false runs every task on its own tile.
   bool claim_rows = true;
+  uint32_t claim_depth = 0;  // claims a producer keeps in flight (1-4); 0: the default, 2
   // Called as create() uploads a checkpoint's weights: bytes done so far and in all, after
   // each weight (a progress bar's feed).
   std::function<void(uint64_t done, uint64_t total)> on_upload;

@@ -89,6 +89,10 @@ StatusOr<std::unique_ptr<DeviceProgram>> DeviceProgram::create(const TaskGraph& 
                   fmt::format("no CUDA device is available ({})",
                               e == cudaSuccess ? "none found" : cudaGetErrorString(e)));
   }
+  if (options.claim_depth > uint32_t(kernels::MAX_CLAIM_DEPTH)) {
+    return invalid_argument("claim depth {} is more than {}", options.claim_depth,
+                            kernels::MAX_CLAIM_DEPTH);
+  }
   if (options.device < 0 || options.device >= devices) {
     return invalid_argument("CUDA device {} does not exist ({} found)", options.device, devices);
   }
@@ -405,6 +409,8 @@ Status DeviceProgram::allocate_and_upload() {
     a.claims.ops = reinterpret_cast<const kernels::ClaimOp*>(d.meta + pieces[12].offset);
     a.claims.counters = reinterpret_cast<uint32_t*>(d.meta + pieces[13].offset);
     a.claims.num_ops = uint32_t(claimed_.size());
+    a.claims.depth = options_.claim_depth == 0 ? uint32_t(kernels::DEFAULT_CLAIM_DEPTH)
+                                               : options_.claim_depth;
     const abi::TaskDesc& source = tg_.tasks[tg_.source_task];
     if (source.wait_count != 1) return invalid_argument("the step's source must wait on the sink");
     const abi::EventWait& w = tg_.waits[source.wait_begin];
