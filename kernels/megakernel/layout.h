@@ -97,6 +97,8 @@ struct ClaimPart {
 };
 struct ClaimOp {
   int32_t num_parts, group_rows, total_groups, capacity;
+  uint32_t first_task, num_tasks;  // the op's tasks: first_task + i, in the task graph
+  int32_t reserved[2];
   ClaimPart parts[MAX_CLAIM_PARTS];
 };
 static_assert(sizeof(ClaimOp) % 16 == 0, "consumers copy a ClaimOp in 16-byte pieces");
@@ -105,6 +107,10 @@ struct ClaimArgs {
   uint32_t* counters;   // per claimed op, groups claimed at this step; nullptr: claims off
   uint32_t num_ops;
   uint32_t depth;  // claims a producer keeps in flight, 1..MAX_CLAIM_DEPTH
+  // Percent of an op's groups dealt out before the claims: task i of the op streams groups
+  // [i * own, (i + 1) * own) without claiming, own = total * own_percent / 100 / tasks; the
+  // counter deals the rest.
+  uint32_t own_percent;
   // The sink's event: the sample task resets the counters, so step s claims once step s - 1
   // has sampled.
   WaitTarget step_end;

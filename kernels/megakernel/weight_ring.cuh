@@ -251,6 +251,7 @@ struct ClaimMap {
   uint64_t weight[MAX_CLAIM_PARTS], up_weight[MAX_CLAIM_PARTS];
   abi::TensorRef shape;  // the weights' type, columns and stride (the same for every part)
   int32_t group_rows, total, capacity;
+  uint32_t first_task, num_tasks;
 
   __device__ explicit ClaimMap(const ClaimOp& op) {
 #pragma unroll
@@ -267,6 +268,8 @@ struct ClaimMap {
     group_rows = op.group_rows;
     total = op.total_groups;
     capacity = op.capacity;
+    first_task = op.first_task;
+    num_tasks = op.num_tasks;
   }
   __device__ __forceinline__ int part(int32_t g) const {
     return g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
@@ -328,19 +331,29 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
   const ClaimMap map(args.claims.ops[t.params.linear.claim_op]);
   uint32_t* counter = args.claims.counters + t.params.linear.claim_op;
   const int depth = int(args.claims.depth);
+  // Own groups first, then the claimed ones, which start after every task's own.
+  const int32_t own = int32_t(int64_t(map.total) * args.claims.own_percent / 100 / map.num_tasks);
+  const int32_t own_begin = int32_t(task - map.first_task) * own;
+  const int32_t pool = own * int32_t(map.num_tasks);
   int32_t pending[MAX_CLAIM_DEPTH];  // in claim order; map.total: none
-  int32_t claimed = 0;
+  int32_t claimed = own;
 #pragma unroll
   for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
-    pending[i] = i < depth && claimed < map.capacity ? (++claimed, claim_group(counter)) : map.total;
+    pending[i] = i < depth && claimed < map.capacity ? (++claimed, pool + claim_group(counter))
+                                                     : map.total;
   }
-  while (pending[0] < map.total) {
-    const int32_t g = pending[0];
-    const int32_t next = claimed < map.capacity ? (++claimed, claim_group(counter)) : map.total;
+  for (int32_t j = 0;; ++j) {
+    int32_t g = own_begin + j;
+    if (j >= own) {
+      if (pending[0] >= map.total) break;
+      g = pending[0];
+      const int32_t next =
+          claimed < map.capacity ? (++claimed, pool + claim_group(counter)) : map.total;
 #pragma unroll
-    for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
-      const int32_t later = i + 1 < MAX_CLAIM_DEPTH ? pending[i + 1] : map.total;
-      pending[i] = i < depth - 1 ? later : i == depth - 1 ? next : map.total;
+      for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
+        const int32_t later = i + 1 < MAX_CLAIM_DEPTH ? pending[i + 1] : map.total;
+        pending[i] = i < depth - 1 ? later : i == depth - 1 ? next : map.total;
+      }
     }
     const int part = map.part(g);
     if (!stream_tile(args, ring, map.tile(part, map.weight[part], g), task, step, policy, p, g)) {
