@@ -16,26 +16,39 @@
 namespace megalith::kernels {
 
 // `rows` rows of a group's weight (cols columns of `type`) from the ring, their sums added into
-// part[row * CONSUMER_WARPS + warp]. The host checked that claimed weights split into items.
+// part[row * CONSUMER_WARPS + warp]; the number of chunks it took, or -1 when the watchdog
+// fired. The halves of the warps alternate from `whole_rows_parity` when a chunk holds whole
+// rows, else from `segments_parity`. The host checked that claimed weights split into items.
 template <class W>
-__device__ bool matvec_group_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
-                                   float* part, int parity) {
+__device__ int32_t matvec_group_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
+                                      float* part, int whole_rows_parity, int segments_parity) {
   const ChunkPlan plan = plan_chunks(w);
-  if (plan.rows_per_chunk >= 4) return matvec_chunks<W, 4>(env, plan, xs, part, parity);
-  if (plan.rows_per_chunk >= 2) return matvec_chunks<W, 2>(env, plan, xs, part, parity);
-  return matvec_chunks<W, 1>(env, plan, xs, part, parity);
+  const int parity = plan.segs_per_row == 1 ? whole_rows_parity : segments_parity;
+  bool ok;
+  if (plan.rows_per_chunk >= 4) {
+    ok = matvec_chunks<W, 4>(env, plan, xs, part, parity);
+  } else if (plan.rows_per_chunk >= 2) {
+    ok = matvec_chunks<W, 2>(env, plan, xs, part, parity);
+  } else {
+    ok = matvec_chunks<W, 1>(env, plan, xs, part, parity);
+  }
+  return ok ? plan.num_chunks : -1;
 }
-__device__ inline bool matvec_group(TaskEnv& env, abi::RefType type, int32_t rows, int32_t cols,
-                                    const float* xs, float* part, int parity) {
+__device__ inline int32_t matvec_group(TaskEnv& env, abi::RefType type, int32_t rows, int32_t cols,
+                                       const float* xs, float* part, int whole_rows_parity,
+                                       int segments_parity) {
   abi::TensorRef w{};  // the group's shape; the stage holds its rows
   w.type = type;
   w.rows = rows;
   w.cols = cols;
   w.row_stride = cols;
   switch (type) {
-    case abi::RefType::kBF16: return matvec_group_typed<__nv_bfloat16>(env, w, xs, part, parity);
-    case abi::RefType::kF16: return matvec_group_typed<__half>(env, w, xs, part, parity);
-    default: return matvec_group_typed<float>(env, w, xs, part, parity);
+    case abi::RefType::kBF16:
+      return matvec_group_typed<__nv_bfloat16>(env, w, xs, part, whole_rows_parity, segments_parity);
+    case abi::RefType::kF16:
+      return matvec_group_typed<__half>(env, w, xs, part, whole_rows_parity, segments_parity);
+    default:
+      return matvec_group_typed<float>(env, w, xs, part, whole_rows_parity, segments_parity);
   }
 }
 
@@ -90,7 +103,7 @@ __device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDes
   const int32_t cols = op->parts[0].weight.cols;
   const abi::RefType type = op->parts[0].weight.type;
   if (env.args.trace && env.tid == 0) env.stream_begin_ns = global_timer_ns();
-  int32_t n = 0;
+  int32_t n = 0, chunks = 0;
   for (;;) {
     if (env.next_stage() == nullptr) return;
     const int32_t g = env.ring.group();
@@ -101,11 +114,15 @@ __device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDes
     if (env.tid == 0) claimed[n] = g;
     const int p = g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
     const int32_t group = min(group_rows, rows[p] - (g - first[p]) * group_rows);
-    // The halves of the warps alternate by the group's number and then chunk by chunk, also
-    // from the gate's rows to the up rows, so a row's sums do not depend on who claimed it.
+    // The halves of the warps alternate chunk by chunk over the task, as for a tile, when a
+    // chunk holds whole rows: a row's sums are then one half's, whichever it is. Rows cut into
+    // segments alternate by the group's number, so that their sums do not depend on which
+    // task claimed the group.
     for (int w = 0; w < weights; ++w) {
       float* sums = part + (w * room + n * group_rows) * CONSUMER_WARPS;
-      if (!matvec_group(env, type, group, cols, xs, sums, (g + w) & 1)) return;
+      const int32_t taken = matvec_group(env, type, group, cols, xs, sums, chunks, g + w);
+      if (taken < 0) return;
+      chunks += taken;
     }
     ++n;
   }
