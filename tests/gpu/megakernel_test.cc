@@ -743,8 +743,8 @@ struct ModelCase {
   DType dtype;
   SchedulingMode mode = SchedulingMode::kStatic;
   bool kernel_per_op = false;  // the megakernel's ablation (static mode's queues per op)
-  // Hidden 256, intermediate 768, head_dim 64: rows that split into the matvec items, so the
-  // linears after the step's first claim their rows (compiler/claimed_rows.h).
+  // Hidden 256, intermediate 768, head_dim 64, compiled with claimed rows: rows that split into
+  // the matvec items, so the gate/up and residual linears claim them (compiler/claimed_rows.h).
   bool wide = false;
 };
 
@@ -783,7 +783,8 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   // merge); the Llama case, like a real short cache, takes one attention task per KV head.
   const int64_t keys_per_split = mc.arch == Architecture::kLlama ? 256 : 16;
   auto tg = compile(*graph, (*ckpt)->config(),
-                    {.num_workers = workers_for(mc.mode), .attention_keys_per_split = keys_per_split});
+                    {.num_workers = workers_for(mc.mode), .attention_keys_per_split = keys_per_split,
+                     .claim_rows = mc.wide});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   auto claimed = claimed_ops(*tg);
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
