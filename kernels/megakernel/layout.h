@@ -88,6 +88,39 @@ struct WaitTarget {
 
 constexpr int INLINE_WAITS = 4;
 
+// Claimed rows (compiler/claimed_rows.h) as the producer and the consumers read them: the
+// host's ClaimedOp with every ref's offset an absolute address.
+constexpr int MAX_CLAIM_PARTS = 3;
+struct ClaimPart {
+  abi::TensorRef weight, up_weight, bias, up_bias, out;
+  int32_t first_group, groups, reserved[2];
+};
+struct ClaimOp {
+  int32_t num_parts, group_rows, total_groups, capacity;
+  uint32_t first_task, num_tasks;  // the op's tasks: first_task + i, in the task graph
+  int32_t reserved[2];
+  ClaimPart parts[MAX_CLAIM_PARTS];
+};
+static_assert(sizeof(ClaimOp) % 16 == 0, "consumers copy a ClaimOp in 16-byte pieces");
+struct ClaimArgs {
+  const ClaimOp* ops;   // by LinearParams::claim_op
+  uint32_t* counters;   // per claimed op, groups claimed at this step; nullptr: claims off
+  uint32_t num_ops;
+  uint32_t depth;  // claims a producer keeps in flight, 1..MAX_CLAIM_DEPTH
+  // Percent of an op's groups dealt out before the claims: task i of the op streams groups
+  // [i * own, (i + 1) * own) without claiming, own = total * own_percent / 100 / tasks; the
+  // counter deals the rest.
+  uint32_t own_percent;
+  // The sink's event: the sample task resets the counters, so step s claims once step s - 1
+  // has sampled.
+  WaitTarget step_end;
+};
+constexpr int MAX_CLAIM_DEPTH = 4;
+constexpr int DEFAULT_CLAIM_DEPTH = 2;
+// A ring stage's group id: the claimed group whose rows it carries, or this when the task's
+// claims are over (the stage carries no bytes).
+constexpr int32_t END_OF_CLAIMS = -1;
+
 // One entry of a worker's queue as the device reads it: the task's descriptor, where every
 // present ref's `offset` is the absolute device address of its window (the host resolves the
 // buffers once, so no task looks a base pointer up), and its first waits. A worker copies the
@@ -162,6 +195,8 @@ struct MegakernelArgs {
   // Kernel-per-op mode: the step to run, read from device memory at each launch, so that one
   // captured CUDA graph of a step's launches serves every step (it ends by adding one to it).
   int64_t* device_step;
+  // Static mode: the claimed ops (counters nullptr in the other modes).
+  ClaimArgs claims;
 };
 
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }
@@ -172,12 +207,15 @@ MEGALITH_HOST_DEVICE constexpr uint32_t attention_token_floats(uint32_t group, u
   return align_up(group * hd, 4) + 3 * align_up(hd, 4);
 }
 
-// Shared memory, in order: 2 * MAX_STAGES mbarriers (full, empty), the reduction area (two
-// double buffers of CONSUMER_WARPS * 2 words each), two queue entries (the current task's and
-// the next one's), the task scratch, then the ring, aligned to 128 bytes for the bulk copies.
+// Shared memory, in order: 2 * MAX_STAGES mbarriers (full, empty), each stage's group id, the
+// reduction area (two double buffers of CONSUMER_WARPS * 2 words each), two queue entries (the
+// current task's and the next one's), the task scratch, then the ring, aligned to 128 bytes
+// for the bulk copies.
 constexpr uint32_t SMEM_BARRIER_BYTES = 2 * MAX_STAGES * 8;
+constexpr uint32_t SMEM_STAGE_GROUP_OFFSET = SMEM_BARRIER_BYTES;
+constexpr uint32_t SMEM_REDUCE_OFFSET = SMEM_STAGE_GROUP_OFFSET + MAX_STAGES * 4;
 constexpr uint32_t SMEM_REDUCE_BYTES = 2 * 2 * CONSUMER_WARPS * 8;
-constexpr uint32_t SMEM_ENTRY_OFFSET = SMEM_BARRIER_BYTES + SMEM_REDUCE_BYTES;
+constexpr uint32_t SMEM_ENTRY_OFFSET = SMEM_REDUCE_OFFSET + SMEM_REDUCE_BYTES;
 constexpr uint32_t SMEM_SCRATCH_OFFSET = SMEM_ENTRY_OFFSET + 2 * sizeof(QueueEntry);
 MEGALITH_HOST_DEVICE constexpr uint32_t megakernel_ring_offset(uint32_t scratch_floats) {
   return align_up(SMEM_SCRATCH_OFFSET + scratch_floats * 4, 128);
@@ -197,22 +235,46 @@ MEGALITH_HOST_DEVICE constexpr uint32_t matvec_partial_floats(int32_t rows) {
   return uint32_t(rows) * CONSUMER_WARPS;
 }
 
+// A claimed linear (claim_rows > 0): the input row (after the norm weight for the normalized
+// kinds), a copy of its ClaimOp, then for each weight of a group an accumulator and every
+// consumer warp's partial sum per row of claim_capacity groups, then the claimed groups' ids.
+MEGALITH_HOST_DEVICE constexpr uint32_t claimed_linear_floats(int32_t in_features, bool norm,
+                                                              int weights, int32_t group_rows,
+                                                              int32_t capacity) {
+  return (norm ? 2 : 1) * linear_x_floats(in_features) + uint32_t(sizeof(ClaimOp) / 4) +
+         uint32_t(weights * group_rows * capacity) * (1 + CONSUMER_WARPS) + uint32_t(capacity);
+}
+
 // Shared-memory floats a task needs while it runs.
 MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t) {
   using abi::TaskKind;
+  const abi::LinearParams& lp = t.params.linear;
+  const bool claimed = (t.kind == TaskKind::kRmsNormLinear || t.kind == TaskKind::kLinearResidual ||
+                        t.kind == TaskKind::kRmsNormGateUpSilu) &&
+                       lp.claim_rows > 0;
+  // Claims are off in some modes: then the task computes its tile.
+  const uint32_t claims =
+      claimed ? claimed_linear_floats(t.refs[0].cols, t.kind != TaskKind::kLinearResidual,
+                                      t.kind == TaskKind::kRmsNormGateUpSilu ? 2 : 1,
+                                      lp.claim_rows, lp.claim_capacity)
+              : 0;
+  uint32_t tile = 0;
   switch (t.kind) {
     case TaskKind::kRmsNormLinear:
     case TaskKind::kLmHead:
       // The norm weight first, then the input row.
-      return 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows) +
+      tile = 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows) +
              matvec_partial_floats(t.refs[2].rows);
+      return tile > claims ? tile : claims;
     case TaskKind::kLinearResidual:
-      return linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows) +
+      tile = linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows) +
              matvec_partial_floats(t.refs[1].rows);
+      return tile > claims ? tile : claims;
     case TaskKind::kRmsNormGateUpSilu:
       // Gate and up tiles have the same rows.
-      return 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows) +
+      tile = 2 * linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[2].rows + t.refs[3].rows) +
              matvec_partial_floats(t.refs[2].rows);
+      return tile > claims ? tile : claims;
     case TaskKind::kAttentionPartial: {
       // The token's rotated queries, key and value rows, then the scalar pass's running max,
       // sum and output row per consumer warp and query head, or the vector pass's scratch,

@@ -100,6 +100,7 @@ struct Ring {
   uint8_t* stages;  // num_stages * STAGE_BYTES
   uint64_t* full;   // arrivals: the producer's expect_tx; completes with the copy's bytes
   uint64_t* empty;  // arrivals: one per consumer warp, or per consumer thread
+  int32_t* group;   // per stage: the claimed group it carries, or END_OF_CLAIMS
   uint32_t num_stages;
   bool per_warp_release;
 };
@@ -155,7 +156,8 @@ __device__ inline Ring setup_ring(const MegakernelArgs& args, uint8_t* smem) {
     fence_barrier_init();
   }
   __syncthreads();
-  return {smem + megakernel_ring_offset(args.scratch_floats), full, empty, args.num_stages,
+  return {smem + megakernel_ring_offset(args.scratch_floats), full, empty,
+          reinterpret_cast<int32_t*>(smem + SMEM_STAGE_GROUP_OFFSET), args.num_stages,
           args.per_thread_release == 0};
 }
 
@@ -165,47 +167,207 @@ struct ProducerState {
   uint64_t issued = 0;  // chunks
 };
 
-// Streams every chunk of the weights of `t` (task `task` at `step`) into the ring, each once a
-// stage is free. False when the launch was aborted or the consumers never freed a stage.
+// Waits until the consumers have freed the producer's next stage. False when the launch was
+// aborted or they never freed it.
+__device__ inline bool wait_free_stage(const MegakernelArgs& args, const Ring& ring,
+                                       const ProducerState& p, uint32_t task, int64_t step) {
+  // The consumers may legitimately hold the ring while they wait on an event for up to the
+  // watchdog's time, so the producer allows twice that.
+  Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
+  while (!mbarrier_try_wait(&ring.empty[p.stage], p.phase ^ 1)) {
+    const SpinState s = spin.poll();
+    if (s == SpinState::kWaiting) continue;
+    if (s == SpinState::kExpired) {
+      report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
+    }
+    return false;
+  }
+  return true;
+}
+
+__device__ __forceinline__ void advance(const Ring& ring, ProducerState& p) {
+  ++p.issued;
+  if (++p.stage == ring.num_stages) {
+    p.stage = 0;
+    p.phase ^= 1;
+  }
+}
+
+// Streams every chunk of the weight tile `w` into the ring, each once a stage is free, the
+// stages marked with `group`.
+__device__ inline bool stream_tile(const MegakernelArgs& args, const Ring& ring,
+                                   const abi::TensorRef& w, uint32_t task, int64_t step,
+                                   uint64_t policy, ProducerState& p, int32_t group) {
+  const uint8_t* tile = tile_base(w);
+  const ChunkPlan plan = plan_chunks(w);
+  for (int32_t c = 0; c < plan.num_chunks; ++c) {
+    const Chunk chunk = chunk_at(plan, c);
+    const uint8_t* src = chunk_src(tile, plan, chunk);
+    // Whole rows are one run; a block of row segments is a run per row.
+    const bool whole_rows = plan.segs_per_row == 1;
+    const int32_t runs = whole_rows ? 1 : chunk.rows;
+    const uint32_t bytes = uint32_t(((whole_rows ? chunk.rows - 1 : 0) * plan.cols + chunk.cols) *
+                                    plan.elem_bytes);
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
+    if (!wait_free_stage(args, ring, p, task, step)) return false;
+    if (threadIdx.x % 32 == 0) ring.group[p.stage] = group;
+#if __CUDA_ARCH__ < 900
+    __threadfence_block();  // the id before the copies whose arrivals complete the stage
+#endif
+    fill_stage(ring, p.stage, begin, uint32_t(end - begin), runs,
+               int64_t(plan.cols) * plan.elem_bytes, uint32_t(plan.seg_cols * plan.elem_bytes),
+               policy);
+    advance(ring, p);
+  }
+  return true;
+}
+
+// Streams every chunk of the weights of `t` (task `task` at `step`) into the ring. False when
+// the launch was aborted or the consumers never freed a stage.
 __device__ inline bool stream_task_weights(const MegakernelArgs& args, const Ring& ring,
                                            const abi::TaskDesc& t, uint32_t task, int64_t step,
                                            uint64_t policy, ProducerState& p) {
   const WeightParts parts = weight_parts(t);
   for (int part = 0; part < parts.count; ++part) {
-    const abi::TensorRef& w = t.refs[parts.ref[part]];
-    const uint8_t* tile = tile_base(w);
-    const ChunkPlan plan = plan_chunks(w);
-    for (int32_t c = 0; c < plan.num_chunks; ++c) {
-      const Chunk chunk = chunk_at(plan, c);
-      const uint8_t* src = chunk_src(tile, plan, chunk);
-      // Whole rows are one run; a block of row segments is a run per row.
-      const bool whole_rows = plan.segs_per_row == 1;
-      const int32_t runs = whole_rows ? 1 : chunk.rows;
-      const uint32_t bytes = uint32_t(((whole_rows ? chunk.rows - 1 : 0) * plan.cols + chunk.cols) *
-                                      plan.elem_bytes);
-      const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
-      const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
-      // The consumers may legitimately hold the ring while they wait on an event for up
-      // to the watchdog's time, so the producer allows twice that.
-      Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
-      while (!mbarrier_try_wait(&ring.empty[p.stage], p.phase ^ 1)) {
-        const SpinState s = spin.poll();
-        if (s == SpinState::kWaiting) continue;
-        if (s == SpinState::kExpired) {
-          report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
-        }
-        return false;
-      }
-      fill_stage(ring, p.stage, begin, uint32_t(end - begin), runs,
-                 int64_t(plan.cols) * plan.elem_bytes, uint32_t(plan.seg_cols * plan.elem_bytes),
-                 policy);
-      ++p.issued;
-      if (++p.stage == ring.num_stages) {
-        p.stage = 0;
-        p.phase ^= 1;
+    if (!stream_tile(args, ring, t.refs[parts.ref[part]], task, step, policy, p, 0)) return false;
+  }
+  return true;
+}
+
+// Whether the task claims its rows in this launch (compiler/claimed_rows.h).
+__device__ __forceinline__ bool claims_rows(const MegakernelArgs& args, const abi::TaskDesc& t) {
+  return args.claims.counters != nullptr &&
+         (t.kind == abi::TaskKind::kRmsNormLinear || t.kind == abi::TaskKind::kLinearResidual ||
+          t.kind == abi::TaskKind::kRmsNormGateUpSilu) &&
+         t.params.linear.claim_rows > 0;
+}
+
+// Where a claimed op's groups lie, loaded once per task so that a claim costs no loads but
+// its own: each part's first group, rows and weight addresses (the up weight's: 0 when the op
+// has none).
+struct ClaimMap {
+  int32_t first[MAX_CLAIM_PARTS], rows[MAX_CLAIM_PARTS];
+  uint64_t weight[MAX_CLAIM_PARTS], up_weight[MAX_CLAIM_PARTS];
+  abi::TensorRef shape;  // the weights' type, columns and stride (the same for every part)
+  int32_t group_rows, total, capacity;
+  uint32_t first_task, num_tasks;
+
+  __device__ explicit ClaimMap(const ClaimOp& op) {
+#pragma unroll
+    for (int p = 0; p < MAX_CLAIM_PARTS; ++p) {
+      const bool present = p < op.num_parts;
+      first[p] = present ? op.parts[p].first_group : 0x7fffffff;
+      rows[p] = present ? op.parts[p].weight.rows : 0;
+      weight[p] = present ? op.parts[p].weight.offset : 0;
+      up_weight[p] = present && op.parts[p].up_weight.buffer != abi::kNoBuffer
+                         ? op.parts[p].up_weight.offset
+                         : 0;
+    }
+    shape = op.parts[0].weight;
+    group_rows = op.group_rows;
+    total = op.total_groups;
+    capacity = op.capacity;
+    first_task = op.first_task;
+    num_tasks = op.num_tasks;
+  }
+  __device__ __forceinline__ int part(int32_t g) const {
+    return g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
+  }
+  // The rows of group g of weight `at` (weight[p] or up_weight[p]), as a tile.
+  __device__ __forceinline__ abi::TensorRef tile(int p, uint64_t at, int32_t g) const {
+    const int32_t row0 = (g - first[p]) * group_rows;
+    abi::TensorRef w = shape;
+    w.offset = at + uint64_t(row0) * uint64_t(w.row_stride) * (w.type == abi::RefType::kF32 ? 4 : 2);
+    w.rows = min(group_rows, rows[p] - row0);
+    return w;
+  }
+};
+
+// One claim: the next group of the op's counter. sm_80's producer lanes all stream, so lane 0
+// claims for the warp.
+__device__ __forceinline__ int32_t claim_group(uint32_t* counter) {
+#if __CUDA_ARCH__ >= 900
+  return int32_t(atomicAdd(counter, 1u));
+#else
+  const uint32_t g = threadIdx.x % 32 == 0 ? atomicAdd(counter, 1u) : 0u;
+  return int32_t(__shfl_sync(0xffffffffu, g, 0));
+#endif
+}
+
+// Waits until step `step - 1` has sampled: its sample task reset the claim counters once every
+// claim of its step was made.
+__device__ inline bool wait_claims_reset(const MegakernelArgs& args, uint32_t task, int64_t step) {
+  const WaitTarget& w = args.claims.step_end;
+  const uint64_t target = uint64_t(w.triggers) * uint64_t(step + 1 - int64_t(w.step_offset));
+  Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
+  for (uint64_t now = ld_acquire_gpu(args.counters + w.event); now < target;
+       now = ld_acquire_gpu(args.counters + w.event)) {
+    const SpinState s = spin.poll();
+    if (s == SpinState::kWaiting) continue;
+    if (s == SpinState::kExpired) {
+      report_fault(args, MegakernelFault::kEventTimeout, task, step, w.event, now, target);
+    }
+    return false;
+  }
+  return true;
+}
+
+// A claimed task's weights: groups claimed from the op's counter until the groups run out or
+// the task holds its capacity, each streamed as its part's rows (gate rows, then up rows), then
+// a stage without bytes marked END_OF_CLAIMS. Up to args.claims.depth claims are in flight
+// ahead of the group streaming, so their latency (an atomic at L2, behind the weight traffic)
+// hides behind the groups' copies; claims come back in the counter's order, so the first one
+// past the end ends the task. `reset_step`: the last step whose counter reset this producer
+// has seen.
+__device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const Ring& ring,
+                                             const abi::TaskDesc& t, uint32_t task, int64_t step,
+                                             uint64_t policy, ProducerState& p,
+                                             int64_t& reset_step) {
+  if (step > reset_step) {
+    if (!wait_claims_reset(args, task, step)) return false;
+    reset_step = step;
+  }
+  const ClaimMap map(args.claims.ops[t.params.linear.claim_op]);
+  uint32_t* counter = args.claims.counters + t.params.linear.claim_op;
+  const int depth = int(args.claims.depth);
+  // Own groups first, then the claimed ones, which start after every task's own.
+  const int32_t own = int32_t(int64_t(map.total) * args.claims.own_percent / 100 / map.num_tasks);
+  const int32_t own_begin = int32_t(task - map.first_task) * own;
+  const int32_t pool = own * int32_t(map.num_tasks);
+  int32_t pending[MAX_CLAIM_DEPTH];  // in claim order; map.total: none
+  int32_t claimed = own;
+#pragma unroll
+  for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
+    pending[i] = i < depth && claimed < map.capacity ? (++claimed, pool + claim_group(counter))
+                                                     : map.total;
+  }
+  for (int32_t j = 0;; ++j) {
+    int32_t g = own_begin + j;
+    if (j >= own) {
+      if (pending[0] >= map.total) break;
+      g = pending[0];
+      const int32_t next =
+          claimed < map.capacity ? (++claimed, pool + claim_group(counter)) : map.total;
+#pragma unroll
+      for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
+        const int32_t later = i + 1 < MAX_CLAIM_DEPTH ? pending[i + 1] : map.total;
+        pending[i] = i < depth - 1 ? later : i == depth - 1 ? next : map.total;
       }
     }
+    const int part = map.part(g);
+    if (!stream_tile(args, ring, map.tile(part, map.weight[part], g), task, step, policy, p, g)) {
+      return false;
+    }
+    if (map.up_weight[part] != 0 &&
+        !stream_tile(args, ring, map.tile(part, map.up_weight[part], g), task, step, policy, p, g)) {
+      return false;
+    }
   }
+  if (!wait_free_stage(args, ring, p, task, step)) return false;
+  if (threadIdx.x % 32 == 0) ring.group[p.stage] = END_OF_CLAIMS;
+  mbarrier_arrive(&ring.full[p.stage]);  // every producer lane: the barrier's count
+  advance(ring, p);
   return true;
 }
 
@@ -225,10 +387,15 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
   const uint32_t q_begin = args.queue_begin[blockIdx.x], q_end = args.queue_begin[blockIdx.x + 1];
   const uint64_t policy = l2_evict_first_policy();
   ProducerState p;
+  int64_t reset_step = args.first_step - 1;
   for (int64_t step = args.first_step; step < args.end_step; ++step) {
     for (uint32_t q = q_begin; q < q_end; ++q) {
       const QueueEntry& e = args.entries[q];
-      if (!stream_task_weights(args, ring, e.task, e.task_index, step, policy, p)) {
+      const bool ok =
+          claims_rows(args, e.task)
+              ? stream_claimed_groups(args, ring, e.task, e.task_index, step, policy, p, reset_step)
+              : stream_task_weights(args, ring, e.task, e.task_index, step, policy, p);
+      if (!ok) {
         drain_producer(ring, p);
         return;
       }
@@ -255,6 +422,9 @@ class RingReader {
     }
     return ring_.stages + size_t(stage_) * STAGE_BYTES;
   }
+
+  // The claimed group the current stage carries (once wait() returned it).
+  __device__ int32_t group() const { return ring_.group[stage_]; }
 
   // The calling thread is done reading the current stage. With per-warp release, lane 0
   // arrives for its warp after __syncwarp(), which orders the other lanes' reads before it

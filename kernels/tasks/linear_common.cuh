@@ -216,26 +216,25 @@ __device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes
   }
 }
 
-// The fast path of stream_matvec. Each warp takes a contiguous run of a chunk's items, so it
-// covers one or two row groups; it keeps one sum per row of the group in registers and then
-// adds them into part[row * CONSUMER_WARPS + warp]. Only that warp writes the slot, in chunk order, so no
-// barrier is needed between chunks and the sums do not depend on timing. The consumers are
-// what limits a linear's stream (about 33 GB/s per SM, where one SM's copies alone reach
+// The fast path of stream_matvec: consumes the plan's chunks from the ring, adding each row's
+// sums into part[row * CONSUMER_WARPS + warp]. Each warp takes a contiguous run of a chunk's
+// items, so it covers one or two row groups; it keeps one sum per row of the group in
+// registers and then adds them into its slot. Only that warp writes the slot, in chunk order,
+// so no barrier is needed between chunks and the sums do not depend on timing. The consumers
+// are what limits a linear's stream (about 33 GB/s per SM, where one SM's copies alone reach
 // 57), so the loop keeps its index arithmetic out of the items: the chunk's place advances
 // instead of being divided out, pointers step by an item, and full groups load unpredicated.
+// A chunk goes to half of the warps, the halves alternating by the chunk's index plus
+// `parity`: each warp flushes its row sums and frees a stage once per twice the items. The
+// other half still waits for the chunk and frees it, so a stage's empty barrier counts every
+// warp as before.
 template <class W, int R>
-__device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const float* xs,
-                                    float* acc, float* part) {
-  for (int i = env.tid; i < plan.rows * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
-  consumer_sync();
+__device__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& plan, const float* xs, float* part,
+                              int parity) {
   const float4* x_lane = reinterpret_cast<const float4*>(xs) + env.lane;
   const uint32_t row_bytes = uint32_t(plan.seg_cols) * sizeof(W);
   constexpr uint32_t ITEM_BYTES = UNIT_COLS<W> * sizeof(W);
   constexpr int ITEM_QUADS = UNIT_COLS<W> / 4;
-  // A chunk goes to half of the warps, the halves alternating by the chunk's index in the
-  // task: each warp flushes its row sums and frees a stage once per twice the items. The
-  // other half still waits for the chunk and frees it, so a stage's empty barrier counts
-  // every warp as before.
   constexpr int HALF_WARPS = CONSUMER_WARPS / 2;
   const int half = env.warp / HALF_WARPS, warp_in_half = env.warp % HALF_WARPS;
   int32_t row0 = 0, col0 = 0;  // chunk_at(plan, c), advanced chunk by chunk
@@ -245,7 +244,7 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
     const uint8_t* stage = env.next_stage();
     if (stage == nullptr) return false;
     const int items_per_row = cols / UNIT_COLS<W>;
-    const int items = (c & 1) == half ? (rows + R - 1) / R * items_per_row : 0;
+    const int items = ((c + parity) & 1) == half ? (rows + R - 1) / R * items_per_row : 0;
     const int per_warp = (items + HALF_WARPS - 1) / HALF_WARPS;
     const int begin = min(items, warp_in_half * per_warp), end = min(items, begin + per_warp);
     int group = begin < end ? begin / items_per_row : 0;
@@ -278,13 +277,28 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
       row0 += plan.rows_per_chunk;
     }
   }
-  consumer_sync();
-  for (int o = env.tid; o < plan.rows; o += CONSUMER_THREADS) {
+  return true;
+}
+
+// acc[o] = the sum of row o's partial sums, in warp order, for rows [0, rows).
+__device__ __forceinline__ void sum_partials(TaskEnv& env, const float* part, int32_t rows,
+                                             float* acc) {
+  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
     float s = 0;
 #pragma unroll
     for (int k = 0; k < CONSUMER_WARPS; ++k) s += part[o * CONSUMER_WARPS + k];
     acc[o] = s;
   }
+}
+
+template <class W, int R>
+__device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const float* xs,
+                                    float* acc, float* part) {
+  for (int i = env.tid; i < plan.rows * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
+  consumer_sync();
+  if (!matvec_chunks<W, R>(env, plan, xs, part, 0)) return false;
+  consumer_sync();
+  sum_partials(env, part, plan.rows, acc);
   consumer_sync();
   return true;
 }

@@ -3,11 +3,13 @@
 #pragma once
 
 #include "megakernel/task_env.cuh"
+#include "tasks/linear_claims.cuh"
 #include "tasks/linear_common.cuh"
 
 namespace megalith::kernels {
 
 __device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDesc& t) {
+  if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
   const Ref x = env.ref(t, 0), gate_bias = env.ref(t, 4);
   const Ref up_bias = env.ref(t, 5), out = env.ref(t, 6);
   const int32_t rows = t.refs[2].rows;

@@ -4,11 +4,13 @@
 #pragma once
 
 #include "megakernel/task_env.cuh"
+#include "tasks/linear_claims.cuh"
 #include "tasks/linear_common.cuh"
 
 namespace megalith::kernels {
 
 __device__ inline void run_rms_norm_linear(TaskEnv& env, const abi::TaskDesc& t) {
+  if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
   const Ref x = env.ref(t, 0), bias = env.ref(t, 3), out = env.ref(t, 4);
   const int32_t rows = t.refs[2].rows;
   float* xs = env.scratch + linear_x_floats(x.cols);  // after the staged norm weight

@@ -10,6 +10,12 @@
 namespace megalith::kernels {
 
 __device__ inline void run_sample(TaskEnv& env, const abi::TaskDesc& t) {
+  // Every claim of the step has been made (each linear comes before sampling): the claim
+  // counters start over for the next step, whose claims wait for this task's event.
+  const ClaimArgs& claims = env.args.claims;
+  if (claims.counters != nullptr) {
+    for (uint32_t i = env.tid; i < claims.num_ops; i += CONSUMER_THREADS) claims.counters[i] = 0;
+  }
   if (env.warp != 0) return;
   const Ref partials = env.ref(t, 0), logits = env.ref(t, 1), control = env.ref(t, 2);
   const Ref prompt = env.ref(t, 3), tokens = env.ref(t, 4), logprobs = env.ref(t, 5);

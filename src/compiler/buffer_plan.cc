@@ -29,8 +29,15 @@ BufferPlan plan_buffers(const Program& p) {
   plan.offset.assign(p.values.size(), -1);
   std::vector<Lifetime> life(p.values.size());
   std::vector<ValueId> order;  // activations by first access
+  // A task of a claimed op may write any of the op's outputs.
+  const std::map<uint32_t, ClaimedWrites> claimed = claimed_writes(p);
+  std::vector<Access> accesses;
   for (uint32_t t = 0; t < p.tasks.size(); ++t) {
-    for (const Access& a : p.tasks[t].refs) {
+    accesses = p.tasks[t].refs;
+    if (const auto c = claimed.find(p.tasks[t].op); c != claimed.end()) {
+      accesses.insert(accesses.end(), c->second.writes.begin(), c->second.writes.end());
+    }
+    for (const Access& a : accesses) {
       if (a.value == kNoValue || p.values[size_t(a.value)].kind != BufferKind::kActivation) continue;
       Lifetime& l = life[size_t(a.value)];
       if (l.accessors.empty()) order.push_back(a.value);

@@ -39,6 +39,7 @@ class PassTimer {
 StatusOr<TaskGraph> compile(const Graph& g, const ModelConfig& cfg, const CompileOptions& options) {
   PassTimer timer(options);
   MEGALITH_ASSIGN_OR_RETURN(compiler::Program program, compiler::lower(g, cfg, options));
+  compiler::mark_claimed_rows(program, options);
   timer.lap();
   MEGALITH_ASSIGN_OR_RETURN(compiler::DependencyStats deps, compiler::add_dependencies(program));
   timer.lap();

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <map>
 
+#include "megalith/compiler/claimed_rows.h"
 #include "passes.h"
 #include "regions.h"
 
@@ -34,20 +35,32 @@ StatusOr<DependencyStats> add_dependencies(Program& p) {
   std::vector<char> found;
   // Tiles of one op usually share both their read dependencies and the orderings they need.
   std::map<std::pair<std::vector<uint32_t>, std::vector<uint32_t>>, std::vector<char>> implied;
+  const std::map<uint32_t, ClaimedWrites> claimed = claimed_writes(p);
+  static const std::vector<uint32_t> kAlone;
   for (uint32_t t = 0; t < p.tasks.size(); ++t) {
     Task& task = p.tasks[t];
+    const auto c = claimed.find(task.op);
+    const bool claims = c != claimed.end();
     accesses.clear();
-    for (const Access& a : task.refs) {
+    for (size_t r = 0; r < task.refs.size(); ++r) {
+      const Access& a = task.refs[r];
       // Weights and constants are never written: nothing to order.
       if (a.value == kNoValue) continue;
       const BufferKind kind = p.values[size_t(a.value)].kind;
       if (kind == BufferKind::kWeight || kind == BufferKind::kConstant) continue;
+      if (claims && int(r) == claimed_out_ref(task.kind)) continue;
       accesses.push_back(tracked(p, a));
     }
+    if (claims) {
+      for (const Access& a : c->second.writes) accesses.push_back(tracked(p, a));
+    }
     orderings.clear();
-    tracker.add_task(t, accesses, [&](uint32_t earlier, Hazard h) {
-      (h == Hazard::kReadAfterWrite ? task.deps : orderings).push_back(earlier);
-    });
+    tracker.add_task(
+        t, accesses,
+        [&](uint32_t earlier, Hazard h) {
+          (h == Hazard::kReadAfterWrite ? task.deps : orderings).push_back(earlier);
+        },
+        claims ? c->second.tasks : kAlone);
     sort_unique(task.deps);
     stats.raw_edges += int64_t(task.deps.size());
     sort_unique(orderings);

@@ -2,10 +2,26 @@
 // src/compiler.
 #pragma once
 
+#include <map>
+#include <vector>
+
 #include "megalith/compiler/compiler.h"
 #include "program.h"
 
 namespace megalith::compiler {
+
+// Marks the linear ops whose tasks claim their rows at run time (LinearParams::claim_rows,
+// compiler/claimed_rows.h): every gate/up and residual linear whose weights' rows split into
+// the megakernel's items.
+void mark_claimed_rows(Program& p, const CompileOptions& options);
+
+// A claimed op's tasks (sorted) and the windows any of them may write: its tiles' outputs,
+// merged per value into their hull (the tiles of a value are adjacent). By op index.
+struct ClaimedWrites {
+  std::vector<uint32_t> tasks;
+  std::vector<Access> writes;
+};
+std::map<uint32_t, ClaimedWrites> claimed_writes(const Program& p);
 
 struct DependencyStats {
   int64_t raw_edges = 0;       // read-after-write edges found from the windows

@@ -68,13 +68,17 @@ class HazardTracker {
     bool read = false, write = false;
   };
 
+  // `group` (sorted; empty for an ordinary task) names the tasks of a claimed op, which holds
+  // `task`: any of them may write the op's windows, so they conflict with none of each other
+  // and its writes are recorded as all of theirs.
   template <class OnConflict>
-  void add_task(uint32_t task, const std::vector<Access>& accesses, OnConflict&& on_conflict) {
+  void add_task(uint32_t task, const std::vector<Access>& accesses, OnConflict&& on_conflict,
+                const std::vector<uint32_t>& group = {}) {
     for (const Access& a : accesses) {
       for (const Record& r : records_[a.window.space]) {
         if (!overlaps(r.window, a.window)) continue;
         for (uint32_t earlier : r.tasks) {
-          if (earlier == task) continue;
+          if (earlier == task || std::binary_search(group.begin(), group.end(), earlier)) continue;
           if (a.read && r.write) on_conflict(earlier, Hazard::kReadAfterWrite);
           if (a.write) {
             on_conflict(earlier, r.write ? Hazard::kWriteAfterWrite : Hazard::kWriteAfterRead);
@@ -101,7 +105,7 @@ class HazardTracker {
     for (const Access& a : accesses) {
       std::vector<Record>& records = records_[a.window.space];
       if (a.write) {
-        records.push_back({{task}, true, a.window});
+        records.push_back({group.empty() ? std::vector<uint32_t>{task} : group, true, a.window});
       } else if (a.read) {
         if (!records.empty() && !records.back().write && same(records.back().window, a.window)) {
           if (records.back().tasks.back() != task) records.back().tasks.push_back(task);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "megalith/compiler/claimed_rows.h"
 #include "regions.h"
 
 namespace megalith {
@@ -27,6 +28,7 @@ class Verifier {
     MEGALITH_RETURN_IF_ERROR(check_events());
     MEGALITH_RETURN_IF_ERROR(check_queues());
     MEGALITH_RETURN_IF_ERROR(check_step_chain());
+    MEGALITH_ASSIGN_OR_RETURN(claimed_, claimed_ops(tg_));
     return check_hazards();
   }
 
@@ -286,21 +288,42 @@ class Verifier {
     std::vector<std::pair<uint32_t, Hazard>> conflicts;
     std::vector<uint32_t> targets;
     std::vector<char> found;
+    // A task of a claimed op may write the outputs of every tile of its op, and none of the
+    // op's tasks writes a row another one does (the claims deal each row out once).
+    std::vector<const ClaimedOp*> claimed_by_task(tg_.tasks.size(), nullptr);
+    std::vector<std::vector<uint32_t>> groups(claimed_.size());
+    for (size_t c = 0; c < claimed_.size(); ++c) {
+      for (uint32_t i = 0; i < claimed_[c].task_count; ++i) {
+        claimed_by_task[claimed_[c].task_begin + i] = &claimed_[c];
+        groups[c].push_back(claimed_[c].task_begin + i);
+      }
+    }
+    static const std::vector<uint32_t> kAlone;
     for (uint32_t t = 0; t < tg_.tasks.size(); ++t) {
       const TaskDesc& d = tg_.tasks[t];
+      const ClaimedOp* claimed = claimed_by_task[t];
       accesses.clear();
       for (uint16_t r = 0; r < d.num_refs; ++r) {
         const abi::TensorRef& ref = d.refs[r];
         if (ref.buffer == abi::kNoBuffer) continue;
         const BufferKind kind = tg_.buffers[ref.buffer].kind;
         if (kind == BufferKind::kWeight || kind == BufferKind::kConstant) continue;
+        if (claimed && r == claimed_out_ref(d.kind)) continue;
         add_windows(ref, kind, accesses);
       }
+      if (claimed) {
+        for (const ClaimedPart& part : claimed->parts) {
+          add_windows(part.out, tg_.buffers[part.out.buffer].kind, accesses);
+        }
+      }
       conflicts.clear();
-      tracker.add_task(t, accesses, [&](uint32_t earlier, Hazard h) {
-        // Everything descends from the source (checked above).
-        if (earlier != tg_.source_task) conflicts.emplace_back(earlier, h);
-      });
+      tracker.add_task(
+          t, accesses,
+          [&](uint32_t earlier, Hazard h) {
+            // Everything descends from the source (checked above).
+            if (earlier != tg_.source_task) conflicts.emplace_back(earlier, h);
+          },
+          claimed ? groups[size_t(claimed - claimed_.data())] : kAlone);
       if (conflicts.empty()) continue;
       targets.clear();
       for (const auto& c : conflicts) targets.push_back(c.first);
@@ -322,6 +345,7 @@ class Verifier {
   }
 
   const TaskGraph& tg_;
+  std::vector<ClaimedOp> claimed_;
   std::vector<std::vector<uint32_t>> producers_;
   std::vector<uint32_t> task_mark_, event_mark_, stack_;
   uint32_t stamp_ = 0;

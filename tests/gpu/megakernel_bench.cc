@@ -4,7 +4,7 @@
 // for its inputs and running.
 //
 //   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
-//                      [--kernel-per-op]
+//                      [--kernel-per-op] [--claim-rows [--tiles] [--claim-depth D] [--claim-own P]]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -62,7 +62,7 @@ StatusOr<double> read_bandwidth(int sms) {
 }
 
 Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
-             const CudaExecutorOptions& options) {
+             const CudaExecutorOptions& options, bool claim_rows) {
   const size_t colon = spec.find(':');
   if (colon == std::string::npos) return invalid_argument("'{}' is not arch:preset", spec);
   const std::string arch_name = spec.substr(0, colon), preset = spec.substr(colon + 1);
@@ -82,7 +82,8 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
   // Dynamic mode's schedulers take an SM of their own.
   const int32_t workers = options.mode == SchedulingMode::kDynamic ? sms - 1 : sms;
-  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, {.num_workers = workers}));
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg,
+                            compile(g, cfg, {.num_workers = workers, .claim_rows = claim_rows}));
   MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create_random(tg, cfg, 1, options));
   const double setup_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
@@ -123,6 +124,7 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
 int run_bench(int argc, char** argv) {
   int64_t steps = 64;
   CudaExecutorOptions options;
+  bool claim_rows = false;
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -136,6 +138,14 @@ int run_bench(int argc, char** argv) {
       options.mode = SchedulingMode::kDynamic;
     } else if (arg == "--kernel-per-op") {
       options.kernel_per_op = true;
+    } else if (arg == "--claim-depth" && i + 1 < argc) {
+      options.claim_depth = uint32_t(std::stoul(argv[++i]));
+    } else if (arg == "--claim-own" && i + 1 < argc) {
+      options.claim_own_percent = uint32_t(std::stoul(argv[++i]));
+    } else if (arg == "--claim-rows") {
+      claim_rows = true;  // compiled with claimed rows (compiler/claimed_rows.h)
+    } else if (arg == "--tiles") {
+      options.claim_rows = false;  // ... but every linear task run on its own tile
     } else {
       specs.push_back(arg);
     }
@@ -157,7 +167,7 @@ int run_bench(int argc, char** argv) {
   fmt::print("{}, {} SMs: streaming read {:.0f} GB/s\n", prop.name, sms, *bandwidth / 1e9);
   int failures = 0;
   for (const std::string& spec : specs) {
-    const Status s = bench(spec, steps, sms, *bandwidth, options);
+    const Status s = bench(spec, steps, sms, *bandwidth, options, claim_rows);
     if (!s.ok()) {
       fmt::print(stderr, "{}: {}\n", spec, s.message());
       ++failures;

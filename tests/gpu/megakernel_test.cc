@@ -21,6 +21,7 @@
 #include <random>
 
 #include "device_program.h"
+#include "megalith/compiler/claimed_rows.h"
 #include "megalith/compiler/compiler.h"
 #include "megalith/core/dtype.h"
 #include "megalith/model/model_graph.h"
@@ -742,6 +743,9 @@ struct ModelCase {
   DType dtype;
   SchedulingMode mode = SchedulingMode::kStatic;
   bool kernel_per_op = false;  // the megakernel's ablation (static mode's queues per op)
+  // Hidden 256, intermediate 768, head_dim 64, compiled with claimed rows: rows that split into
+  // the matvec items, so the gate/up and residual linears claim them (compiler/claimed_rows.h).
+  bool wide = false;
 };
 
 // All SMs work in static mode; dynamic mode's schedulers take one.
@@ -765,6 +769,11 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   fs::remove_all(dir);
   ModelConfig cfg = *preset_config(mc.arch, "tiny");
   cfg.dtype = mc.dtype;
+  if (mc.wide) {
+    cfg.hidden_size = 256;
+    cfg.intermediate_size = 768;
+    cfg.head_dim = 64;
+  }
   ASSERT_TRUE(write_random_checkpoint(cfg, {.seed = seed}, dir).ok());
   auto ckpt = load_checkpoint(dir);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
@@ -774,8 +783,12 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   // merge); the Llama case, like a real short cache, takes one attention task per KV head.
   const int64_t keys_per_split = mc.arch == Architecture::kLlama ? 256 : 16;
   auto tg = compile(*graph, (*ckpt)->config(),
-                    {.num_workers = workers_for(mc.mode), .attention_keys_per_split = keys_per_split});
+                    {.num_workers = workers_for(mc.mode), .attention_keys_per_split = keys_per_split,
+                     .claim_rows = mc.wide});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
+  auto claimed = claimed_ops(*tg);
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  EXPECT_EQ(claimed->empty(), !mc.wide) << "the wide shapes claim rows, the tiny ones cannot";
   auto cpu = CpuExecutor::create(*tg, **ckpt, {});
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
   CudaExecutorOptions gpu_options;
@@ -939,13 +952,24 @@ INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
                                            ModelCase{Architecture::kLlama, DType::kBF16,
                                                      SchedulingMode::kStatic, true},
                                            ModelCase{Architecture::kQwen2, DType::kF16,
-                                                     SchedulingMode::kStatic, true}),
+                                                     SchedulingMode::kStatic, true},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true},
+                                           ModelCase{Architecture::kQwen2, DType::kF16,
+                                                     SchedulingMode::kStatic, false, true},
+                                           ModelCase{Architecture::kQwen3, DType::kF32,
+                                                     SchedulingMode::kStatic, false, true},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kDynamic, false, true}),
                          [](const auto& info) {
-                           return fmt::format("{}_{}{}{}", architecture_short_name(info.param.arch),
+                           return fmt::format("{}_{}{}{}{}", architecture_short_name(info.param.arch),
                                               dtype_short_name(info.param.dtype),
                                               info.param.mode == SchedulingMode::kDynamic
                                                   ? "_dynamic" : "",
-                                              info.param.kernel_per_op ? "_kernel_per_op" : "");
+                                              info.param.kernel_per_op ? "_kernel_per_op" : "",
+                                              info.param.wide ? "_wide" : "");
                          });
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "megalith/compiler/claimed_rows.h"
 #include "megalith/compiler/task_graph_stats.h"
 #include "megalith/compiler/verify_task_graph.h"
 #include "megalith/model/model_graph.h"
@@ -182,6 +183,136 @@ TEST_P(CompilerArchTest, DependenciesAreExactlyTheTilesRead) {
     ++checked;
   }
   EXPECT_GT(checked, 0);
+}
+
+// Shapes whose rows split into the megakernel's matvec items (multiples of 256 columns), with
+// q, k and v of different sizes.
+bool is_ordering_error(const Status& s);
+
+ModelConfig wide_config(Architecture arch) {
+  ModelConfig c = odd_config(arch);
+  c.hidden_size = 256;
+  c.intermediate_size = 768;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 64;
+  return c;
+}
+
+TaskGraph compile_wide(Architecture arch, int32_t workers, bool claims) {
+  const ModelConfig cfg = wide_config(arch);
+  StatusOr<Graph> g = build_decode_graph(cfg, 1, 40);
+  EXPECT_TRUE(g.ok()) << g.status().message();
+  StatusOr<TaskGraph> tg = compile(*g, cfg, {.num_workers = workers, .claim_rows = claims});
+  EXPECT_TRUE(tg.ok()) << tg.status().message();
+  return std::move(tg).value();
+}
+
+// Every gate/up and residual linear claims its rows (q/k/v keeps its tiles, so attention
+// waits for its own heads only): its part is its weight whole, in groups every task of the op
+// can reach, and whoever reads its output waits for all of its tasks, since any of them may
+// have computed the rows.
+TEST_P(CompilerArchTest, GateUpAndResidualLinearsClaimTheirRows) {
+  const TaskGraph tg = compile_wide(GetParam(), 7, true);
+  StatusOr<std::vector<ClaimedOp>> claimed = claimed_ops(tg);
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  std::vector<std::string> linears;
+  for (const FusedOpInfo& op : tg.ops) {
+    if (op.kind == TaskKind::kLinearResidual || op.kind == TaskKind::kRmsNormGateUpSilu) {
+      linears.push_back(op.name);
+    }
+  }
+  ASSERT_EQ(linears.size(), 6u);  // two layers of o, gate/up, down
+  ASSERT_EQ(claimed->size(), linears.size());
+  for (size_t i = 0; i < claimed->size(); ++i) {
+    const ClaimedOp& c = (*claimed)[i];
+    EXPECT_EQ(tg.ops[c.op].name, linears[i]) << "claim order follows the program";
+    ASSERT_EQ(c.parts.size(), 1u) << tg.ops[c.op].name;
+    int32_t groups = 0;
+    for (const ClaimedPart& part : c.parts) {
+      const BufferDesc& w = tg.buffers[part.weight.buffer];
+      EXPECT_EQ(uint64_t(part.weight.rows) * uint64_t(part.weight.cols) * elem_size(w.type), w.bytes)
+          << "a part is its whole weight";
+      EXPECT_EQ(part.out.cols, part.weight.rows);
+      EXPECT_EQ(part.first_group, groups);
+      groups += (part.weight.rows + c.group_rows - 1) / c.group_rows;
+    }
+    EXPECT_EQ(c.total_groups, groups);
+    EXPECT_GE(int64_t(c.capacity) * c.task_count, groups);
+    // Any task of the graph that waits on one task of the op waits on all of them.
+    for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
+      const std::set<uint32_t> waited = producers_of(tg, t);
+      const bool some = waited.count(c.task_begin) > 0;
+      for (uint32_t k = c.task_begin; k < c.task_begin + c.task_count; ++k) {
+        ASSERT_EQ(waited.count(k) > 0, some) << "task " << t << " and " << tg.ops[c.op].name;
+      }
+    }
+  }
+  EXPECT_TRUE(verify_task_graph(tg).ok());
+}
+
+// The claims are only sound with op-wide dependencies. q/k/v's readers (attention) wait for
+// the tiles of their heads only, so marking the q/k/v op claimed (three parts) is rejected;
+// every single wait and signal of a claimed graph is needed; and the verifier checks the
+// claimed ops' own consistency.
+TEST(CompilerClaims, VerifierRejectsClaimsWithoutTheirDependencies) {
+  const TaskGraph claimed = compile_wide(Architecture::kQwen3, 7, true);
+  const std::vector<ClaimedOp> ops = *claimed_ops(claimed);
+  TaskGraph m = claimed;
+  const auto qkv = std::find_if(m.ops.begin() + 1, m.ops.end(), [](const FusedOpInfo& op) {
+    return op.kind == TaskKind::kRmsNormLinear;
+  });
+  ASSERT_NE(qkv, m.ops.end());
+  for (uint32_t k = 0; k < qkv->task_count; ++k) {
+    abi::LinearParams& lp = m.tasks[qkv->task_begin + k].params.linear;
+    lp.claim_rows = 8;
+    lp.claim_capacity = 1000;
+    lp.claim_op = int32_t(ops.size());
+  }
+  const Status s = verify_task_graph(m);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(is_ordering_error(s)) << s.message();
+
+  int mutations = 0;
+  for (uint32_t t = 0; t < claimed.tasks.size(); ++t) {
+    const abi::TaskDesc& d = claimed.tasks[t];
+    for (uint32_t w = d.wait_begin; w < d.wait_begin + d.wait_count; ++w) {
+      EXPECT_TRUE(is_ordering_error(verify_task_graph(without_wait(claimed, t, w))))
+          << "wait " << w << " of task " << t;
+      ++mutations;
+    }
+    if (d.signal != abi::kNoEvent) {
+      EXPECT_TRUE(is_ordering_error(verify_task_graph(without_signal(claimed, t))))
+          << "signal of task " << t;
+      ++mutations;
+    }
+  }
+  EXPECT_GT(mutations, 50);
+
+  auto find_op = [&](TaskKind kind) {
+    return *std::find_if(ops.begin(), ops.end(), [&](const ClaimedOp& c) { return c.kind == kind; });
+  };
+  const ClaimedOp first = ops.front(), gate_up = find_op(TaskKind::kRmsNormGateUpSilu);
+  ASSERT_GT(gate_up.total_groups, int32_t(gate_up.task_count));
+  auto expect_error = [](TaskGraph g, const std::string& fragment) {
+    const Status e = verify_task_graph(g);
+    EXPECT_FALSE(e.ok());
+    EXPECT_NE(e.message().find(fragment), std::string::npos) << e.message();
+  };
+  m = claimed;
+  m.tasks[first.task_begin + 1].params.linear.claim_capacity += 1;
+  expect_error(m, "claim parameters");
+  m = claimed;
+  for (uint32_t k = 0; k < gate_up.task_count; ++k) {
+    m.tasks[gate_up.task_begin + k].params.linear.claim_capacity = 1;
+  }
+  expect_error(m, "cannot hold");
+  m = claimed;
+  for (uint32_t k = 0; k < first.task_count; ++k) m.tasks[first.task_begin + k].params.linear.claim_op = 1;
+  expect_error(m, "claim index");
+  m = claimed;
+  std::swap(m.tasks[gate_up.task_begin].refs[3], m.tasks[gate_up.task_begin + 1].refs[3]);
+  expect_error(m, "does not continue");
 }
 
 INSTANTIATE_TEST_SUITE_P(AllArchitectures, CompilerArchTest,

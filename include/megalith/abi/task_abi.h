@@ -56,6 +56,15 @@ struct LinearParams {  // RmsNormLinear, LinearResidual, RmsNormGateUpSilu, LmHe
   float eps;           // rms_norm epsilon
   int32_t tile;        // LmHead: index of this tile among the partials
   int32_t row_begin;   // LmHead: first vocabulary row of the tile
+  // Claimed rows (RmsNormLinear, LinearResidual, RmsNormGateUpSilu; 0: off). The megakernel's
+  // static mode then deals the op's rows out at run time: each task of the op claims groups
+  // of claim_rows rows of any of the op's tiles from a counter (claim_op's), at most
+  // claim_capacity groups, so a slow worker computes fewer rows. The refs still name the
+  // task's own tile, which the other executors compute; the op's tiles together are what
+  // any of its tasks may write (compiler/claimed_rows.h).
+  int32_t claim_rows;
+  int32_t claim_capacity;
+  int32_t claim_op;    // dense index over the claimed ops of the graph
 };
 struct AttentionParams {  // AttentionPartial, AttentionMerge
   float scale;

@@ -32,6 +32,10 @@ struct CompileOptions {
   // spans at least this many positions of cache capacity; shorter caches take one task per
   // KV head, which writes the attention output itself.
   int64_t attention_keys_per_split = 256;
+  // The gate/up and residual linears deal their rows out at run time in the megakernel's
+  // static mode (compiler/claimed_rows.h) instead of each task computing a fixed tile. Off:
+  // measured slower so far (docs/performance.md, "Claimed rows").
+  bool claim_rows = false;
   bool verify = true;  // run verify_task_graph() on the result
   // Called after each pass with its name, the passes done and their number (a progress bar).
   std::function<void(std::string_view pass, int done, int total)> on_pass;

@@ -89,6 +89,13 @@ StatusOr<std::unique_ptr<DeviceProgram>> DeviceProgram::create(const TaskGraph& 
                   fmt::format("no CUDA device is available ({})",
                               e == cudaSuccess ? "none found" : cudaGetErrorString(e)));
   }
+  if (options.claim_own_percent > 100) {
+    return invalid_argument("claim_own_percent {} is more than 100", options.claim_own_percent);
+  }
+  if (options.claim_depth > uint32_t(kernels::MAX_CLAIM_DEPTH)) {
+    return invalid_argument("claim depth {} is more than {}", options.claim_depth,
+                            kernels::MAX_CLAIM_DEPTH);
+  }
   if (options.device < 0 || options.device >= devices) {
     return invalid_argument("CUDA device {} does not exist ({} found)", options.device, devices);
   }
@@ -183,6 +190,23 @@ Status DeviceProgram::validate_and_plan() {
       }
     }
     scratch_floats_ = std::max(scratch_floats_, kernels::task_scratch_floats(t));
+  }
+  if (options_.claim_rows && !options_.dynamic && !options_.kernel_per_op) {
+    MEGALITH_ASSIGN_OR_RETURN(claimed_, claimed_ops(tg));
+    for (const ClaimedOp& c : claimed_) {
+      for (const ClaimedPart& part : c.parts) {
+        for (const abi::TensorRef* w : {&part.weight, &part.up_weight}) {
+          if (w == &part.up_weight && c.kind != TaskKind::kRmsNormGateUpSilu) continue;
+          // The claimed path multiplies whole items only (linear_common.cuh).
+          if (!is_float_type(w->type) || w->cols % 256 != 0 || w->row_stride != w->cols ||
+              w->offset % 16 != 0 || w->type != c.parts[0].weight.type ||
+              w->cols != c.parts[0].weight.cols) {
+            return unimplemented("claimed op '{}': its weights must be float rows of one type "
+                                 "and a multiple of 256 columns", tg.ops[c.op].name);
+          }
+        }
+      }
+    }
   }
 
   int limit = 0;
@@ -312,6 +336,30 @@ Status DeviceProgram::allocate_and_upload() {
       return invalid_argument("dynamic mode: no task is ready at a launch's first step");
     }
   }
+  // Claimed ops, their refs resolved like the entries'.
+  std::vector<kernels::ClaimOp> claim_ops(claimed_.size());
+  const auto resolved = [&](abi::TensorRef r) {
+    if (r.buffer != abi::kNoBuffer) {
+      r.offset = reinterpret_cast<uint64_t>(d.arena + buffer_offset_[r.buffer] + r.offset);
+    }
+    return r;
+  };
+  for (size_t c = 0; c < claimed_.size(); ++c) {
+    const ClaimedOp& from = claimed_[c];
+    kernels::ClaimOp& to = claim_ops[c];
+    to.num_parts = int32_t(from.parts.size());
+    to.group_rows = from.group_rows;
+    to.total_groups = from.total_groups;
+    to.capacity = from.capacity;
+    to.first_task = from.task_begin;
+    to.num_tasks = from.task_count;
+    for (size_t p = 0; p < from.parts.size(); ++p) {
+      const ClaimedPart& part = from.parts[p];
+      to.parts[p] = {resolved(part.weight), resolved(part.up_weight), resolved(part.bias),
+                     resolved(part.up_bias), resolved(part.out), part.first_group, part.groups,
+                     {0, 0}};
+    }
+  }
   Piece pieces[] = {
       {entries.data(), entries.size() * sizeof(kernels::QueueEntry)},
       {tg_.queue_begin.data(), tg_.queue_begin.size() * sizeof(uint32_t)},
@@ -325,6 +373,8 @@ Status DeviceProgram::allocate_and_upload() {
       {op_entries.data(), op_entries.size() * sizeof(kernels::QueueEntry)},
       {op_queue_begin.data(), op_queue_begin.size() * sizeof(uint32_t)},
       {nullptr, sizeof(int64_t)},  // kernel-per-op mode's step
+      {claim_ops.data(), claim_ops.size() * sizeof(kernels::ClaimOp)},
+      {nullptr, std::max<size_t>(claim_ops.size(), 1) * sizeof(uint32_t)},  // claim counters
   };
   uint64_t meta_bytes = 0;
   for (Piece& p : pieces) {
@@ -360,6 +410,18 @@ Status DeviceProgram::allocate_and_upload() {
   const char* per_thread = std::getenv("MEGALITH_PER_THREAD_RELEASE");
   a.per_thread_release =
       options_.per_thread_release || (per_thread != nullptr && std::string(per_thread) == "1");
+  if (!claimed_.empty()) {
+    a.claims.ops = reinterpret_cast<const kernels::ClaimOp*>(d.meta + pieces[12].offset);
+    a.claims.counters = reinterpret_cast<uint32_t*>(d.meta + pieces[13].offset);
+    a.claims.num_ops = uint32_t(claimed_.size());
+    a.claims.depth = options_.claim_depth == 0 ? uint32_t(kernels::DEFAULT_CLAIM_DEPTH)
+                                               : options_.claim_depth;
+    a.claims.own_percent = options_.claim_own_percent;
+    const abi::TaskDesc& source = tg_.tasks[tg_.source_task];
+    if (source.wait_count != 1) return invalid_argument("the step's source must wait on the sink");
+    const abi::EventWait& w = tg_.waits[source.wait_begin];
+    a.claims.step_end = {w.event, tg_.events[w.event].triggers, w.step_offset, 0};
+  }
   a.scratch_floats = scratch_floats_;
   a.num_stages = num_stages_;
   if (options_.kernel_per_op) {
@@ -505,6 +567,11 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
   broken_ = true;  // until the launch is known to have finished cleanly
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.error, 0, sizeof(kernels::MegakernelError), d.stream));
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(args.abort_flag, 0, sizeof(uint32_t), d.stream));
+  if (args.claims.counters != nullptr) {
+    // Each step's sampling resets them; a launch that stopped early may have left claims.
+    MEGALITH_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(args.claims.counters, 0, args.claims.num_ops * sizeof(uint32_t), d.stream));
+  }
   uint64_t* published_count = nullptr;
   kernels::PublishedToken* published = nullptr;
   if (on_token) {

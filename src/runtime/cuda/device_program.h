@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "megalith/abi/random_weight.h"
+#include "megalith/compiler/claimed_rows.h"
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
 #include "megalith/runtime/cuda_executor.h"
@@ -44,6 +45,11 @@ struct DeviceProgramOptions {
   // per fused op (its tasks dealt round robin to at most num_workers CTAs), a step's launches
   // captured once in a CUDA graph that run() replays once per step.
   bool kernel_per_op = false;
+  // Static mode: the linear ops the compiler marked deal their rows out at run time
+  // (compiler/claimed_rows.h); false runs every task on its own tile, as the other modes do.
+  bool claim_rows = true;
+  uint32_t claim_depth = 0;  // claims a producer keeps in flight; 0: DEFAULT_CLAIM_DEPTH
+  uint32_t claim_own_percent = 0;  // of an op's groups dealt out before claiming (ClaimArgs)
 };
 
 class DeviceProgram {
@@ -89,6 +95,7 @@ class DeviceProgram {
 
   TaskGraph tg_;
   DeviceProgramOptions options_;
+  std::vector<ClaimedOp> claimed_;  // empty when claims are off
   std::unique_ptr<Device> dev_;
   std::vector<uint64_t> buffer_offset_;  // each buffer's place in the arena
   // Dynamic mode: the queue entries (and their workers) ready at every launch's first step.

@@ -1,0 +1,145 @@
+// A claimed linear's consumers (compiler/claimed_rows.h): the task's producer claims groups of
+// the op's rows at run time and streams them, each stage marked with its group; the consumers
+// multiply every group that comes against the input row, keeping its sums in the slot of the
+// order it came in, until a stage says END_OF_CLAIMS; then they write each claimed row's
+// output with the epilogue its kind has for its own tile (the same arithmetic, so the
+// results are the tile's).
+//
+//   if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
+#pragma once
+
+#include <math.h>
+
+#include "megakernel/task_env.cuh"
+#include "tasks/linear_common.cuh"
+
+namespace megalith::kernels {
+
+// `rows` rows of a group's weight (cols columns of `type`) from the ring, their sums added into
+// part[row * CONSUMER_WARPS + warp]; the number of chunks it took, or -1 when the watchdog
+// fired. The halves of the warps alternate from `whole_rows_parity` when a chunk holds whole
+// rows, else from `segments_parity`. The host checked that claimed weights split into items.
+template <class W>
+__device__ int32_t matvec_group_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
+                                      float* part, int whole_rows_parity, int segments_parity) {
+  const ChunkPlan plan = plan_chunks(w);
+  const int parity = plan.segs_per_row == 1 ? whole_rows_parity : segments_parity;
+  bool ok;
+  if (plan.rows_per_chunk >= 4) {
+    ok = matvec_chunks<W, 4>(env, plan, xs, part, parity);
+  } else if (plan.rows_per_chunk >= 2) {
+    ok = matvec_chunks<W, 2>(env, plan, xs, part, parity);
+  } else {
+    ok = matvec_chunks<W, 1>(env, plan, xs, part, parity);
+  }
+  return ok ? plan.num_chunks : -1;
+}
+__device__ inline int32_t matvec_group(TaskEnv& env, abi::RefType type, int32_t rows, int32_t cols,
+                                       const float* xs, float* part, int whole_rows_parity,
+                                       int segments_parity) {
+  abi::TensorRef w{};  // the group's shape; the stage holds its rows
+  w.type = type;
+  w.rows = rows;
+  w.cols = cols;
+  w.row_stride = cols;
+  switch (type) {
+    case abi::RefType::kBF16:
+      return matvec_group_typed<__nv_bfloat16>(env, w, xs, part, whole_rows_parity, segments_parity);
+    case abi::RefType::kF16:
+      return matvec_group_typed<__half>(env, w, xs, part, whole_rows_parity, segments_parity);
+    default:
+      return matvec_group_typed<float>(env, w, xs, part, whole_rows_parity, segments_parity);
+  }
+}
+
+// Row `row` of a claimed part's output, from its sums: the kind's tile epilogue.
+__device__ __forceinline__ void claimed_epilogue(abi::TaskKind kind, const ClaimPart& part,
+                                                 int32_t row, float sum, float up_sum) {
+  const Ref out = make_ref(part.out), bias = make_ref(part.bias);
+  const float b = bias.present() ? bias.get(0, row) : 0.0f;
+  switch (kind) {
+    case abi::TaskKind::kLinearResidual: out.set(0, row, out.get(0, row) + (sum + b)); return;
+    case abi::TaskKind::kRmsNormGateUpSilu: {
+      const Ref up_bias = make_ref(part.up_bias);
+      const float g = sum + b;
+      const float u = up_sum + (up_bias.present() ? up_bias.get(0, row) : 0.0f);
+      out.set(0, row, g / (1.0f + expf(-g)) * u);
+      return;
+    }
+    default: out.set(0, row, sum + b); return;
+  }
+}
+
+// Out of line: inlined beside the tiles' path it took that path's registers (ptxas: the
+// kernel's spills went from 336/320 to 548/588 B and stream_matvec left the loop).
+__device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDesc& t) {
+  const bool norm = t.kind != abi::TaskKind::kLinearResidual;
+  const int weights = t.kind == abi::TaskKind::kRmsNormGateUpSilu ? 2 : 1;
+  const int32_t group_rows = t.params.linear.claim_rows;
+  const int32_t room = group_rows * t.params.linear.claim_capacity;  // rows of each weight
+  const Ref x = env.ref(t, 0);
+  float* xs = env.scratch + (norm ? linear_x_floats(x.cols) : 0);  // after the staged norm weight
+  // The op's description in shared memory: the epilogue's refs without a global load each.
+  auto* op = reinterpret_cast<ClaimOp*>(xs + linear_x_floats(x.cols));
+  float* acc = xs + linear_x_floats(x.cols) + sizeof(ClaimOp) / 4;
+  float* part = acc + weights * room;
+  auto* claimed = reinterpret_cast<int32_t*>(part + weights * room * CONSUMER_WARPS);
+  const auto* from = reinterpret_cast<const uint4*>(env.args.claims.ops + t.params.linear.claim_op);
+  for (int i = env.tid; i < int(sizeof(ClaimOp) / 16); i += CONSUMER_THREADS) {
+    reinterpret_cast<uint4*>(op)[i] = from[i];
+  }
+  for (int i = env.tid; i < weights * room * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
+  if (norm) {
+    load_normalized_row(env, t, xs);  // ends with the consumers' barrier
+  } else {
+    load_plain_row(env, x, 0, xs);
+  }
+  int32_t first[MAX_CLAIM_PARTS], rows[MAX_CLAIM_PARTS];
+#pragma unroll
+  for (int p = 0; p < MAX_CLAIM_PARTS; ++p) {
+    first[p] = p < op->num_parts ? op->parts[p].first_group : 0x7fffffff;
+    rows[p] = p < op->num_parts ? op->parts[p].weight.rows : 0;
+  }
+  const int32_t cols = op->parts[0].weight.cols;
+  const abi::RefType type = op->parts[0].weight.type;
+  if (env.args.trace && env.tid == 0) env.stream_begin_ns = global_timer_ns();
+  int32_t n = 0, chunks = 0;
+  for (;;) {
+    if (env.next_stage() == nullptr) return;
+    const int32_t g = env.ring.group();
+    if (g == END_OF_CLAIMS) {
+      env.ring.release();
+      break;
+    }
+    if (env.tid == 0) claimed[n] = g;
+    const int p = g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
+    const int32_t group = min(group_rows, rows[p] - (g - first[p]) * group_rows);
+    // The halves of the warps alternate chunk by chunk over the task, as for a tile, when a
+    // chunk holds whole rows: a row's sums are then one half's, whichever it is. Rows cut into
+    // segments alternate by the group's number, so that their sums do not depend on which
+    // task claimed the group.
+    for (int w = 0; w < weights; ++w) {
+      float* sums = part + (w * room + n * group_rows) * CONSUMER_WARPS;
+      const int32_t taken = matvec_group(env, type, group, cols, xs, sums, chunks, g + w);
+      if (taken < 0) return;
+      chunks += taken;
+    }
+    ++n;
+  }
+  if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();
+  consumer_sync();
+  for (int w = 0; w < weights; ++w) {
+    sum_partials(env, part + w * room * CONSUMER_WARPS, n * group_rows, acc + w * room);
+  }
+  consumer_sync();
+  for (int i = env.tid; i < n * group_rows; i += CONSUMER_THREADS) {
+    const int32_t g = claimed[i / group_rows];
+    const int p = g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
+    const int32_t row = (g - first[p]) * group_rows + i % group_rows;
+    if (row < rows[p]) {
+      claimed_epilogue(t.kind, op->parts[p], row, acc[i], weights > 1 ? acc[room + i] : 0.0f);
+    }
+  }
+}
+
+}  // namespace megalith::kernels
