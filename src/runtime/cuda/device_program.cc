@@ -264,16 +264,19 @@ Status DeviceProgram::allocate_and_upload() {
     const abi::EventWait& ew = tg_.waits[w];
     waits[w] = {ew.event, tg_.events[ew.event].triggers, ew.step_offset, 0};
   }
+  // A ref with its offset an absolute device address.
+  const auto resolved = [&](abi::TensorRef r) {
+    if (r.buffer != abi::kNoBuffer) {
+      r.offset = reinterpret_cast<uint64_t>(d.arena + buffer_offset_[r.buffer] + r.offset);
+    }
+    return r;
+  };
   const auto entry_of = [&](uint32_t task) {
     kernels::QueueEntry e{};
     e.task = tg_.tasks[task];
     e.task_index = task;
     e.signal_triggers = e.task.signal == abi::kNoEvent ? 0 : tg_.events[e.task.signal].triggers;
-    for (abi::TensorRef& r : e.task.refs) {
-      if (r.buffer != abi::kNoBuffer) {
-        r.offset = reinterpret_cast<uint64_t>(d.arena + buffer_offset_[r.buffer] + r.offset);
-      }
-    }
+    for (abi::TensorRef& r : e.task.refs) r = resolved(r);
     for (uint32_t i = 0; i < e.task.wait_count && i < uint32_t(kernels::INLINE_WAITS); ++i) {
       e.waits[i] = waits[e.task.wait_begin + i];
     }
@@ -338,12 +341,6 @@ Status DeviceProgram::allocate_and_upload() {
   }
   // Claimed ops, their refs resolved like the entries'.
   std::vector<kernels::ClaimOp> claim_ops(claimed_.size());
-  const auto resolved = [&](abi::TensorRef r) {
-    if (r.buffer != abi::kNoBuffer) {
-      r.offset = reinterpret_cast<uint64_t>(d.arena + buffer_offset_[r.buffer] + r.offset);
-    }
-    return r;
-  };
   for (size_t c = 0; c < claimed_.size(); ++c) {
     const ClaimedOp& from = claimed_[c];
     kernels::ClaimOp& to = claim_ops[c];
