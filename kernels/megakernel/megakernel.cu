@@ -67,6 +67,10 @@ __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& 
     case abi::TaskKind::kRmsNormGateUpSilu:
     case abi::TaskKind::kLmHead:
       start_norm_weight_copy(env, t);
+      if (claims_rows(env.args, t)) start_claimed_op_copy(env, t);
+      return;
+    case abi::TaskKind::kLinearResidual:
+      if (claims_rows(env.args, t)) start_claimed_op_copy(env, t);
       return;
     default:
       return;

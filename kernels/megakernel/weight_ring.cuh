@@ -193,13 +193,12 @@ __device__ __forceinline__ void advance(const Ring& ring, ProducerState& p) {
   }
 }
 
-// Streams every chunk of the weight tile `w` into the ring, each once a stage is free, the
-// stages marked with `group`.
-__device__ inline bool stream_tile(const MegakernelArgs& args, const Ring& ring,
-                                   const abi::TensorRef& w, uint32_t task, int64_t step,
-                                   uint64_t policy, ProducerState& p, int32_t group) {
-  const uint8_t* tile = tile_base(w);
-  const ChunkPlan plan = plan_chunks(w);
+// Streams every chunk of `plan`, the plan of the weight tile at `tile`, into the ring, each
+// once a stage is free, the stages marked with `group`.
+__device__ inline bool stream_chunks(const MegakernelArgs& args, const Ring& ring,
+                                     const uint8_t* tile, const ChunkPlan& plan, uint32_t task,
+                                     int64_t step, uint64_t policy, ProducerState& p,
+                                     int32_t group) {
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const Chunk chunk = chunk_at(plan, c);
     const uint8_t* src = chunk_src(tile, plan, chunk);
@@ -221,6 +220,11 @@ __device__ inline bool stream_tile(const MegakernelArgs& args, const Ring& ring,
     advance(ring, p);
   }
   return true;
+}
+__device__ __forceinline__ bool stream_tile(const MegakernelArgs& args, const Ring& ring,
+                                            const abi::TensorRef& w, uint32_t task, int64_t step,
+                                            uint64_t policy, ProducerState& p, int32_t group) {
+  return stream_chunks(args, ring, tile_base(w), plan_chunks(w), task, step, policy, p, group);
 }
 
 // Streams every chunk of the weights of `t` (task `task` at `step`) into the ring. False when
@@ -282,6 +286,14 @@ struct ClaimMap {
     w.rows = min(group_rows, rows[p] - row0);
     return w;
   }
+  // The chunk plan of every full group: the host checked that claimed weights are aligned
+  // rows of one type and width, so only the last group of a part, when shorter, needs its own.
+  __device__ __forceinline__ ChunkPlan full_group_plan() const {
+    abi::TensorRef w = shape;
+    w.offset = weight[0];
+    w.rows = group_rows;
+    return plan_chunks(w);
+  }
 };
 
 // One claim: the next group of the op's counter. sm_80's producer lanes all stream, so lane 0
@@ -329,6 +341,7 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
     reset_step = step;
   }
   const ClaimMap map(args.claims.ops[t.params.linear.claim_op]);
+  const ChunkPlan full = map.full_group_plan();
   uint32_t* counter = args.claims.counters + t.params.linear.claim_op;
   const int depth = int(args.claims.depth);
   // Own groups first, then the claimed ones, which start after every task's own.
@@ -356,12 +369,15 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
       }
     }
     const int part = map.part(g);
-    if (!stream_tile(args, ring, map.tile(part, map.weight[part], g), task, step, policy, p, g)) {
-      return false;
-    }
-    if (map.up_weight[part] != 0 &&
-        !stream_tile(args, ring, map.tile(part, map.up_weight[part], g), task, step, policy, p, g)) {
-      return false;
+    const uint64_t weights[2] = {map.weight[part], map.up_weight[part]};  // up: 0 when none
+    for (int k = 0; k < 2 && weights[k] != 0; ++k) {
+      const abi::TensorRef w = map.tile(part, weights[k], g);
+      // Once per task, not per group: a plan costs integer divisions (a tenth of the claimed
+      // run's samples when every group had its own).
+      if (!stream_chunks(args, ring, tile_base(w), w.rows == full.rows ? full : plan_chunks(w),
+                         task, step, policy, p, g)) {
+        return false;
+      }
     }
   }
   if (!wait_free_stage(args, ring, p, task, step)) return false;
@@ -412,7 +428,10 @@ class RingReader {
   // The next chunk's stage once its bytes have landed; nullptr when the watchdog fired.
   __device__ const uint8_t* wait(const MegakernelArgs& args, uint32_t task, int64_t step) {
     // Every consumer thread waits on the same phase, so all of them pass or all time out:
-    // the decision stays uniform across the block without a barrier.
+    // the decision stays uniform across the block without a barrier. A chunk already there
+    // costs no load of the watchdog's setting.
+    const uint8_t* stage = ring_.stages + size_t(stage_) * STAGE_BYTES;
+    if (mbarrier_try_wait(&ring_.full[stage_], phase_)) return stage;
     Spin spin(args, args.watchdog_ns, /*watch_abort=*/false);
     while (!mbarrier_try_wait(&ring_.full[stage_], phase_)) {
       if (spin.poll() == SpinState::kExpired) {
@@ -420,7 +439,7 @@ class RingReader {
         return nullptr;
       }
     }
-    return ring_.stages + size_t(stage_) * STAGE_BYTES;
+    return stage;
   }
 
   // The claimed group the current stage carries (once wait() returned it).

@@ -20,9 +20,9 @@ namespace megalith::kernels {
 // fired. The halves of the warps alternate from `whole_rows_parity` when a chunk holds whole
 // rows, else from `segments_parity`. The host checked that claimed weights split into items.
 template <class W>
-__device__ int32_t matvec_group_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
-                                      float* part, int whole_rows_parity, int segments_parity) {
-  const ChunkPlan plan = plan_chunks(w);
+__device__ __forceinline__ int32_t matvec_group_typed(TaskEnv& env, const ChunkPlan& plan,
+                                                      const float* xs, float* part,
+                                                      int whole_rows_parity, int segments_parity) {
   const int parity = plan.segs_per_row == 1 ? whole_rows_parity : segments_parity;
   bool ok;
   if (plan.rows_per_chunk >= 4) {
@@ -34,21 +34,29 @@ __device__ int32_t matvec_group_typed(TaskEnv& env, const abi::TensorRef& w, con
   }
   return ok ? plan.num_chunks : -1;
 }
-__device__ inline int32_t matvec_group(TaskEnv& env, abi::RefType type, int32_t rows, int32_t cols,
-                                       const float* xs, float* part, int whole_rows_parity,
-                                       int segments_parity) {
-  abi::TensorRef w{};  // the group's shape; the stage holds its rows
+// The chunk plan of a group of `rows` rows (the stage holds them from its start).
+__device__ __forceinline__ ChunkPlan group_plan(abi::RefType type, int32_t rows, int32_t cols) {
+  abi::TensorRef w{};
   w.type = type;
   w.rows = rows;
   w.cols = cols;
   w.row_stride = cols;
+  return plan_chunks(w);
+}
+// `full`: the plan of a full group, computed once per task, for its integer divisions (per
+// group they were a tenth of the claimed run's samples); a part's shorter last group plans
+// its own.
+__device__ __forceinline__ int32_t matvec_group(TaskEnv& env, abi::RefType type, const ChunkPlan& full,
+                                                int32_t rows, const float* xs, float* part,
+                                                int whole_rows_parity, int segments_parity) {
+  const ChunkPlan plan = rows == full.rows ? full : group_plan(type, rows, full.cols);
   switch (type) {
     case abi::RefType::kBF16:
-      return matvec_group_typed<__nv_bfloat16>(env, w, xs, part, whole_rows_parity, segments_parity);
+      return matvec_group_typed<__nv_bfloat16>(env, plan, xs, part, whole_rows_parity, segments_parity);
     case abi::RefType::kF16:
-      return matvec_group_typed<__half>(env, w, xs, part, whole_rows_parity, segments_parity);
+      return matvec_group_typed<__half>(env, plan, xs, part, whole_rows_parity, segments_parity);
     default:
-      return matvec_group_typed<float>(env, w, xs, part, whole_rows_parity, segments_parity);
+      return matvec_group_typed<float>(env, plan, xs, part, whole_rows_parity, segments_parity);
   }
 }
 
@@ -70,29 +78,45 @@ __device__ __forceinline__ void claimed_epilogue(abi::TaskKind kind, const Claim
   }
 }
 
-// Out of line: inlined beside the tiles' path it took that path's registers (ptxas: the
-// kernel's spills went from 336/320 to 548/588 B and stream_matvec left the loop).
-__device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDesc& t) {
+// The input row (after the staged norm weight, when normalized), then the op's description
+// (the epilogue's refs without a global load each), in the task's scratch.
+__device__ __forceinline__ float* claimed_input_row(TaskEnv& env, const abi::TaskDesc& t) {
+  const bool norm = t.kind != abi::TaskKind::kLinearResidual;
+  return env.scratch + (norm ? linear_x_floats(t.refs[0].cols) : 0);
+}
+__device__ __forceinline__ ClaimOp* claimed_op_copy(TaskEnv& env, const abi::TaskDesc& t) {
+  return reinterpret_cast<ClaimOp*>(claimed_input_row(env, t) + linear_x_floats(t.refs[0].cols));
+}
+
+// The op's description, copied with cp.async before the task waits on its events
+// (prepare_task), as the norm weight is: loaded after the wait, it put a memory latency more
+// in the claimed tasks' input phase (traced: 1.7-2 us longer than a tile's).
+__device__ inline void start_claimed_op_copy(TaskEnv& env, const abi::TaskDesc& t) {
+  auto* to = reinterpret_cast<uint8_t*>(claimed_op_copy(env, t));
+  const auto* from = reinterpret_cast<const uint8_t*>(env.args.claims.ops + t.params.linear.claim_op);
+  for (int i = env.tid * 16; i < int(sizeof(ClaimOp)); i += CONSUMER_THREADS * 16) {
+    copy16_async(to + i, from + i);
+  }
+}
+
+__device__ __forceinline__ void claimed_linear(TaskEnv& env, const abi::TaskDesc& t) {
   const bool norm = t.kind != abi::TaskKind::kLinearResidual;
   const int weights = t.kind == abi::TaskKind::kRmsNormGateUpSilu ? 2 : 1;
   const int32_t group_rows = t.params.linear.claim_rows;
   const int32_t room = group_rows * t.params.linear.claim_capacity;  // rows of each weight
   const Ref x = env.ref(t, 0);
-  float* xs = env.scratch + (norm ? linear_x_floats(x.cols) : 0);  // after the staged norm weight
-  // The op's description in shared memory: the epilogue's refs without a global load each.
-  auto* op = reinterpret_cast<ClaimOp*>(xs + linear_x_floats(x.cols));
+  float* xs = claimed_input_row(env, t);
+  const ClaimOp* op = claimed_op_copy(env, t);
   float* acc = xs + linear_x_floats(x.cols) + sizeof(ClaimOp) / 4;
   float* part = acc + weights * room;
   auto* claimed = reinterpret_cast<int32_t*>(part + weights * room * CONSUMER_WARPS);
-  const auto* from = reinterpret_cast<const uint4*>(env.args.claims.ops + t.params.linear.claim_op);
-  for (int i = env.tid; i < int(sizeof(ClaimOp) / 16); i += CONSUMER_THREADS) {
-    reinterpret_cast<uint4*>(op)[i] = from[i];
-  }
   for (int i = env.tid; i < weights * room * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
   if (norm) {
-    load_normalized_row(env, t, xs);  // ends with the consumers' barrier
+    load_normalized_row(env, t, xs);  // waits for the async copies, ends with a barrier
   } else {
-    load_plain_row(env, x, 0, xs);
+    load_row(env, x, 0, xs);
+    wait_async_copies();  // this thread's part of the op's description
+    consumer_sync();
   }
   int32_t first[MAX_CLAIM_PARTS], rows[MAX_CLAIM_PARTS];
 #pragma unroll
@@ -100,8 +124,8 @@ __device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDes
     first[p] = p < op->num_parts ? op->parts[p].first_group : 0x7fffffff;
     rows[p] = p < op->num_parts ? op->parts[p].weight.rows : 0;
   }
-  const int32_t cols = op->parts[0].weight.cols;
   const abi::RefType type = op->parts[0].weight.type;
+  const ChunkPlan full = group_plan(type, group_rows, op->parts[0].weight.cols);
   if (env.args.trace && env.tid == 0) env.stream_begin_ns = global_timer_ns();
   int32_t n = 0, chunks = 0;
   for (;;) {
@@ -120,18 +144,19 @@ __device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDes
     // task claimed the group.
     for (int w = 0; w < weights; ++w) {
       float* sums = part + (w * room + n * group_rows) * CONSUMER_WARPS;
-      const int32_t taken = matvec_group(env, type, group, cols, xs, sums, chunks, g + w);
+      const int32_t taken = matvec_group(env, type, full, group, xs, sums, chunks, g + w);
       if (taken < 0) return;
       chunks += taken;
     }
     ++n;
   }
-  if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();
   consumer_sync();
   for (int w = 0; w < weights; ++w) {
     sum_partials(env, part + w * room * CONSUMER_WARPS, n * group_rows, acc + w * room);
   }
   consumer_sync();
+  // Where a tile's stream ends too (stream_matvec): after the sums, before the epilogue.
+  if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();
   for (int i = env.tid; i < n * group_rows; i += CONSUMER_THREADS) {
     const int32_t g = claimed[i / group_rows];
     const int p = g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
@@ -140,6 +165,21 @@ __device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDes
       claimed_epilogue(t.kind, op->parts[p], row, acc[i], weights > 1 ? acc[room + i] : 0.0f);
     }
   }
+}
+
+// Out of line: inlined beside the tiles' path it took that path's registers (ptxas: the
+// kernel's spills went from 336/320 to 548/588 B and stream_matvec left the loop). Out of
+// line, the caller's `env` lives in local memory, and every chunk's ring state and stage
+// address would be a local load, which under the weight traffic misses L1 (shared memory
+// takes nearly all of it) and waits for L2 (the profile: a dozen such loads a chunk and warp).
+// So the consumers work on a copy, which stays in registers, and hand the ring back.
+__device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDesc& t) {
+  TaskEnv local = env;
+  claimed_linear(local, t);
+  env.ring = local.ring;
+  env.failed = local.failed;
+  env.stream_begin_ns = local.stream_begin_ns;
+  env.stream_end_ns = local.stream_end_ns;
 }
 
 }  // namespace megalith::kernels

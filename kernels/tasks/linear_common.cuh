@@ -229,7 +229,7 @@ __device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes
 // other half still waits for the chunk and frees it, so a stage's empty barrier counts every
 // warp as before.
 template <class W, int R>
-__device__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& plan, const float* xs, float* part,
+__device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& plan, const float* xs, float* part,
                               int parity) {
   const float4* x_lane = reinterpret_cast<const float4*>(xs) + env.lane;
   const uint32_t row_bytes = uint32_t(plan.seg_cols) * sizeof(W);
