@@ -97,8 +97,6 @@ struct ClaimPart {
 };
 struct ClaimOp {
   int32_t num_parts, group_rows, total_groups, capacity;
-  uint32_t first_task, num_tasks;  // the op's tasks: first_task + i, in the task graph
-  int32_t reserved[2];
   ClaimPart parts[MAX_CLAIM_PARTS];
 };
 static_assert(sizeof(ClaimOp) % 16 == 0, "consumers copy a ClaimOp in 16-byte pieces");
@@ -106,17 +104,10 @@ struct ClaimArgs {
   const ClaimOp* ops;   // by LinearParams::claim_op
   uint32_t* counters;   // per claimed op, groups claimed at this step; nullptr: claims off
   uint32_t num_ops;
-  uint32_t depth;  // claims a producer keeps in flight, 1..MAX_CLAIM_DEPTH
-  // Percent of an op's groups dealt out before the claims: task i of the op streams groups
-  // [i * own, (i + 1) * own) without claiming, own = total * own_percent / 100 / tasks; the
-  // counter deals the rest.
-  uint32_t own_percent;
   // The sink's event: the sample task resets the counters, so step s claims once step s - 1
   // has sampled.
   WaitTarget step_end;
 };
-constexpr int MAX_CLAIM_DEPTH = 4;
-constexpr int DEFAULT_CLAIM_DEPTH = 2;
 // A ring stage's group id: the claimed group whose rows it carries, or this when the task's
 // claims are over (the stage carries no bytes).
 constexpr int32_t END_OF_CLAIMS = -1;
@@ -249,9 +240,7 @@ MEGALITH_HOST_DEVICE constexpr uint32_t claimed_linear_floats(int32_t in_feature
 MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t) {
   using abi::TaskKind;
   const abi::LinearParams& lp = t.params.linear;
-  const bool claimed = (t.kind == TaskKind::kRmsNormLinear || t.kind == TaskKind::kLinearResidual ||
-                        t.kind == TaskKind::kRmsNormGateUpSilu) &&
-                       lp.claim_rows > 0;
+  const bool claimed = abi::claims_rows(t.kind, t.params);
   // Claims are off in some modes: then the task computes its tile.
   const uint32_t claims =
       claimed ? claimed_linear_floats(t.refs[0].cols, t.kind != TaskKind::kLinearResidual,

@@ -27,18 +27,7 @@ namespace {
 __device__ bool wait_events(const MegakernelArgs& args, const QueueEntry& e, int64_t step) {
   for (uint32_t i = 0; i < e.task.wait_count; ++i) {
     const WaitTarget w = i < INLINE_WAITS ? e.waits[i] : args.waits[e.task.wait_begin + i];
-    const uint64_t target = uint64_t(w.triggers) * uint64_t(step + 1 - int64_t(w.step_offset));
-    const uint64_t* counter = args.counters + w.event;
-    Spin spin(args, args.watchdog_ns, /*watch_abort=*/true);
-    for (uint64_t now = ld_acquire_gpu(counter); now < target; now = ld_acquire_gpu(counter)) {
-      const SpinState s = spin.poll();
-      if (s == SpinState::kWaiting) continue;
-      if (s == SpinState::kExpired) {
-        report_fault(args, MegakernelFault::kEventTimeout, e.task_index, step, w.event, now,
-                     target);
-      }
-      return false;
-    }
+    if (!wait_target(args, w, step, e.task_index, args.watchdog_ns)) return false;
   }
   return true;
 }

@@ -63,4 +63,22 @@ class Spin {
   uint64_t start_ = 0;
 };
 
+// Acquires event `w` at `step`: spins until its counter reaches the step's target. False when
+// the spin outlasted `timeout_ns` (reported as task `task`'s) or another worker aborted.
+__device__ inline bool wait_target(const MegakernelArgs& args, const WaitTarget& w, int64_t step,
+                                   uint32_t task, uint64_t timeout_ns) {
+  const uint64_t target = uint64_t(w.triggers) * uint64_t(step + 1 - int64_t(w.step_offset));
+  const uint64_t* counter = args.counters + w.event;
+  Spin spin(args, timeout_ns, /*watch_abort=*/true);
+  for (uint64_t now = ld_acquire_gpu(counter); now < target; now = ld_acquire_gpu(counter)) {
+    const SpinState s = spin.poll();
+    if (s == SpinState::kWaiting) continue;
+    if (s == SpinState::kExpired) {
+      report_fault(args, MegakernelFault::kEventTimeout, task, step, w.event, now, target);
+    }
+    return false;
+  }
+  return true;
+}
+
 }  // namespace megalith::kernels

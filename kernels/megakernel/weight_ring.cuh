@@ -241,49 +241,60 @@ __device__ inline bool stream_task_weights(const MegakernelArgs& args, const Rin
 
 // Whether the task claims its rows in this launch (compiler/claimed_rows.h).
 __device__ __forceinline__ bool claims_rows(const MegakernelArgs& args, const abi::TaskDesc& t) {
-  return args.claims.counters != nullptr &&
-         (t.kind == abi::TaskKind::kRmsNormLinear || t.kind == abi::TaskKind::kLinearResidual ||
-          t.kind == abi::TaskKind::kRmsNormGateUpSilu) &&
-         t.params.linear.claim_rows > 0;
+  return args.claims.counters != nullptr && abi::claims_rows(t.kind, t.params);
 }
 
+// Which part of a claimed op a group belongs to and which of its rows the group holds: the
+// producer's and the consumers' common lookup.
+struct ClaimGroups {
+  int32_t first[MAX_CLAIM_PARTS], rows[MAX_CLAIM_PARTS];  // per part: first group, rows
+  int32_t group_rows;
+
+  __device__ explicit ClaimGroups(const ClaimOp& op) : group_rows(op.group_rows) {
+#pragma unroll
+    for (int p = 0; p < MAX_CLAIM_PARTS; ++p) {
+      first[p] = p < op.num_parts ? op.parts[p].first_group : 0x7fffffff;
+      rows[p] = p < op.num_parts ? op.parts[p].weight.rows : 0;
+    }
+  }
+  __device__ __forceinline__ int part(int32_t g) const {
+    return g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
+  }
+  // The first row of group g (of part p) in its part, and how many rows it has.
+  __device__ __forceinline__ int32_t row0(int p, int32_t g) const { return (g - first[p]) * group_rows; }
+  __device__ __forceinline__ int32_t size(int p, int32_t g) const {
+    return min(group_rows, rows[p] - row0(p, g));
+  }
+};
+
 // Where a claimed op's groups lie, loaded once per task so that a claim costs no loads but
-// its own: each part's first group, rows and weight addresses (the up weight's: 0 when the op
-// has none).
+// its own: the groups, and each part's weight addresses (the up weight's: 0 when the op has
+// none).
 struct ClaimMap {
-  int32_t first[MAX_CLAIM_PARTS], rows[MAX_CLAIM_PARTS];
+  ClaimGroups groups;
   uint64_t weight[MAX_CLAIM_PARTS], up_weight[MAX_CLAIM_PARTS];
   abi::TensorRef shape;  // the weights' type, columns and stride (the same for every part)
-  int32_t group_rows, total, capacity;
-  uint32_t first_task, num_tasks;
+  int32_t total, capacity;
 
-  __device__ explicit ClaimMap(const ClaimOp& op) {
+  __device__ explicit ClaimMap(const ClaimOp& op) : groups(op) {
 #pragma unroll
     for (int p = 0; p < MAX_CLAIM_PARTS; ++p) {
       const bool present = p < op.num_parts;
-      first[p] = present ? op.parts[p].first_group : 0x7fffffff;
-      rows[p] = present ? op.parts[p].weight.rows : 0;
       weight[p] = present ? op.parts[p].weight.offset : 0;
       up_weight[p] = present && op.parts[p].up_weight.buffer != abi::kNoBuffer
                          ? op.parts[p].up_weight.offset
                          : 0;
     }
     shape = op.parts[0].weight;
-    group_rows = op.group_rows;
     total = op.total_groups;
     capacity = op.capacity;
-    first_task = op.first_task;
-    num_tasks = op.num_tasks;
-  }
-  __device__ __forceinline__ int part(int32_t g) const {
-    return g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
   }
   // The rows of group g of weight `at` (weight[p] or up_weight[p]), as a tile.
   __device__ __forceinline__ abi::TensorRef tile(int p, uint64_t at, int32_t g) const {
-    const int32_t row0 = (g - first[p]) * group_rows;
     abi::TensorRef w = shape;
-    w.offset = at + uint64_t(row0) * uint64_t(w.row_stride) * (w.type == abi::RefType::kF32 ? 4 : 2);
-    w.rows = min(group_rows, rows[p] - row0);
+    w.offset = at + uint64_t(groups.row0(p, g)) * uint64_t(w.row_stride) *
+                        (w.type == abi::RefType::kF32 ? 4 : 2);
+    w.rows = groups.size(p, g);
     return w;
   }
   // The chunk plan of every full group: the host checked that claimed weights are aligned
@@ -291,7 +302,7 @@ struct ClaimMap {
   __device__ __forceinline__ ChunkPlan full_group_plan() const {
     abi::TensorRef w = shape;
     w.offset = weight[0];
-    w.rows = group_rows;
+    w.rows = groups.group_rows;
     return plan_chunks(w);
   }
 };
@@ -310,28 +321,18 @@ __device__ __forceinline__ int32_t claim_group(uint32_t* counter) {
 // Waits until step `step - 1` has sampled: its sample task reset the claim counters once every
 // claim of its step was made.
 __device__ inline bool wait_claims_reset(const MegakernelArgs& args, uint32_t task, int64_t step) {
-  const WaitTarget& w = args.claims.step_end;
-  const uint64_t target = uint64_t(w.triggers) * uint64_t(step + 1 - int64_t(w.step_offset));
-  Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
-  for (uint64_t now = ld_acquire_gpu(args.counters + w.event); now < target;
-       now = ld_acquire_gpu(args.counters + w.event)) {
-    const SpinState s = spin.poll();
-    if (s == SpinState::kWaiting) continue;
-    if (s == SpinState::kExpired) {
-      report_fault(args, MegakernelFault::kEventTimeout, task, step, w.event, now, target);
-    }
-    return false;
-  }
-  return true;
+  // The producer may wait on the sink as long as a task waits on an event, and its consumers'
+  // wait besides: twice the watchdog's time, as for a free stage.
+  return wait_target(args, args.claims.step_end, step, task, 2 * args.watchdog_ns);
 }
 
 // A claimed task's weights: groups claimed from the op's counter until the groups run out or
 // the task holds its capacity, each streamed as its part's rows (gate rows, then up rows), then
-// a stage without bytes marked END_OF_CLAIMS. Up to args.claims.depth claims are in flight
-// ahead of the group streaming, so their latency (an atomic at L2, behind the weight traffic)
-// hides behind the groups' copies; claims come back in the counter's order, so the first one
-// past the end ends the task. `reset_step`: the last step whose counter reset this producer
-// has seen.
+// a stage without bytes marked END_OF_CLAIMS. Two claims are in flight ahead of the group
+// streaming, so their latency (an atomic at L2, behind the weight traffic) hides behind the
+// groups' copies (one, two or four measured alike, docs/performance.md); claims come back in
+// the counter's order, so the first one past the end ends the task. `reset_step`: the last
+// step whose counter reset this producer has seen.
 __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const Ring& ring,
                                              const abi::TaskDesc& t, uint32_t task, int64_t step,
                                              uint64_t policy, ProducerState& p,
@@ -343,32 +344,15 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
   const ClaimMap map(args.claims.ops[t.params.linear.claim_op]);
   const ChunkPlan full = map.full_group_plan();
   uint32_t* counter = args.claims.counters + t.params.linear.claim_op;
-  const int depth = int(args.claims.depth);
-  // Own groups first, then the claimed ones, which start after every task's own.
-  const int32_t own = int32_t(int64_t(map.total) * args.claims.own_percent / 100 / map.num_tasks);
-  const int32_t own_begin = int32_t(task - map.first_task) * own;
-  const int32_t pool = own * int32_t(map.num_tasks);
-  int32_t pending[MAX_CLAIM_DEPTH];  // in claim order; map.total: none
-  int32_t claimed = own;
-#pragma unroll
-  for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
-    pending[i] = i < depth && claimed < map.capacity ? (++claimed, pool + claim_group(counter))
-                                                     : map.total;
-  }
-  for (int32_t j = 0;; ++j) {
-    int32_t g = own_begin + j;
-    if (j >= own) {
-      if (pending[0] >= map.total) break;
-      g = pending[0];
-      const int32_t next =
-          claimed < map.capacity ? (++claimed, pool + claim_group(counter)) : map.total;
-#pragma unroll
-      for (int i = 0; i < MAX_CLAIM_DEPTH; ++i) {
-        const int32_t later = i + 1 < MAX_CLAIM_DEPTH ? pending[i + 1] : map.total;
-        pending[i] = i < depth - 1 ? later : i == depth - 1 ? next : map.total;
-      }
-    }
-    const int part = map.part(g);
+  int32_t claimed = 0;
+  // The next group of the counter; map.total once the task holds its capacity.
+  const auto claim = [&] {
+    return claimed < map.capacity ? (++claimed, claim_group(counter)) : map.total;
+  };
+  int32_t g = claim(), next = claim();
+  while (g < map.total) {
+    const int32_t later = claim();  // in flight while g streams
+    const int part = map.groups.part(g);
     const uint64_t weights[2] = {map.weight[part], map.up_weight[part]};  // up: 0 when none
     for (int k = 0; k < 2 && weights[k] != 0; ++k) {
       const abi::TensorRef w = map.tile(part, weights[k], g);
@@ -379,6 +363,8 @@ __device__ inline bool stream_claimed_groups(const MegakernelArgs& args, const R
         return false;
       }
     }
+    g = next;
+    next = later;
   }
   if (!wait_free_stage(args, ring, p, task, step)) return false;
   if (threadIdx.x % 32 == 0) ring.group[p.stage] = END_OF_CLAIMS;

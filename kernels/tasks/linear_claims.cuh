@@ -118,12 +118,7 @@ __device__ __forceinline__ void claimed_linear(TaskEnv& env, const abi::TaskDesc
     wait_async_copies();  // this thread's part of the op's description
     consumer_sync();
   }
-  int32_t first[MAX_CLAIM_PARTS], rows[MAX_CLAIM_PARTS];
-#pragma unroll
-  for (int p = 0; p < MAX_CLAIM_PARTS; ++p) {
-    first[p] = p < op->num_parts ? op->parts[p].first_group : 0x7fffffff;
-    rows[p] = p < op->num_parts ? op->parts[p].weight.rows : 0;
-  }
+  const ClaimGroups groups(*op);
   const abi::RefType type = op->parts[0].weight.type;
   const ChunkPlan full = group_plan(type, group_rows, op->parts[0].weight.cols);
   if (env.args.trace && env.tid == 0) env.stream_begin_ns = global_timer_ns();
@@ -136,8 +131,7 @@ __device__ __forceinline__ void claimed_linear(TaskEnv& env, const abi::TaskDesc
       break;
     }
     if (env.tid == 0) claimed[n] = g;
-    const int p = g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
-    const int32_t group = min(group_rows, rows[p] - (g - first[p]) * group_rows);
+    const int32_t group = groups.size(groups.part(g), g);
     // The halves of the warps alternate chunk by chunk over the task, as for a tile, when a
     // chunk holds whole rows: a row's sums are then one half's, whichever it is. Rows cut into
     // segments alternate by the group's number, so that their sums do not depend on which
@@ -159,9 +153,9 @@ __device__ __forceinline__ void claimed_linear(TaskEnv& env, const abi::TaskDesc
   if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();
   for (int i = env.tid; i < n * group_rows; i += CONSUMER_THREADS) {
     const int32_t g = claimed[i / group_rows];
-    const int p = g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
-    const int32_t row = (g - first[p]) * group_rows + i % group_rows;
-    if (row < rows[p]) {
+    const int p = groups.part(g);
+    const int32_t row = groups.row0(p, g) + i % group_rows;
+    if (row < groups.rows[p]) {
       claimed_epilogue(t.kind, op->parts[p], row, acc[i], weights > 1 ? acc[room + i] : 0.0f);
     }
   }

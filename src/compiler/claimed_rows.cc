@@ -64,7 +64,7 @@ StatusOr<std::vector<ClaimedOp>> claimed_ops(const TaskGraph& tg) {
     const FusedOpInfo& info = tg.ops[o];
     if (info.task_count == 0 || uint64_t(info.task_begin) + info.task_count > tg.tasks.size()) continue;
     const abi::TaskDesc& first = tg.tasks[info.task_begin];
-    if (!claims_rows(first)) continue;
+    if (!abi::claims_rows(first.kind, first.params)) continue;
     const abi::LinearParams& lp = first.params.linear;
     const auto fail = [&](std::string_view why) {
       return invalid_argument("task graph: claimed op '{}': {}", info.name, why);
@@ -140,7 +140,7 @@ StatusOr<std::vector<ClaimedOp>> claimed_ops(const TaskGraph& tg) {
     }
   }
   int64_t claiming = 0, covered = 0;
-  for (const abi::TaskDesc& d : tg.tasks) claiming += claims_rows(d) ? 1 : 0;
+  for (const abi::TaskDesc& d : tg.tasks) claiming += abi::claims_rows(d.kind, d.params) ? 1 : 0;
   for (const auto& [index, op] : by_index) covered += op.task_count;
   if (claiming != covered) {
     return invalid_argument("task graph: {} tasks claim rows outside an op whose tasks all do",

@@ -62,11 +62,7 @@ std::map<uint32_t, ClaimedWrites> claimed_writes(const Program& p) {
   std::map<uint32_t, ClaimedWrites> by_op;
   for (uint32_t t = 0; t < p.tasks.size(); ++t) {
     const Task& task = p.tasks[t];
-    if (task.kind != abi::TaskKind::kRmsNormLinear && task.kind != abi::TaskKind::kLinearResidual &&
-        task.kind != abi::TaskKind::kRmsNormGateUpSilu) {
-      continue;
-    }
-    if (task.params.linear.claim_rows <= 0) continue;
+    if (!abi::claims_rows(task.kind, task.params)) continue;
     ClaimedWrites& c = by_op[task.op];
     c.tasks.push_back(t);
     const Access& out = task.refs[size_t(claimed_out_ref(task.kind))];

@@ -4,7 +4,7 @@
 // for its inputs and running.
 //
 //   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
-//                      [--kernel-per-op] [--claim-rows [--tiles] [--claim-depth D] [--claim-own P]]
+//                      [--kernel-per-op] [--claim-rows [--tiles]]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -138,10 +138,6 @@ int run_bench(int argc, char** argv) {
       options.mode = SchedulingMode::kDynamic;
     } else if (arg == "--kernel-per-op") {
       options.kernel_per_op = true;
-    } else if (arg == "--claim-depth" && i + 1 < argc) {
-      options.claim_depth = uint32_t(std::stoul(argv[++i]));
-    } else if (arg == "--claim-own" && i + 1 < argc) {
-      options.claim_own_percent = uint32_t(std::stoul(argv[++i]));
     } else if (arg == "--claim-rows") {
       claim_rows = true;  // compiled with claimed rows (compiler/claimed_rows.h)
     } else if (arg == "--tiles") {

@@ -85,6 +85,14 @@ union TaskParams {
   uint32_t words[8];
 };
 
+// Whether a task of `kind` with `params` claims its rows (LinearParams::claim_rows): the
+// compiler, the verifier, the host's shared-memory sizing and the megakernel all ask this.
+inline MEGALITH_HOST_DEVICE bool claims_rows(TaskKind kind, const TaskParams& params) {
+  return (kind == TaskKind::kRmsNormLinear || kind == TaskKind::kLinearResidual ||
+          kind == TaskKind::kRmsNormGateUpSilu) &&
+         params.linear.claim_rows > 0;
+}
+
 struct TaskDesc {
   TaskKind kind = TaskKind::kEmbedding;
   uint16_t num_refs = 0;

@@ -38,13 +38,6 @@ struct ClaimedOp {
   std::vector<ClaimedPart> parts;
 };
 
-// Whether a task claims its rows.
-inline bool claims_rows(const abi::TaskDesc& t) {
-  return (t.kind == abi::TaskKind::kRmsNormLinear || t.kind == abi::TaskKind::kLinearResidual ||
-          t.kind == abi::TaskKind::kRmsNormGateUpSilu) &&
-         t.params.linear.claim_rows > 0;
-}
-
 // The ref index of a claimed task's output (written, or updated in place).
 int claimed_out_ref(abi::TaskKind kind);
 

@@ -47,9 +47,6 @@ struct CudaExecutorOptions {
   // Static mode: the linear ops the compiler marked deal their rows out at run time
   // (compiler/claimed_rows.h); false runs every task on its own tile.
   bool claim_rows = true;
-  uint32_t claim_depth = 0;  // claims a producer keeps in flight (1-4); 0: the default, 2
-  // Percent of a claimed op's groups each task streams as its own share before it claims.
-  uint32_t claim_own_percent = 0;
   // Called as create() uploads a checkpoint's weights: bytes done so far and in all, after
   // each weight (a progress bar's feed).
   std::function<void(uint64_t done, uint64_t total)> on_upload;

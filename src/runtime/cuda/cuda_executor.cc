@@ -30,8 +30,7 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
       cuda::DeviceProgram::create(
           tg, {options.device, options.watchdog_timeout_s, options.per_thread_release,
                options.max_stages, options.mode == SchedulingMode::kDynamic,
-               options.kernel_per_op, options.claim_rows, options.claim_depth,
-               options.claim_own_percent}));
+               options.kernel_per_op, options.claim_rows}));
   auto exec = std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
   exec->on_token_ = options.on_token;
   return exec;

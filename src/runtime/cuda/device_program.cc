@@ -89,13 +89,6 @@ StatusOr<std::unique_ptr<DeviceProgram>> DeviceProgram::create(const TaskGraph& 
                   fmt::format("no CUDA device is available ({})",
                               e == cudaSuccess ? "none found" : cudaGetErrorString(e)));
   }
-  if (options.claim_own_percent > 100) {
-    return invalid_argument("claim_own_percent {} is more than 100", options.claim_own_percent);
-  }
-  if (options.claim_depth > uint32_t(kernels::MAX_CLAIM_DEPTH)) {
-    return invalid_argument("claim depth {} is more than {}", options.claim_depth,
-                            kernels::MAX_CLAIM_DEPTH);
-  }
   if (options.device < 0 || options.device >= devices) {
     return invalid_argument("CUDA device {} does not exist ({} found)", options.device, devices);
   }
@@ -348,8 +341,6 @@ Status DeviceProgram::allocate_and_upload() {
     to.group_rows = from.group_rows;
     to.total_groups = from.total_groups;
     to.capacity = from.capacity;
-    to.first_task = from.task_begin;
-    to.num_tasks = from.task_count;
     for (size_t p = 0; p < from.parts.size(); ++p) {
       const ClaimedPart& part = from.parts[p];
       to.parts[p] = {resolved(part.weight), resolved(part.up_weight), resolved(part.bias),
@@ -411,9 +402,6 @@ Status DeviceProgram::allocate_and_upload() {
     a.claims.ops = reinterpret_cast<const kernels::ClaimOp*>(d.meta + pieces[12].offset);
     a.claims.counters = reinterpret_cast<uint32_t*>(d.meta + pieces[13].offset);
     a.claims.num_ops = uint32_t(claimed_.size());
-    a.claims.depth = options_.claim_depth == 0 ? uint32_t(kernels::DEFAULT_CLAIM_DEPTH)
-                                               : options_.claim_depth;
-    a.claims.own_percent = options_.claim_own_percent;
     const abi::TaskDesc& source = tg_.tasks[tg_.source_task];
     if (source.wait_count != 1) return invalid_argument("the step's source must wait on the sink");
     const abi::EventWait& w = tg_.waits[source.wait_begin];

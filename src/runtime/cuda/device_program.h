@@ -48,8 +48,6 @@ struct DeviceProgramOptions {
   // Static mode: the linear ops the compiler marked deal their rows out at run time
   // (compiler/claimed_rows.h); false runs every task on its own tile, as the other modes do.
   bool claim_rows = true;
-  uint32_t claim_depth = 0;  // claims a producer keeps in flight; 0: DEFAULT_CLAIM_DEPTH
-  uint32_t claim_own_percent = 0;  // of an op's groups dealt out before claiming (ClaimArgs)
 };
 
 class DeviceProgram {
