@@ -261,7 +261,9 @@ struct ClaimGroups {
     return g >= first[2] ? 2 : g >= first[1] ? 1 : 0;
   }
   // The first row of group g (of part p) in its part, and how many rows it has.
-  __device__ __forceinline__ int32_t row0(int p, int32_t g) const { return (g - first[p]) * group_rows; }
+  __device__ __forceinline__ int32_t row0(int p, int32_t g) const {
+    return (g - first[p]) * group_rows;
+  }
   __device__ __forceinline__ int32_t size(int p, int32_t g) const {
     return min(group_rows, rows[p] - row0(p, g));
   }

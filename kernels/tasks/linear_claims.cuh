@@ -46,13 +46,15 @@ __device__ __forceinline__ ChunkPlan group_plan(abi::RefType type, int32_t rows,
 // `full`: the plan of a full group, computed once per task, for its integer divisions (per
 // group they were a tenth of the claimed run's samples); a part's shorter last group plans
 // its own.
-__device__ __forceinline__ int32_t matvec_group(TaskEnv& env, abi::RefType type, const ChunkPlan& full,
-                                                int32_t rows, const float* xs, float* part,
+__device__ __forceinline__ int32_t matvec_group(TaskEnv& env, abi::RefType type,
+                                                const ChunkPlan& full, int32_t rows,
+                                                const float* xs, float* part,
                                                 int whole_rows_parity, int segments_parity) {
   const ChunkPlan plan = rows == full.rows ? full : group_plan(type, rows, full.cols);
   switch (type) {
     case abi::RefType::kBF16:
-      return matvec_group_typed<__nv_bfloat16>(env, plan, xs, part, whole_rows_parity, segments_parity);
+      return matvec_group_typed<__nv_bfloat16>(env, plan, xs, part, whole_rows_parity,
+                                               segments_parity);
     case abi::RefType::kF16:
       return matvec_group_typed<__half>(env, plan, xs, part, whole_rows_parity, segments_parity);
     default:
@@ -93,7 +95,8 @@ __device__ __forceinline__ ClaimOp* claimed_op_copy(TaskEnv& env, const abi::Tas
 // in the claimed tasks' input phase (traced: 1.7-2 us longer than a tile's).
 __device__ inline void start_claimed_op_copy(TaskEnv& env, const abi::TaskDesc& t) {
   auto* to = reinterpret_cast<uint8_t*>(claimed_op_copy(env, t));
-  const auto* from = reinterpret_cast<const uint8_t*>(env.args.claims.ops + t.params.linear.claim_op);
+  const auto* from =
+      reinterpret_cast<const uint8_t*>(env.args.claims.ops + t.params.linear.claim_op);
   for (int i = env.tid * 16; i < int(sizeof(ClaimOp)); i += CONSUMER_THREADS * 16) {
     copy16_async(to + i, from + i);
   }
