@@ -4,7 +4,7 @@
 // for its inputs and running.
 //
 //   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
-//                      [--kernel-per-op] [--claim-rows [--tiles]]
+//                      [--kernel-per-op] [--claim-rows [--tiles]] [--keys-per-split K]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -62,7 +62,7 @@ StatusOr<double> read_bandwidth(int sms) {
 }
 
 Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
-             const CudaExecutorOptions& options, bool claim_rows) {
+             const CudaExecutorOptions& options, const CompileOptions& compile_options) {
   const size_t colon = spec.find(':');
   if (colon == std::string::npos) return invalid_argument("'{}' is not arch:preset", spec);
   const std::string arch_name = spec.substr(0, colon), preset = spec.substr(colon + 1);
@@ -82,8 +82,9 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
   // Dynamic mode's schedulers take an SM of their own.
   const int32_t workers = options.mode == SchedulingMode::kDynamic ? sms - 1 : sms;
-  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg,
-                            compile(g, cfg, {.num_workers = workers, .claim_rows = claim_rows}));
+  CompileOptions copts = compile_options;
+  copts.num_workers = workers;
+  MEGALITH_ASSIGN_OR_RETURN(TaskGraph tg, compile(g, cfg, copts));
   MEGALITH_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create_random(tg, cfg, 1, options));
   const double setup_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
@@ -124,7 +125,7 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
 int run_bench(int argc, char** argv) {
   int64_t steps = 64;
   CudaExecutorOptions options;
-  bool claim_rows = false;
+  CompileOptions compile_options;
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -139,7 +140,9 @@ int run_bench(int argc, char** argv) {
     } else if (arg == "--kernel-per-op") {
       options.kernel_per_op = true;
     } else if (arg == "--claim-rows") {
-      claim_rows = true;  // compiled with claimed rows (compiler/claimed_rows.h)
+      compile_options.claim_rows = true;  // compiled with claimed rows (compiler/claimed_rows.h)
+    } else if (arg == "--keys-per-split" && i + 1 < argc) {
+      compile_options.attention_keys_per_split = std::max<int64_t>(1, std::stoll(argv[++i]));
     } else if (arg == "--tiles") {
       options.claim_rows = false;  // ... but every linear task run on its own tile
     } else {
@@ -163,7 +166,7 @@ int run_bench(int argc, char** argv) {
   fmt::print("{}, {} SMs: streaming read {:.0f} GB/s\n", prop.name, sms, *bandwidth / 1e9);
   int failures = 0;
   for (const std::string& spec : specs) {
-    const Status s = bench(spec, steps, sms, *bandwidth, options, claim_rows);
+    const Status s = bench(spec, steps, sms, *bandwidth, options, compile_options);
     if (!s.ok()) {
       fmt::print(stderr, "{}: {}\n", spec, s.message());
       ++failures;
