@@ -14,12 +14,13 @@ namespace megalith::compiler {
 using abi::RefAccess;
 using abi::TaskKind;
 
-int64_t choose_tile_rows(int64_t rows, int64_t row_bytes, int64_t workers, int64_t max_bytes) {
+int64_t choose_tile_rows(int64_t rows, int64_t row_bytes, int64_t workers, int64_t max_bytes,
+                         int64_t multiple) {
   const int64_t total = rows * row_bytes;
   const int64_t rounds = std::max<int64_t>(1, (total + workers * max_bytes - 1) / (workers * max_bytes));
   const int64_t tasks = workers * rounds;
   int64_t tile = std::max<int64_t>(1, (rows + tasks - 1) / tasks);
-  if (tile >= 8) tile = (tile + 7) / 8 * 8;
+  if (tile >= multiple) tile = (tile + multiple - 1) / multiple * multiple;
   return tile;
 }
 
@@ -217,7 +218,8 @@ class Lowering {
     return w.cols * int64_t(elem_size(w.type));
   }
   int64_t tile_rows(int64_t rows, int64_t bytes_per_row) const {
-    return choose_tile_rows(rows, bytes_per_row, opts_.num_workers, opts_.max_task_weight_bytes);
+    return choose_tile_rows(rows, bytes_per_row, opts_.num_workers, opts_.max_task_weight_bytes,
+                            opts_.tile_row_multiple);
   }
 
   // "layers.0.attn.q_proj" + "layers.0.attn.k_proj" -> "layers.0.attn.{q_proj,k_proj}"
@@ -515,6 +517,10 @@ StatusOr<Program> lower(const Graph& g, const ModelConfig& cfg, const CompileOpt
   if (options.num_workers < 1 || options.num_workers > 4096) {
     return invalid_argument("compiler: num_workers must be between 1 and 4096, got {}",
                             options.num_workers);
+  }
+  if (options.tile_row_multiple < 1 || options.tile_row_multiple > 4096) {
+    return invalid_argument("compiler: tile_row_multiple must be between 1 and 4096, got {}",
+                            options.tile_row_multiple);
   }
   if (options.max_task_weight_bytes < 1024) {
     return invalid_argument("compiler: max_task_weight_bytes must be at least 1024");

@@ -13,6 +13,7 @@ StatusOr<Program> lower(const Graph& g, const ModelConfig& cfg, const CompileOpt
 // Rows per tile when `rows` rows of `row_bytes` each are shared among `workers`: about one
 // round of tasks (more when a task would exceed max_bytes), tiles a multiple of 8 rows when
 // they are at least that big, and no more tasks than whole rounds.
-int64_t choose_tile_rows(int64_t rows, int64_t row_bytes, int64_t workers, int64_t max_bytes);
+int64_t choose_tile_rows(int64_t rows, int64_t row_bytes, int64_t workers, int64_t max_bytes,
+                         int64_t multiple);
 
 }  // namespace megalith::compiler

@@ -414,6 +414,9 @@ TEST(CompilerErrors, BadOptionsAndGraphsAreErrors) {
   const auto no_keys = compile(*g, cfg, {.num_workers = 8, .attention_keys_per_split = 0});
   ASSERT_FALSE(no_keys.ok());
   EXPECT_NE(no_keys.status().message().find("attention_keys_per_split"), std::string::npos);
+  const auto no_multiple = compile(*g, cfg, {.num_workers = 8, .tile_row_multiple = 0});
+  ASSERT_FALSE(no_multiple.ok());
+  EXPECT_NE(no_multiple.status().message().find("tile_row_multiple"), std::string::npos);
   StatusOr<Graph> prefill = build_decode_graph(cfg, 4, 16);
   ASSERT_TRUE(prefill.ok());
   const auto r = compile(*prefill, cfg, {.num_workers = 4});
@@ -504,6 +507,21 @@ TEST(CompilerShapes, RealModelLinearsFillTheWorkers) {
         op.kind == TaskKind::kRmsNormGateUpSilu) {
       EXPECT_GE(op.task_count, 100u) << op.name;
       EXPECT_LE(op.task_count, 132u) << op.name;
+    }
+  }
+}
+
+// Qwen3-8B's 12288 gate/up rows on 132 workers: tiles rounded to 8 rows leave 4 workers idle,
+// to 2 rows only one.
+TEST(CompilerShapes, TileRowMultipleSetsTheTileCount) {
+  const ModelConfig cfg = *preset_config(Architecture::kQwen3, "qwen3-8b");
+  StatusOr<Graph> g = build_decode_graph(cfg, 1, 64);
+  ASSERT_TRUE(g.ok());
+  for (const auto& [multiple, tasks] : {std::pair{8, 128u}, std::pair{2, 131u}}) {
+    StatusOr<TaskGraph> tg = compile(*g, cfg, {.num_workers = 132, .tile_row_multiple = multiple});
+    ASSERT_TRUE(tg.ok()) << tg.status().message();
+    for (const FusedOpInfo& op : tg->ops) {
+      if (op.kind == TaskKind::kRmsNormGateUpSilu) EXPECT_EQ(op.task_count, tasks) << multiple;
     }
   }
 }

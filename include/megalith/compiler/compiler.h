@@ -27,6 +27,10 @@ struct CompileOptions {
   int64_t max_task_weight_bytes = 4 << 20;
   // Estimated per-worker streaming bandwidth and per-task overhead, for placement.
   double worker_gbps = 34.0;
+  // A linear's tile rows are rounded up to a multiple of this, once a tile has that many:
+  // coarser tiles may leave workers without a tile (12288 rows on 132 workers: 128 tiles of 96
+  // at 8, 131 of 94 at 2).
+  int32_t tile_row_multiple = 8;
   double task_overhead_us = 0.5;
   // Each split of the KV cache (one attention task per KV head and split, then a merge)
   // spans at least this many positions of cache capacity; shorter caches take one task per
