@@ -73,9 +73,10 @@ struct MegakernelError {
 
 // When a task's wait began, when its events were ready, when it began and ended streaming its
 // weights (0 for tasks without weights), and when it had signalled, in nanoseconds of the
-// GPU's global timer.
+// GPU's global timer; and the SM the worker ran on.
 struct TaskTrace {
   uint64_t wait_ns, ready_ns, stream_begin_ns, stream_end_ns, done_ns;
+  uint32_t sm, reserved;
 };
 
 // An event wait with its trigger count, so a waiting thread needs no second lookup.

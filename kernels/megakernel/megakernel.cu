@@ -103,6 +103,7 @@ __device__ __forceinline__ bool run_dispatched(TaskEnv& env, const QueueEntry& e
     trace.stream_begin_ns = env.stream_begin_ns;
     trace.stream_end_ns = env.stream_end_ns;
     trace.done_ns = global_timer_ns();
+    trace.sm = sm_id();
     args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
   }
   return true;
@@ -157,6 +158,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
         trace.stream_begin_ns = env.stream_begin_ns;
         trace.stream_end_ns = env.stream_end_ns;
         trace.done_ns = global_timer_ns();
+        trace.sm = sm_id();
         args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
       }
       slot ^= 1;

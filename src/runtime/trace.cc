@@ -111,7 +111,7 @@ nlohmann::json chrome_trace(const TaskGraph& tg, std::span<const TaskTiming> tim
     }
     nlohmann::json args = {{"task", t.task}, {"kind", kind}, {"step", t.step},
                            {"wait_us", double(t.ready_ns - t.wait_ns) * 1e-3},
-                           {"bytes", task_bytes(tg, desc)}};
+                           {"bytes", task_bytes(tg, desc)}, {"sm", t.sm}};
     if (t.stream_begin_ns != 0) {
       args["stream_us"] = double(t.stream_end_ns - t.stream_begin_ns) * 1e-3;
     }

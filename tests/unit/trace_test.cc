@@ -29,8 +29,7 @@ bool marks_phases(abi::TaskKind k) {
 }
 
 // Every task of steps 10..12: waits 1 us, runs 4 us (marked kinds: 1 us input, 2 in the
-// middle, 1 tail);
-// step s ends at 1000 us * s.
+// middle, 1 tail); step s ends at 1000 us * s; worker w runs on SM 100 + w.
 std::vector<TaskTiming> synthetic(const TaskGraph& tg) {
   std::vector<TaskTiming> out;
   for (int64_t step = 10; step < 13; ++step) {
@@ -38,7 +37,7 @@ std::vector<TaskTiming> synthetic(const TaskGraph& tg) {
       for (uint32_t q = tg.queue_begin[w]; q < tg.queue_begin[w + 1]; ++q) {
         const uint32_t task = tg.queue_tasks[q];
         const uint64_t done = uint64_t(step) * 1'000'000 - q * 10'000;
-        TaskTiming t{task, w, step, done - 5000, done - 4000, 0, 0, done};
+        TaskTiming t{task, w, step, done - 5000, done - 4000, 0, 0, done, 100 + w};
         if (marks_phases(tg.tasks[task].kind)) {
           t.stream_begin_ns = done - 3000;
           t.stream_end_ns = done - 1000;
@@ -104,6 +103,7 @@ TEST(Trace, ChromeTraceHasATrackPerWorkerAndASlicePerTaskAndWait) {
     ++tasks;
     EXPECT_DOUBLE_EQ(e["dur"].get<double>(), 4.0);
     const uint32_t task = e["args"]["task"];
+    EXPECT_EQ(e["args"]["sm"].get<uint32_t>(), 100 + e["tid"].get<uint32_t>());
     // The slice is named after the fused op that holds the task.
     bool found = false;
     for (const FusedOpInfo& op : tg.ops) {

@@ -22,11 +22,12 @@ namespace megalith {
 // One task at one step of a traced launch, in nanoseconds of the GPU's global timer: when its
 // wait began, when its events were ready, when it began and ended streaming its weights (for
 // an attention task: when it had rotated its token and when its passes over the cache ended;
-// 0 for the other tasks), and when it had signalled its own.
+// 0 for the other tasks), and when it had signalled its own; and the SM its worker ran on.
 struct TaskTiming {
   uint32_t task = 0, worker = 0;
   int64_t step = 0;
   uint64_t wait_ns = 0, ready_ns = 0, stream_begin_ns = 0, stream_end_ns = 0, done_ns = 0;
+  uint32_t sm = 0;
 };
 
 // Per task kind, over all traced steps: how many tasks ran per step, the time they spent
