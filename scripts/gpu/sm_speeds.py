@@ -2,8 +2,8 @@
 """Which SMs stream slower: for each linear operator kind of a `megalith trace` JSON (plain or
 gzipped), every task's weight-streaming time over the mean of its operator at its step, averaged
 per SM (the trace's `sm` argument). The worker a CTA runs changes from launch to launch; the SM
-does not, so a pattern that survives two launches belongs to the chip (docs/performance.md,
-"Slow SMs").
+does not, so a pattern that survives two launches belongs to the SMs (docs/performance.md,
+"Slow SMs": those that share a GPC with the attention tasks).
 
   python3 scripts/gpu/sm_speeds.py trace.json[.gz] [more traces ...] [--ops o_proj,gate_proj]
 
