@@ -38,7 +38,7 @@ TaskGraph assemble(const Program& p, const std::vector<uint32_t>& worker, const 
                    int32_t num_workers) {
   TaskGraph tg;
   tg.num_workers = num_workers;
-  tg.max_tokens = p.max_tokens;
+  tg.batch = p.batch;
   tg.max_seq_len = p.max_seq_len;
   tg.vocab_size = p.vocab;
   tg.ops = p.ops;

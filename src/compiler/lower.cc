@@ -52,7 +52,7 @@ class Lowering {
       return unimplemented("compiler: only one token per step is compiled (the graph has {})",
                            ids == kNoTensor ? 0 : g_.tensor(ids).shape[0]);
     }
-    p_.max_tokens = 1;
+    p_.batch = opts_.batch;
     p_.vocab = int32_t(cfg_.vocab_size);
     for (size_t i = 0; i < g_.ops.size(); ++i) {
       if (covered_[i]) continue;
@@ -91,11 +91,14 @@ class Lowering {
     ValueId& v = value_of_[size_t(t)];
     if (v != kNoValue) return v;
     const Tensor& x = tensor(t);
-    const int64_t rows = x.shape.size() == 2 ? x.shape[0] : 1;
-    const int64_t cols = x.shape.back();
     const BufferKind kind = x.kind == TensorKind::kWeight  ? BufferKind::kWeight
                             : x.kind == TensorKind::kState ? BufferKind::kState
                                                            : BufferKind::kActivation;
+    // The graph decodes one sequence; activations take a row per slot and the KV cache
+    // (state) a slice of its rows per slot.
+    const int64_t rows =
+        (x.shape.size() == 2 ? x.shape[0] : 1) * (kind == BufferKind::kWeight ? 1 : p_.batch);
+    const int64_t cols = x.shape.back();
     const ElemType type = kind == BufferKind::kActivation ? ElemType::kF32 : x.type;
     v = add_value(x.name, kind, type, rows, cols);
     return v;
@@ -117,6 +120,10 @@ class Lowering {
   Access cols(ValueId v, int64_t c0, int64_t n, RefAccess a = RefAccess::kRead) const {
     if (v == kNoValue) return {};
     return {v, a, 0, p_.values[size_t(v)].rows, c0, n};
+  }
+  Access window(ValueId v, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
+                RefAccess a = RefAccess::kRead) const {
+    return {v, a, r0, nr, c0, nc};
   }
 
   uint32_t begin_op(std::string name, TaskKind kind, std::vector<int> graph_ops) {
@@ -156,11 +163,12 @@ class Lowering {
     if (e.inputs[0] != g_.find(kTokenIdsInput) || pos == kNoTensor) {
       return invalid_argument("compiler: embedding '{}' must read the graph's token_ids", e.name);
     }
-    value_of_[size_t(pos)] = add_value("positions", BufferKind::kActivation, ElemType::kI32, 1, 1);
+    value_of_[size_t(pos)] =
+        add_value("positions", BufferKind::kActivation, ElemType::kI32, p_.batch, 1);
     const int64_t max_seq = p_.max_seq_len = int32_t(state_rows());
-    const ValueId control = io("control", ElemType::kI32, 1, sizeof(abi::StepControl) / 4);
-    const ValueId prompt = io("prompt", ElemType::kI32, 1, max_seq);
-    const ValueId tokens = io("tokens", ElemType::kI32, 1, max_seq);
+    const ValueId control = io("control", ElemType::kI32, p_.batch, sizeof(abi::StepControl) / 4);
+    const ValueId prompt = io("prompt", ElemType::kI32, p_.batch, max_seq);
+    const ValueId tokens = io("tokens", ElemType::kI32, p_.batch, max_seq);
     const uint32_t o = begin_op("embed_tokens", TaskKind::kEmbedding, {i});
     add_task(o, TaskKind::kEmbedding,
              {full(control), full(prompt), full(tokens), full(value(e.inputs[1])),
@@ -300,11 +308,11 @@ class Lowering {
     const int64_t tile = tile_rows(vocab, row_bytes(weight));
     const int64_t tiles = (vocab + tile - 1) / tile;
     const ValueId logits = value_of_[size_t(l.outputs[0])] =
-        io("logits", ElemType::kF32, p_.max_tokens, vocab);
+        io("logits", ElemType::kF32, p_.batch, vocab);
     const ValueId partials =
         add_value("lm_partials", BufferKind::kActivation, ElemType::kI32, tiles,
-                  kLmPartialWords * p_.max_tokens);
-    const ValueId control = io("control", ElemType::kI32, 1, sizeof(abi::StepControl) / 4);
+                  kLmPartialWords * p_.batch);
+    const ValueId control = io("control", ElemType::kI32, p_.batch, sizeof(abi::StepControl) / 4);
     const uint32_t o = begin_op(l.name, TaskKind::kLmHead, {norm_op, linear});
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t r = t * tile, n = std::min(tile, vocab - r);
@@ -315,10 +323,10 @@ class Lowering {
                 cols(logits, r, n, RefAccess::kWrite), rows(partials, t, 1, RefAccess::kWrite)},
                params);
     }
-    const ValueId prompt = io("prompt", ElemType::kI32, 1, p_.max_seq_len);
+    const ValueId prompt = io("prompt", ElemType::kI32, p_.batch, p_.max_seq_len);
     const ValueId tokens = value_of_[size_t(op(argmax).outputs[0])] =
-        io("tokens", ElemType::kI32, 1, p_.max_seq_len);
-    const ValueId logprobs = io("logprobs", ElemType::kF32, 1, p_.max_seq_len);
+        io("tokens", ElemType::kI32, p_.batch, p_.max_seq_len);
+    const ValueId logprobs = io("logprobs", ElemType::kF32, p_.batch, p_.max_seq_len);
     const uint32_t s = begin_op("sample", TaskKind::kSample, {argmax});
     abi::TaskParams params{};
     params.sample = {int32_t(tiles), int32_t(vocab)};
@@ -410,69 +418,79 @@ class Lowering {
                            : std::get<HeadNormAttrs>(op(producer(op(q.rope_op).inputs[0])).attrs).eps;
 
     const int64_t hd = attrs.head_dim, kv_heads = attrs.num_kv_heads;
-    const int64_t group = attrs.num_heads / kv_heads, T = p_.max_tokens;
+    const int64_t group = attrs.num_heads / kv_heads, slots = p_.batch;
     const ValueId qv = value(q.linear_out), kval = value(k.linear_out), vval = value(kv.inputs[1]);
     const ValueId k_cache = value(kv.inputs[3]), v_cache = value(kv.inputs[4]);
     value_of_[size_t(kv.outputs[0])] = k_cache;
     value_of_[size_t(kv.outputs[1])] = v_cache;
     const ValueId positions = value(g_.find(kPositionsInput));
     const ValueId inv_freq = rope_table(rope);
-    const int64_t max_seq = p_.values[size_t(k_cache)].rows;
+    const int64_t max_seq = p_.max_seq_len;  // the cache rows of one slot
 
     const std::string layer = att.name.substr(0, att.name.rfind('.') + 1);
     // A slice's keys are loaded a block of 256 at a time, each block in a few memory
     // latencies, and a split costs a merge task and one hop: slices are long.
     const int64_t splits = std::clamp<int64_t>(
-        opts_.num_workers / kv_heads, 1,
+        opts_.num_workers / (kv_heads * slots), 1,
         std::max<int64_t>(1, max_seq / opts_.attention_keys_per_split));
     const ValueId out = value(att.outputs[0]);
     const bool merged = splits > 1;
-    const int64_t rows_per_split = T * group;
     ValueId partial = kNoValue, lse = kNoValue, new_kv = kNoValue;
     if (merged) {
       partial = add_value(layer + "attention_partial", BufferKind::kActivation, ElemType::kF32,
-                          kv_heads * splits * rows_per_split, hd);
+                          slots * kv_heads * splits * group, hd);
       lse = add_value(layer + "attention_lse", BufferKind::kActivation, ElemType::kF32,
-                      kv_heads * splits * rows_per_split, 1);
+                      slots * kv_heads * splits * group, 1);
       new_kv = add_value(layer + "attention_new_kv", BufferKind::kActivation, ElemType::kF32,
-                         kv_heads * T, 2 * hd);
+                         slots * kv_heads, 2 * hd);
     }
     // Single split: the task appends to the caches. Several: the merge does, after every
     // split has read them, so the splits of a head need not wait for each other.
     const RefAccess cache_access = merged ? RefAccess::kRead : RefAccess::kReadWrite;
+    // Slot b's query, key and value are row b of the projections; its cache is rows
+    // [b * max_seq, (b + 1) * max_seq).
+    const auto head_cache = [&](ValueId cache, int64_t b, int64_t h, RefAccess a) {
+      return window(cache, b * max_seq, max_seq, h * hd, hd, a);
+    };
     covered.push_back(i);
     const uint32_t o2 = begin_op(layer + "attention", TaskKind::kAttentionPartial, covered);
-    for (int64_t h = 0; h < kv_heads; ++h) {
-      for (int64_t s = 0; s < splits; ++s) {
-        abi::TaskParams ap{};
-        ap.attention = {float(attrs.scale), int32_t(hd), int32_t(group), int32_t(s),
-                        int32_t(splits), float(eps)};
-        const int64_t row = (h * splits + s) * rows_per_split;
-        add_task(o2, TaskKind::kAttentionPartial,
-                 {cols(qv, h * group * hd, group * hd), cols(kval, h * hd, hd),
-                  cols(vval, h * hd, hd), full(value(q.norm_weight)), full(value(k.norm_weight)),
-                  full(positions), full(inv_freq), cols(k_cache, h * hd, hd, cache_access),
-                  cols(v_cache, h * hd, hd, cache_access),
-                  merged ? rows(partial, row, rows_per_split, RefAccess::kWrite)
-                         : cols(out, h * group * hd, group * hd, RefAccess::kWrite),
-                  merged ? rows(lse, row, rows_per_split, RefAccess::kWrite) : Access{},
-                  merged && s == 0 ? rows(new_kv, h * T, T, RefAccess::kWrite) : Access{}},
-                 ap);
+    for (int64_t b = 0; b < slots; ++b) {
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        const int64_t head = b * kv_heads + h;
+        for (int64_t s = 0; s < splits; ++s) {
+          abi::TaskParams ap{};
+          ap.attention = {float(attrs.scale), int32_t(hd), int32_t(group), int32_t(s),
+                          int32_t(splits), float(eps)};
+          const int64_t row = (head * splits + s) * group;
+          add_task(o2, TaskKind::kAttentionPartial,
+                   {window(qv, b, 1, h * group * hd, group * hd), window(kval, b, 1, h * hd, hd),
+                    window(vval, b, 1, h * hd, hd), full(value(q.norm_weight)),
+                    full(value(k.norm_weight)), rows(positions, b, 1), full(inv_freq),
+                    head_cache(k_cache, b, h, cache_access), head_cache(v_cache, b, h, cache_access),
+                    merged ? rows(partial, row, group, RefAccess::kWrite)
+                           : window(out, b, 1, h * group * hd, group * hd, RefAccess::kWrite),
+                    merged ? rows(lse, row, group, RefAccess::kWrite) : Access{},
+                    merged && s == 0 ? rows(new_kv, head, 1, RefAccess::kWrite) : Access{}},
+                   ap);
+        }
       }
     }
     if (!merged) return {};
     const uint32_t o3 = begin_op(layer + "attention_merge", TaskKind::kAttentionMerge, {});
-    for (int64_t h = 0; h < kv_heads; ++h) {
-      abi::TaskParams mp{};
-      mp.attention = {float(attrs.scale), int32_t(hd), int32_t(group), 0, int32_t(splits), 0.0f};
-      const int64_t row = h * splits * rows_per_split;
-      add_task(o3, TaskKind::kAttentionMerge,
-               {rows(partial, row, splits * rows_per_split), rows(lse, row, splits * rows_per_split),
-                cols(out, h * group * hd, group * hd, RefAccess::kWrite),
-                rows(new_kv, h * T, T), full(positions),
-                cols(k_cache, h * hd, hd, RefAccess::kWrite),
-                cols(v_cache, h * hd, hd, RefAccess::kWrite)},
-               mp);
+    for (int64_t b = 0; b < slots; ++b) {
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        const int64_t head = b * kv_heads + h;
+        abi::TaskParams mp{};
+        mp.attention = {float(attrs.scale), int32_t(hd), int32_t(group), 0, int32_t(splits), 0.0f};
+        const int64_t row = head * splits * group;
+        add_task(o3, TaskKind::kAttentionMerge,
+                 {rows(partial, row, splits * group), rows(lse, row, splits * group),
+                  window(out, b, 1, h * group * hd, group * hd, RefAccess::kWrite),
+                  rows(new_kv, head, 1), rows(positions, b, 1),
+                  head_cache(k_cache, b, h, RefAccess::kWrite),
+                  head_cache(v_cache, b, h, RefAccess::kWrite)},
+                 mp);
+      }
     }
     return {};
   }
@@ -517,6 +535,9 @@ StatusOr<Program> lower(const Graph& g, const ModelConfig& cfg, const CompileOpt
   if (options.num_workers < 1 || options.num_workers > 4096) {
     return invalid_argument("compiler: num_workers must be between 1 and 4096, got {}",
                             options.num_workers);
+  }
+  if (options.batch < 1 || options.batch > 256) {
+    return invalid_argument("compiler: batch must be between 1 and 256, got {}", options.batch);
   }
   if (options.tile_row_multiple < 1 || options.tile_row_multiple > 4096) {
     return invalid_argument("compiler: tile_row_multiple must be between 1 and 4096, got {}",

@@ -50,7 +50,7 @@ struct Program {
   std::vector<Task> tasks;  // topological order
   std::vector<FusedOpInfo> ops;
   uint32_t source = 0, sink = 0;
-  int32_t max_tokens = 0, max_seq_len = 0, vocab = 0;
+  int32_t batch = 0, max_seq_len = 0, vocab = 0;  // batch: sequences a step decodes
 };
 
 }  // namespace megalith::compiler

@@ -136,7 +136,7 @@ std::vector<uint8_t> serialize_task_graph(const TaskGraph& tg) {
   w.pod(TaskGraph::kFormatVersion);
   w.pod(uint32_t(sizeof(abi::TaskDesc)));
   w.pod(tg.num_workers);
-  w.pod(tg.max_tokens);
+  w.pod(tg.batch);
   w.pod(tg.max_seq_len);
   w.pod(tg.vocab_size);
   w.pod(tg.source_task);
@@ -185,7 +185,7 @@ StatusOr<TaskGraph> deserialize_task_graph(std::span<const uint8_t> bytes, const
   }
   TaskGraph tg;
   MEGALITH_RETURN_IF_ERROR(r.pod(tg.num_workers));
-  MEGALITH_RETURN_IF_ERROR(r.pod(tg.max_tokens));
+  MEGALITH_RETURN_IF_ERROR(r.pod(tg.batch));
   MEGALITH_RETURN_IF_ERROR(r.pod(tg.max_seq_len));
   MEGALITH_RETURN_IF_ERROR(r.pod(tg.vocab_size));
   MEGALITH_RETURN_IF_ERROR(r.pod(tg.source_task));
@@ -291,7 +291,7 @@ nlohmann::json task_graph_to_json(const TaskGraph& tg) {
     events.push_back({{"id", e}, {"triggers", ev.triggers}, {"consumers", consumers}});
   }
   return {{"format_version", TaskGraph::kFormatVersion}, {"num_workers", tg.num_workers},
-          {"max_tokens", tg.max_tokens}, {"max_seq_len", tg.max_seq_len},
+          {"batch", tg.batch}, {"max_seq_len", tg.max_seq_len},
           {"vocab_size", tg.vocab_size}, {"source_task", tg.source_task},
           {"sink_task", tg.sink_task}, {"buffers", buffers}, {"ops", ops}, {"tasks", tasks},
           {"events", events}};

@@ -4,6 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <optional>
+
+#include "megalith/engine/batch_generator.h"
 
 namespace megalith {
 
@@ -12,14 +15,13 @@ double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
 }
+}  // namespace
 
-// Whether generation ends after `token`: a stop id, or the caller asks to stop.
-bool is_stop(const GenerationOptions& options, int32_t token) {
+bool ends_generation(const GenerationOptions& options, int32_t token) {
   const auto& stops = options.stop_token_ids;
   return std::find(stops.begin(), stops.end(), token) != stops.end() ||
          (options.should_stop && options.should_stop());
 }
-}  // namespace
 
 Status validate(const SamplingParams& p) {
   if (!(p.temperature >= 0.0 && p.temperature <= 100.0)) {
@@ -89,7 +91,7 @@ StatusOr<GenerationResult> generate(ReferenceModel& model, std::span<const int32
     const int32_t token = sampler.sample(last);
     result.tokens.push_back(token);
     if (options.on_token) options.on_token(token);
-    if (is_stop(options, token)) {
+    if (ends_generation(options, token)) {
       result.finish_reason = "stop";
       break;
     }
@@ -113,63 +115,17 @@ StatusOr<std::vector<double>> score(ReferenceModel& model, std::span<const int32
   return out;
 }
 
-namespace {
-
-Status check_fits(const Executor& exec, size_t prompt, int64_t new_tokens) {
-  if (int64_t(prompt) + new_tokens > exec.max_positions() + 1) {
-    return invalid_argument("{} prompt tokens and {} new ones need {} positions; the compiled KV "
-                            "cache holds {}", prompt, new_tokens, int64_t(prompt) + new_tokens - 1,
-                            exec.max_positions());
-  }
-  return {};
-}
-
-}  // namespace
-
 StatusOr<GenerationResult> generate(Executor& exec, std::span<const int32_t> prompt,
                                     const GenerationOptions& options, const SamplingParams& sampling) {
-  MEGALITH_RETURN_IF_ERROR(validate(sampling));
-  if (options.max_new_tokens < 0) return invalid_argument("max_new_tokens must not be negative");
-  MEGALITH_RETURN_IF_ERROR(check_fits(exec, prompt.size(), options.max_new_tokens));
-  GenerationResult result;
-  result.finish_reason = "length";
-  const bool in_launch = sampling.top_k == 0 && sampling.top_p == 1.0;
-  MEGALITH_RETURN_IF_ERROR(exec.start_sequence(prompt, in_launch ? sampling.temperature : 0.0,
-                                               sampling.seed));
-  if (options.max_new_tokens == 0) return result;
-  auto start = std::chrono::steady_clock::now();
-  MEGALITH_RETURN_IF_ERROR(exec.run(int64_t(prompt.size())));
-  result.prefill_ms = ms_since(start);
-  start = std::chrono::steady_clock::now();
-  Sampler sampler(sampling);
-  // Steps per launch once the prompt is in: a few, so a stop token ends generation soon.
-  constexpr int64_t kChunk = 16;
-  while (true) {
-    // Every computed position beyond the prompt has produced its next token.
-    const int64_t first_new = int64_t(prompt.size()) - 1 + int64_t(result.tokens.size());
-    for (int64_t p = first_new; p < exec.position(); ++p) {
-      const int32_t token = in_launch ? exec.token(p) : sampler.sample(exec.logits());
-      result.tokens.push_back(token);
-      if (options.on_token) options.on_token(token);
-      if (is_stop(options, token)) {
-        result.finish_reason = "stop";
-        break;
-      }
-      if (int64_t(result.tokens.size()) == options.max_new_tokens) break;
-    }
-    if (result.finish_reason == "stop" || int64_t(result.tokens.size()) == options.max_new_tokens) {
-      break;
-    }
-    if (in_launch) {
-      MEGALITH_RETURN_IF_ERROR(
-          exec.run(std::min<int64_t>(kChunk, options.max_new_tokens - int64_t(result.tokens.size()))));
-    } else {
-      MEGALITH_RETURN_IF_ERROR(exec.force_token(result.tokens.back()));
-      MEGALITH_RETURN_IF_ERROR(exec.run(1));
-    }
+  BatchGenerator batch(exec);
+  std::optional<StatusOr<GenerationResult>> result;
+  batch.add({{prompt.begin(), prompt.end()}, options, sampling,
+             [&result](StatusOr<GenerationResult> r) { result = std::move(r); }});
+  while (batch.busy()) {
+    if (Status status = batch.run_launch(); !status.ok()) return status;
   }
-  result.decode_ms = ms_since(start);
-  return result;
+  MEGALITH_CHECK(result.has_value(), "a request ended without an answer");
+  return std::move(*result);
 }
 
 StatusOr<std::vector<double>> score(Executor& exec, std::span<const int32_t> ids) {

@@ -1,5 +1,6 @@
 #include "megalith/engine/request_queue.h"
 
+#include <memory>
 #include <utility>
 
 namespace megalith {
@@ -9,7 +10,10 @@ Status shutting_down() { return {StatusCode::kUnavailable, "the server is shutti
 }  // namespace
 
 RequestQueue::RequestQueue(GenerateFn generate)
-    : generate_(std::move(generate)), worker_([this] { work(); }) {}
+    : generate_(std::move(generate)), worker_([this] { work_one_at_a_time(); }) {}
+
+RequestQueue::RequestQueue(Executor& exec)
+    : batch_(std::in_place, exec), worker_([this] { work_batched(); }) {}
 
 RequestQueue::~RequestQueue() { shutdown(); }
 
@@ -38,29 +42,55 @@ void RequestQueue::shutdown() {
   if (worker_.joinable()) worker_.join();
 }
 
-void RequestQueue::work() {
+bool RequestQueue::next(Request& request, bool idle) {
+  std::unique_lock lock(mutex_);
+  if (idle) ready_.wait(lock, [this] { return closed_ || !waiting_.empty(); });
+  if (waiting_.empty()) return false;
+  request = std::move(waiting_.front());
+  waiting_.pop_front();
+  return true;
+}
+
+bool RequestQueue::prepare(Request& request) {
+  GenerationOptions& options = request.options;
+  if (options.should_stop && options.should_stop()) {
+    request.on_done(Status{StatusCode::kCancelled, "the request was cancelled"});
+    return false;
+  }
+  // Set once shutdown() has ended the request: what it made is not a finished answer.
+  auto cut = std::make_shared<bool>(false);
+  options.should_stop = [this, cut, caller = std::move(options.should_stop)] {
+    if (stop_running_.load()) *cut = true;
+    return *cut || (caller && caller());
+  };
+  request.on_done = [cut, done = std::move(request.on_done)](StatusOr<GenerationResult> r) {
+    done(*cut && r.ok() ? StatusOr<GenerationResult>(shutting_down()) : std::move(r));
+  };
+  return true;
+}
+
+void RequestQueue::work_one_at_a_time() {
+  Request request;
+  while (next(request, /*idle=*/true)) {
+    if (!prepare(request)) continue;
+    request.on_done(generate_(request.prompt, request.options, request.sampling));
+  }
+}
+
+void RequestQueue::work_batched() {
   while (true) {
     Request request;
-    {
-      std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return closed_ || !waiting_.empty(); });
-      if (waiting_.empty()) return;  // closed
-      request = std::move(waiting_.front());
-      waiting_.pop_front();
+    while (batch_->free_slots() > 0 && next(request, /*idle=*/!batch_->busy())) {
+      if (prepare(request)) batch_->add(std::move(request));
+      request = {};
     }
-    GenerationOptions& options = request.options;
-    if (options.should_stop && options.should_stop()) {
-      request.on_done(Status{StatusCode::kCancelled, "the request was cancelled"});
+    if (!batch_->busy()) {
+      std::lock_guard lock(mutex_);
+      if (closed_ && waiting_.empty()) return;
       continue;
     }
-    bool cut = false;  // shutdown() ended it: what it made is not a finished answer
-    options.should_stop = [this, &cut, caller = std::move(options.should_stop)] {
-      if (stop_running_.load()) cut = true;
-      return cut || (caller && caller());
-    };
-    StatusOr<GenerationResult> result = generate_(request.prompt, options, request.sampling);
-    if (cut && result.ok()) result = shutting_down();
-    request.on_done(std::move(result));
+    // An executor error has answered the running requests; later ones get it from add().
+    (void)batch_->run_launch();
   }
 }
 

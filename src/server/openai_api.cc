@@ -152,6 +152,14 @@ void stream(const Envelope& envelope, const Completion& c, TextStream& text,
 
 }  // namespace
 
+OpenAiApi::OpenAiApi(const Tokenizer& tokenizer, std::optional<ChatTemplate> chat, Executor& exec,
+                     OpenAiApiOptions options)
+    : tokenizer_(tokenizer),
+      chat_(std::move(chat)),
+      options_(std::move(options)),
+      id_prefix_(fmt::format("{:08x}", std::random_device()())),
+      queue_(exec) {}
+
 OpenAiApi::OpenAiApi(const Tokenizer& tokenizer, std::optional<ChatTemplate> chat,
                      RequestQueue::GenerateFn generate, OpenAiApiOptions options)
     : tokenizer_(tokenizer),

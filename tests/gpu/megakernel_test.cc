@@ -150,7 +150,7 @@ class TaskCase {
   TaskGraph graph() const {
     TaskGraph tg;
     tg.num_workers = 1;
-    tg.max_tokens = 1;
+    tg.batch = 1;
     for (const CaseBuffer& b : buffers_) {
       tg.buffers.push_back({b.name, b.kind, ElemType(uint8_t(b.type)), b.bytes.size(), {}});
     }

@@ -465,7 +465,7 @@ TEST_F(ServeTest, KeepAliveAnswersEveryRequestOnOneConnection) {
 }
 
 // Concurrent streams each get exactly the text their request gets alone: nothing lost, mixed
-// or repeated. (The engine runs them one after another; see RequestQueue.)
+// or repeated. (The engine decodes up to 4 of them at once, the rest wait; see RequestQueue.)
 TEST_F(ServeTest, ConcurrentStreamsEachGetTheirOwnText) {
   constexpr int kClients = 8, kRequestsEach = 3;
   struct Job {

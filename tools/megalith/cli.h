@@ -87,23 +87,25 @@ class PresetModel {
   std::string dir_;
 };
 
-// Compiles the model's decode graph for `positions` KV-cache rows (or --max-seq-len) and binds
-// it to the executor of --device cpu or cuda.
+// Compiles the model's decode graph for `positions` KV-cache rows (or --max-seq-len) and
+// `batch` slots, and binds it to the executor of --device cpu or cuda.
 StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, const Model& model,
-                                                  int64_t positions);
+                                                  int64_t positions, int32_t batch = 1);
 
 // What generate, chat and serve run prompts through: the reference model (--device ref), or the
-// task graph compiled for `positions` KV-cache rows on the executor of --device cpu or cuda.
-// One sequence at a time; `model` must outlive the runner.
+// task graph compiled for `positions` KV-cache rows and `batch` slots on the executor of
+// --device cpu or cuda. `model` must outlive the runner.
 class ModelRunner {
  public:
   static StatusOr<std::unique_ptr<ModelRunner>> create(const DeviceOptions& opts,
-                                                       const Model& model, int64_t positions);
+                                                       const Model& model, int64_t positions,
+                                                       int32_t batch = 1);
   StatusOr<GenerationResult> generate(std::span<const int32_t> prompt,
                                       const GenerationOptions& options,
                                       const SamplingParams& sampling);
   // The positions a prompt and its continuation may take (prompt + new tokens - 1).
   int64_t max_positions() const { return exec_ ? exec_->max_positions() : positions_; }
+  Executor* executor() { return exec_.get(); }  // null on --device ref
 
  private:
   std::unique_ptr<Executor> exec_;

@@ -201,7 +201,7 @@ StatusOr<Tokenizer> load_model_tokenizer(const Model& model) {
 }
 
 StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, const Model& model,
-                                                  int64_t positions) {
+                                                  int64_t positions, int32_t batch) {
   const ModelConfig& cfg = model.config;
   const int64_t max_seq = opts.max_seq_len > 0 ? opts.max_seq_len : std::max<int64_t>(positions, 1);
   MEGALITH_ASSIGN_OR_RETURN(Graph g, build_decode_graph(cfg, 1, max_seq));
@@ -215,7 +215,7 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
   }
 #endif
   ProgressBar passes("compiling", ProgressUnit::kSteps);
-  CompileOptions compile_options{.num_workers = workers};
+  CompileOptions compile_options{.num_workers = workers, .batch = batch};
   compile_options.on_pass = [&passes](std::string_view pass, int done, int total) {
     passes.update(uint64_t(done), uint64_t(total), std::string(pass));
   };
@@ -248,13 +248,14 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
 }
 
 StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::create(const DeviceOptions& opts,
-                                                           const Model& model, int64_t positions) {
+                                                           const Model& model, int64_t positions,
+                                                           int32_t batch) {
   std::unique_ptr<ModelRunner> runner(new ModelRunner());
   runner->positions_ = opts.max_seq_len > 0 ? opts.max_seq_len : positions;
   if (opts.device == "ref") {
     runner->reference_.emplace(*model.checkpoint);
   } else {
-    MEGALITH_ASSIGN_OR_RETURN(runner->exec_, make_executor(opts, model, positions));
+    MEGALITH_ASSIGN_OR_RETURN(runner->exec_, make_executor(opts, model, positions, batch));
   }
   return runner;
 }

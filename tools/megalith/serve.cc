@@ -26,7 +26,12 @@ struct ServeArgs {
   std::string host = "127.0.0.1";
   int port = 8000;
   std::string model_name;
+  int32_t batch = 0;  // 0: the device's default
 };
+
+// Requests decoded together by default: on the GPU the megakernel decodes one sequence a step;
+// on the CPU a few slots share each step's weight reads.
+constexpr int32_t kCpuBatch = 4;
 
 // The server a SIGINT or SIGTERM stops; HttpServer::stop() is async-signal-safe. A second
 // signal while the server winds down (waiting for a generation) exits at once, as the user
@@ -82,28 +87,39 @@ Status run(ServeArgs a) {
   const int64_t positions = a.device.max_seq_len > 0
                                 ? a.device.max_seq_len
                                 : std::min<int64_t>(model.config.max_position_embeddings, 2048);
-  MEGALITH_ASSIGN_OR_RETURN(auto runner, ModelRunner::create(a.device, model, positions));
+  if (a.batch < 0 || a.batch > 256) {
+    return invalid_argument("--batch must be between 1 and 256 (0: the device's default), got {}",
+                            a.batch);
+  }
+  const int32_t batch = a.batch > 0 ? a.batch : a.device.device == "cpu" ? kCpuBatch : 1;
+  MEGALITH_ASSIGN_OR_RETURN(auto runner, ModelRunner::create(a.device, model, positions, batch));
   if (a.model_name.empty()) {
     a.model_name = std::filesystem::weakly_canonical(model.dir).filename().string();
   }
-  OpenAiApi api(tokenizer, std::move(chat),
+  const OpenAiApiOptions api_options{.model_name = a.model_name,
+                                     .max_positions = runner->max_positions(),
+                                     .vocab_size = model.config.vocab_size,
+                                     .eos_token_ids = model.config.eos_token_ids};
+  std::optional<OpenAiApi> api;
+  if (Executor* exec = runner->executor()) {
+    api.emplace(tokenizer, std::move(chat), *exec, api_options);
+  } else {
+    api.emplace(tokenizer, std::move(chat),
                 [&runner](std::span<const int32_t> prompt, const GenerationOptions& options,
                           const SamplingParams& sampling) {
                   return runner->generate(prompt, options, sampling);
                 },
-                {.model_name = a.model_name,
-                 .max_positions = runner->max_positions(),
-                 .vocab_size = model.config.vocab_size,
-                 .eos_token_ids = model.config.eos_token_ids});
-  MEGALITH_ASSIGN_OR_RETURN(auto server, HttpServer::listen(a.host, a.port, api));
+                api_options);
+  }
+  MEGALITH_ASSIGN_OR_RETURN(auto server, HttpServer::listen(a.host, a.port, *api));
   {
     StopOnSignals stop_on_signals(*server);
     const bool ipv6 = a.host.find(':') != std::string::npos;
     fmt::print(stderr,
-               "megalith serve: listening on http://{}{}{}:{} (model '{}' on {}, {} positions); "
-               "Ctrl-C stops\n",
+               "megalith serve: listening on http://{}{}{}:{} (model '{}' on {}, {} positions, "
+               "{} requests at a time); Ctrl-C stops\n",
                ipv6 ? "[" : "", a.host, ipv6 ? "]" : "", server->port(), a.model_name,
-               a.device.device, runner->max_positions());
+               a.device.device, runner->max_positions(), runner->executor() ? batch : 1);
     std::fflush(stderr);
     server->serve();
   }
@@ -118,9 +134,10 @@ Command add_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "An OpenAI-compatible HTTP API: /v1/models, /v1/completions, /v1/chat/completions");
   cmd->footer(
-      "\nRequests run one at a time, in arrival order (the engine decodes one sequence at a "
-      "time).\nThe KV cache holds --max-seq-len positions (default: the model's, at most 2048);\n"
-      "a prompt and its max_tokens must fit.\n\n"
+      "\nUp to --batch requests are decoded together (continuous batching: a request joins "
+      "at the\nnext launch and gets the tokens it would get alone); later ones wait their turn.\n"
+      "The KV cache holds --max-seq-len positions per request (default: the model's, at most "
+      "2048);\na prompt and its max_tokens must fit.\n\n"
       "  curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\\n"
       "       -d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 32}'");
   add_device_options(*cmd, args->device);
@@ -130,6 +147,10 @@ Command add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--port", args->port,
                   "TCP port; 0 takes a free one (the startup line says which)")
+      ->capture_default_str();
+  cmd->add_option("--batch", args->batch,
+                  "requests decoded together; 0: 4 on --device cpu, 1 on cuda (the megakernel "
+                  "decodes one sequence a step), --device ref runs one at a time")
       ->capture_default_str();
   cmd->add_option("--served-model-name", args->model_name,
                   "the model's id in the API; default: the model directory's name");

@@ -125,14 +125,21 @@ struct EventConsumer {
   uint32_t step_offset = 0;
 };
 
-// The control block the host fills before a launch (buffer "control").
+// The control block of one slot, which the host fills before a launch (buffer "control", a
+// row per slot).
 struct StepControl {
-  int32_t first_step;   // global step at which the current sequence began (its position 0)
+  int32_t first_step;   // global step at which the slot's sequence began (its position 0)
   int32_t num_prompt;   // prompt tokens; positions below it take the prompt's token
   float temperature;    // 0: greedy
   uint32_t seed_lo, seed_hi;
-  int32_t reserved[3];
+  int32_t active;       // 0: no sequence; the slot computes token 0 at position 0, unread
+  int32_t reserved[2];
 };
+
+// The position a slot computes at global step `step`.
+inline MEGALITH_HOST_DEVICE int32_t slot_position(const StepControl& c, int64_t step) {
+  return c.active ? int32_t(step - c.first_step) : 0;
+}
 
 // One lm_head tile's summary of one token row (buffer "lm_partials").
 struct LmPartial {

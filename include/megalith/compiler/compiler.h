@@ -22,6 +22,9 @@ namespace megalith {
 
 struct CompileOptions {
   int32_t num_workers = 132;  // one per SM of an H100/H200
+  // Sequences a step decodes, one token each (the executors' slots): activations have a row
+  // per slot, the KV cache a slice per slot, and attention runs per slot.
+  int32_t batch = 1;
   // A linear's tiles are sized so each task moves at most about this many weight bytes; more
   // tasks than workers only when a single round would exceed it.
   int64_t max_task_weight_bytes = 4 << 20;

@@ -50,7 +50,7 @@ struct TaskGraph {
   static constexpr uint32_t kFormatVersion = 2;
 
   int32_t num_workers = 0;
-  int32_t max_tokens = 0;   // tokens per step
+  int32_t batch = 0;        // sequences decoded per step, one token each (slots)
   int32_t max_seq_len = 0;  // positions the KV cache holds
   int32_t vocab_size = 0;
 

@@ -5,7 +5,7 @@
 // number of workers, fixes the numerics).
 //
 //   MEGALITH_ASSIGN_OR_RETURN(auto exec, CpuExecutor::create(tg, *ckpt, {}));
-//   MEGALITH_RETURN_IF_ERROR(exec->start_sequence(prompt, {}));
+//   MEGALITH_RETURN_IF_ERROR(exec->start_sequence(prompt));
 //   MEGALITH_RETURN_IF_ERROR(exec->run(prompt.size() + 15));   // one launch, 16 new tokens
 //   int32_t first_new = exec->token(prompt.size() - 1);
 #pragma once
@@ -46,30 +46,26 @@ class CpuExecutor : public Executor {
                                                        const CpuExecutorOptions& options);
   ~CpuExecutor();
 
-  Status force_token(int32_t token) override;
-  Status run(int64_t steps) override;
-  int64_t position() const override { return position_; }
-  int32_t token(int64_t p) const override;
-  float logprob(int64_t p) const override;
-  std::span<const float> logits() const override;
   const TaskGraph& task_graph() const override { return tg_; }
 
  protected:
-  Status begin_sequence(std::span<const int32_t> prompt, double temperature,
-                        uint64_t seed) override;
+  Status launch(std::span<const abi::StepControl> controls, std::span<const int32_t> prompts,
+                int64_t first_step, int64_t steps, int64_t first_position) override;
+  const int32_t* tokens_row(int32_t slot) const override;
+  const float* logprobs_row(int32_t slot) const override;
+  const float* logits_row(int32_t slot) const override;
 
  private:
   struct Runtime;
   CpuExecutor(const TaskGraph& tg, const CpuExecutorOptions& options);
   Status bind(const Checkpoint& ckpt);
+  uint8_t* io_buffer(const char* name) const { return base_[tg_.find_buffer(name)]; }
 
   TaskGraph tg_;
   CpuExecutorOptions options_;
   std::vector<std::vector<uint8_t>> owned_;  // state, activation, io and constant buffers
   std::vector<uint8_t*> base_;               // every buffer's base pointer
   std::unique_ptr<Runtime> runtime_;         // event counters and queues; persist across launches
-  int64_t next_step_ = 0, position_ = 0, sequence_first_step_ = 0;
-  bool poisoned_ = false;
 };
 
 }  // namespace megalith

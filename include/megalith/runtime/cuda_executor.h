@@ -71,23 +71,19 @@ class CudaExecutor : public Executor {
                                                                uint64_t seed,
                                                                const CudaExecutorOptions& options);
 
-  Status force_token(int32_t token) override;
-  // One cooperative launch of `steps` steps.
-  Status run(int64_t steps) override { return run_traced(steps, nullptr); }
-  // The same, recording every task's wait and finish times when `timings` is given (for
-  // profiling; it costs a little).
+  // One cooperative launch of `steps` steps (Executor::run), recording every task's wait and
+  // finish times when `timings` is given (for profiling; it costs a little).
   Status run_traced(int64_t steps, std::vector<TaskTiming>* timings);
 
-  int64_t position() const override { return position_; }
-  int32_t token(int64_t p) const override;
-  float logprob(int64_t p) const override;
-  std::span<const float> logits() const override { return logits_; }
   const TaskGraph& task_graph() const override { return tg_; }
   uint32_t ring_stages() const;  // the weight ring's shared-memory stages per worker
 
  protected:
-  Status begin_sequence(std::span<const int32_t> prompt, double temperature,
-                        uint64_t seed) override;
+  Status launch(std::span<const abi::StepControl> controls, std::span<const int32_t> prompts,
+                int64_t first_step, int64_t steps, int64_t first_position) override;
+  const int32_t* tokens_row(int32_t slot) const override;
+  const float* logprobs_row(int32_t slot) const override;
+  const float* logits_row(int32_t slot) const override;
 
  private:
   CudaExecutor(const TaskGraph& tg, std::unique_ptr<cuda::DeviceProgram> program);
@@ -102,13 +98,10 @@ class CudaExecutor : public Executor {
   uint32_t control_buffer_ = abi::kNoBuffer, prompt_buffer_ = abi::kNoBuffer;
   uint32_t tokens_buffer_ = abi::kNoBuffer, logprobs_buffer_ = abi::kNoBuffer;
   uint32_t logits_buffer_ = abi::kNoBuffer;
-  // Host copies of the io buffers: control and prompt go up before a launch, tokens,
-  // log-probabilities and logits come back after it.
-  abi::StepControl control_{};
-  std::vector<int32_t> prompt_, tokens_;
+  // Host copies of the io buffers that come back after a launch.
+  std::vector<int32_t> tokens_;
   std::vector<float> logprobs_, logits_;
-  int64_t next_step_ = 0, position_ = 0;
-  bool poisoned_ = false;
+  std::vector<TaskTiming>* timings_ = nullptr;  // run_traced's, during its launch
   std::function<void(int64_t, int32_t, float)> on_token_;
 };
 

@@ -4,12 +4,11 @@
 // penalties, tools) is refused with a 400, never silently ignored. Every error is OpenAI's
 // {"error": {"message", "type", "param", "code"}}.
 //
-// Requests run one at a time through a RequestQueue (the engine is batch 1; see
-// request_queue.h), so each gets exactly the result it would get alone.
+// Requests go through a RequestQueue: batched over an executor's slots, or one at a time
+// through a generate function; either way each gets exactly the result it would get alone.
 //
-//   OpenAiApi api(tokenizer, chat_template, [&](auto prompt, const auto& o, const auto& s) {
-//     return generate(*exec, prompt, o, s);
-//   }, {.model_name = "qwen3-tiny", .max_positions = 2048, .vocab_size = 1280});
+//   OpenAiApi api(tokenizer, chat_template, *exec,
+//                 {.model_name = "qwen3-tiny", .max_positions = 2048, .vocab_size = 1280});
 //   MEGALITH_ASSIGN_OR_RETURN(auto server, HttpServer::listen("127.0.0.1", 8000, api));
 //   server->serve();
 #pragma once
@@ -39,6 +38,10 @@ class OpenAiApi : public HttpHandler {
  public:
   // `chat` is empty when the tokenizer has no chat template; /v1/chat/completions then errs.
   // `tokenizer` must outlive the API.
+  // Batched over `exec`'s slots; `exec` must outlive the API.
+  OpenAiApi(const Tokenizer& tokenizer, std::optional<ChatTemplate> chat, Executor& exec,
+            OpenAiApiOptions options);
+  // One request at a time through `generate`.
   OpenAiApi(const Tokenizer& tokenizer, std::optional<ChatTemplate> chat,
             RequestQueue::GenerateFn generate, OpenAiApiOptions options);
 

@@ -344,6 +344,7 @@ StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const TaskGraph& tg,
   std::unique_ptr<CpuExecutor> exec(new CpuExecutor(tg, options));
   MEGALITH_RETURN_IF_ERROR(exec->bind(ckpt));
   exec->runtime_ = std::make_unique<Runtime>(exec->tg_, options.scheduler_threads);
+  exec->init_slots();
   return exec;
 }
 
@@ -374,73 +375,30 @@ Status CpuExecutor::bind(const Checkpoint& ckpt) {
     }
     base_[b] = owned_[b].data();
   }
-  for (const char* name : {"control", "prompt", "tokens", "logprobs", "logits"}) {
-    if (tg_.find_buffer(name) == abi::kNoBuffer) {
-      return invalid_argument("the task graph has no '{}' buffer", name);
-    }
-  }
-  return {};
+  return check_io_buffers(tg_);
 }
 
-Status CpuExecutor::begin_sequence(std::span<const int32_t> prompt, double temperature,
-                                   uint64_t seed) {
-  if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
-  auto& control = *reinterpret_cast<abi::StepControl*>(base_[tg_.find_buffer("control")]);
-  control = sequence_control(next_step_, prompt.size(), temperature, seed);
-  std::memcpy(base_[tg_.find_buffer("prompt")], prompt.data(), prompt.size() * 4);
-  sequence_first_step_ = next_step_;
-  position_ = 0;
-  return {};
-}
-
-Status CpuExecutor::force_token(int32_t token) {
-  auto& control = *reinterpret_cast<abi::StepControl*>(base_[tg_.find_buffer("control")]);
-  if (token < 0 || token >= tg_.vocab_size) {
-    return invalid_argument("token id {} is outside the vocabulary [0, {})", token, tg_.vocab_size);
-  }
-  if (control.num_prompt != position_ || position_ >= tg_.max_seq_len) {
-    return invalid_argument("a token can be forced only at the next position to compute");
-  }
-  reinterpret_cast<int32_t*>(base_[tg_.find_buffer("prompt")])[control.num_prompt++] = token;
-  return {};
-}
-
-Status CpuExecutor::run(int64_t steps) {
-  if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
-  if (steps < 0) return invalid_argument("steps must not be negative");
-  if (position_ + steps > tg_.max_seq_len) {
-    return invalid_argument("{} more steps would pass the {} positions of the KV cache", steps,
-                            tg_.max_seq_len);
-  }
-  if (next_step_ + steps >= int64_t(std::numeric_limits<int32_t>::max())) {
-    return invalid_argument("the executor has run out of step numbers; create a new one");
-  }
-  if (steps == 0) return {};
+Status CpuExecutor::launch(std::span<const abi::StepControl> controls,
+                           std::span<const int32_t> prompts, int64_t first_step, int64_t steps,
+                           int64_t) {
+  std::memcpy(io_buffer("control"), controls.data(), controls.size_bytes());
+  std::memcpy(io_buffer("prompt"), prompts.data(), prompts.size_bytes());
   Launch launch(tg_, options_, base_.data(), runtime_->counters.get(), runtime_->joins.get(),
                 runtime_->done.get(), runtime_->worker_queues, runtime_->scheduler_queues,
-                runtime_->completed, runtime_->abort, next_step_, next_step_ + steps);
-  Status status = launch.run();
-  if (!status.ok()) {
-    poisoned_ = true;
-    return status;
-  }
-  next_step_ += steps;
-  position_ += steps;
-  return {};
+                runtime_->completed, runtime_->abort, first_step, first_step + steps);
+  return launch.run();
 }
 
-int32_t CpuExecutor::token(int64_t p) const {
-  MEGALITH_CHECK(p >= 0 && p < position_, "position {} not computed", p);
-  return reinterpret_cast<const int32_t*>(base_[tg_.find_buffer("tokens")])[p];
+const int32_t* CpuExecutor::tokens_row(int32_t slot) const {
+  return reinterpret_cast<const int32_t*>(io_buffer("tokens")) + int64_t(slot) * tg_.max_seq_len;
 }
 
-float CpuExecutor::logprob(int64_t p) const {
-  MEGALITH_CHECK(p >= 0 && p < position_, "position {} not computed", p);
-  return reinterpret_cast<const float*>(base_[tg_.find_buffer("logprobs")])[p];
+const float* CpuExecutor::logprobs_row(int32_t slot) const {
+  return reinterpret_cast<const float*>(io_buffer("logprobs")) + int64_t(slot) * tg_.max_seq_len;
 }
 
-std::span<const float> CpuExecutor::logits() const {
-  return {reinterpret_cast<const float*>(base_[tg_.find_buffer("logits")]), size_t(tg_.vocab_size)};
+const float* CpuExecutor::logits_row(int32_t slot) const {
+  return reinterpret_cast<const float*>(io_buffer("logits")) + int64_t(slot) * tg_.vocab_size;
 }
 
 }  // namespace megalith

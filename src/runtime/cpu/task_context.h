@@ -47,9 +47,12 @@ class RefView {
   }
   int32_t get_int(int64_t r, int64_t c) const { return load<int32_t>(data_ + index(r, c) * 4); }
   void set_int(int64_t r, int64_t c, int32_t v) const { store(data_ + index(r, c) * 4, v); }
-  // The ref's first element reinterpreted (the control block, partial records).
+  // The ref's first element reinterpreted (partial records).
   template <class T>
   T* as() const { return reinterpret_cast<T*>(data_); }
+  // Row r reinterpreted (a slot's control block).
+  template <class T>
+  T& row_as(int64_t r) const { return *reinterpret_cast<T*>(data_ + index(r, 0) * elem_bytes()); }
 
  private:
   int64_t index(int64_t r, int64_t c) const { return r * ref_.row_stride + c; }

@@ -20,10 +20,10 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
     return invalid_argument("the task graph was compiled for a vocabulary of {}, the model has {}",
                             tg.vocab_size, vocab_size);
   }
-  for (const char* name : {"control", "prompt", "tokens", "logprobs", "logits"}) {
-    if (tg.find_buffer(name) == abi::kNoBuffer) {
-      return invalid_argument("the task graph has no '{}' buffer", name);
-    }
+  MEGALITH_RETURN_IF_ERROR(check_io_buffers(tg));
+  if (tg.batch != 1) {
+    return unimplemented("the CUDA megakernel decodes one sequence per step; compile with batch "
+                         "1 (this task graph has batch {})", tg.batch);
   }
   MEGALITH_ASSIGN_OR_RETURN(
       std::unique_ptr<cuda::DeviceProgram> program,
@@ -120,69 +120,48 @@ Status CudaExecutor::bind_io() {
   tokens_buffer_ = tg_.find_buffer("tokens");
   logprobs_buffer_ = tg_.find_buffer("logprobs");
   logits_buffer_ = tg_.find_buffer("logits");
-  prompt_.assign(size_t(tg_.max_seq_len), 0);
-  tokens_.assign(size_t(tg_.max_seq_len), 0);
-  logprobs_.assign(size_t(tg_.max_seq_len), 0.0f);
-  logits_.assign(size_t(tg_.vocab_size), 0.0f);
-  return {};
-}
-
-Status CudaExecutor::begin_sequence(std::span<const int32_t> prompt, double temperature,
-                                    uint64_t seed) {
-  if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
-  control_ = sequence_control(next_step_, prompt.size(), temperature, seed);
-  std::copy(prompt.begin(), prompt.end(), prompt_.begin());
-  position_ = 0;
-  return {};
-}
-
-Status CudaExecutor::force_token(int32_t token) {
-  if (token < 0 || token >= tg_.vocab_size) {
-    return invalid_argument("token id {} is outside the vocabulary [0, {})", token, tg_.vocab_size);
-  }
-  if (control_.num_prompt != position_ || position_ >= tg_.max_seq_len) {
-    return invalid_argument("a token can be forced only at the next position to compute");
-  }
-  prompt_[size_t(control_.num_prompt++)] = token;
+  const size_t rows = size_t(tg_.batch) * size_t(tg_.max_seq_len);
+  tokens_.assign(rows, 0);
+  logprobs_.assign(rows, 0.0f);
+  logits_.assign(size_t(tg_.batch) * size_t(tg_.vocab_size), 0.0f);
+  init_slots();
   return {};
 }
 
 Status CudaExecutor::run_traced(int64_t steps, std::vector<TaskTiming>* timings) {
-  if (poisoned_) return invalid_argument("the executor stopped after an error; create a new one");
-  if (steps < 0) return invalid_argument("steps must not be negative");
-  if (control_.num_prompt == 0) return invalid_argument("start a sequence before running");
-  if (position_ + steps > tg_.max_seq_len) {
-    return invalid_argument("{} more steps would pass the {} positions of the KV cache", steps,
-                            tg_.max_seq_len);
+  timings_ = timings;
+  Status status = run(steps);
+  timings_ = nullptr;
+  return status;
+}
+
+Status CudaExecutor::launch(std::span<const abi::StepControl> controls,
+                            std::span<const int32_t> prompts, int64_t first_step, int64_t steps,
+                            int64_t first_position) {
+  MEGALITH_RETURN_IF_ERROR(program_->write(control_buffer_, controls.data(), controls.size_bytes()));
+  for (size_t slot = 0; slot < controls.size(); ++slot) {  // the forced tokens only
+    const size_t row = slot * size_t(tg_.max_seq_len);
+    MEGALITH_RETURN_IF_ERROR(program_->write(prompt_buffer_, prompts.data() + row,
+                                             size_t(controls[slot].num_prompt) * 4, row * 4));
   }
-  if (next_step_ + steps >= int64_t(std::numeric_limits<int32_t>::max())) {
-    return invalid_argument("the executor has run out of step numbers; create a new one");
-  }
-  if (steps == 0) return {};
-  poisoned_ = true;  // until the launch and its copies have succeeded
-  MEGALITH_RETURN_IF_ERROR(program_->write(control_buffer_, &control_, sizeof(control_)));
   MEGALITH_RETURN_IF_ERROR(
-      program_->write(prompt_buffer_, prompt_.data(), size_t(control_.num_prompt) * 4));
-  MEGALITH_RETURN_IF_ERROR(
-      program_->run(next_step_, next_step_ + steps, timings, on_token_, position_));
+      program_->run(first_step, first_step + steps, timings_, on_token_, first_position));
   MEGALITH_RETURN_IF_ERROR(program_->read(tokens_buffer_, tokens_.data(), tokens_.size() * 4));
   MEGALITH_RETURN_IF_ERROR(
       program_->read(logprobs_buffer_, logprobs_.data(), logprobs_.size() * 4));
-  MEGALITH_RETURN_IF_ERROR(program_->read(logits_buffer_, logits_.data(), logits_.size() * 4));
-  poisoned_ = false;
-  next_step_ += steps;
-  position_ += steps;
-  return {};
+  return program_->read(logits_buffer_, logits_.data(), logits_.size() * 4);
 }
 
-int32_t CudaExecutor::token(int64_t p) const {
-  MEGALITH_CHECK(p >= 0 && p < position_, "position {} not computed", p);
-  return tokens_[size_t(p)];
+const int32_t* CudaExecutor::tokens_row(int32_t slot) const {
+  return tokens_.data() + int64_t(slot) * tg_.max_seq_len;
 }
 
-float CudaExecutor::logprob(int64_t p) const {
-  MEGALITH_CHECK(p >= 0 && p < position_, "position {} not computed", p);
-  return logprobs_[size_t(p)];
+const float* CudaExecutor::logprobs_row(int32_t slot) const {
+  return logprobs_.data() + int64_t(slot) * tg_.max_seq_len;
+}
+
+const float* CudaExecutor::logits_row(int32_t slot) const {
+  return logits_.data() + int64_t(slot) * tg_.vocab_size;
 }
 
 }  // namespace megalith

@@ -11,11 +11,11 @@ namespace megalith::cpu {
 void run_lm_head(const TaskContext& ctx, const abi::TaskDesc& t) {
   const RefView x(ctx, t.refs[0]), gamma(ctx, t.refs[1]), w(ctx, t.refs[2]), control(ctx, t.refs[3]);
   const RefView logits(ctx, t.refs[4]), partials(ctx, t.refs[5]);
-  const abi::StepControl& c = *control.as<abi::StepControl>();
-  const int32_t pos = int32_t(ctx.step - c.first_step);
-  const uint64_t seed = uint64_t(c.seed_hi) << 32 | c.seed_lo;
   std::vector<float> h(static_cast<size_t>(x.cols())), tile(size_t(w.rows()));
-  for (int64_t r = 0; r < x.rows(); ++r) {
+  for (int64_t r = 0; r < x.rows(); ++r) {  // r: the slot
+    const abi::StepControl& c = control.row_as<abi::StepControl>(r);
+    const int32_t pos = abi::slot_position(c, ctx.step);
+    const uint64_t seed = uint64_t(c.seed_hi) << 32 | c.seed_lo;
     rms_normalize_row(x, r, gamma, t.params.linear.eps, h.data());
     abi::LmPartial best{-std::numeric_limits<float>::infinity(), 0, 0.0f,
                         -std::numeric_limits<float>::infinity(), 0, 0};
@@ -28,7 +28,7 @@ void run_lm_head(const TaskContext& ctx, const abi::TaskDesc& t) {
         best.argmax = id;
       }
       if (c.temperature > 0) {
-        const double u = abi::sampling_uniform(seed, pos + int32_t(r), id);
+        const double u = abi::sampling_uniform(seed, pos, id);
         const float key = float(double(tile[size_t(o)]) / c.temperature - std::log(-std::log(u)));
         if (key > best.sample_key) {
           best.sample_key = key;
