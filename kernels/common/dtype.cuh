@@ -118,6 +118,11 @@ struct Ref {
   __device__ T* as() const {
     return reinterpret_cast<T*>(data);
   }
+  // Row r reinterpreted (a slot's control block).
+  template <class T>
+  __device__ T& row_as(int64_t r) const {
+    return *reinterpret_cast<T*>(data + index(r, 0) * ref_elem_bytes(type));
+  }
 };
 
 // The device's copies of the descriptors hold absolute addresses in TensorRef::offset

@@ -9,11 +9,15 @@ namespace megalith::kernels {
 __device__ inline void run_embedding(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref control = env.ref(t, 0), prompt = env.ref(t, 1), tokens = env.ref(t, 2);
   const Ref table = env.ref(t, 3), x = env.ref(t, 4), positions = env.ref(t, 5);
-  const abi::StepControl c = *control.as<const abi::StepControl>();
-  const int32_t pos = int32_t(env.step - c.first_step);
-  const int32_t token = pos < c.num_prompt ? prompt.get_int(0, pos) : tokens.get_int(0, pos - 1);
-  for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) x.set(0, i, table.get(token, i));
-  if (env.tid == 0) positions.set_int(0, 0, pos);
+  for (int slot = 0; slot < x.rows; ++slot) {
+    const abi::StepControl c = control.row_as<const abi::StepControl>(slot);
+    const int32_t pos = abi::slot_position(c, env.step);
+    const int32_t token = !c.active             ? 0
+                          : pos < c.num_prompt ? prompt.get_int(slot, pos)
+                                               : tokens.get_int(slot, pos - 1);
+    for (int i = env.tid; i < x.cols; i += CONSUMER_THREADS) x.set(slot, i, table.get(token, i));
+    if (env.tid == 0) positions.set_int(slot, 0, pos);
+  }
 }
 
 }  // namespace megalith::kernels

@@ -83,12 +83,13 @@ __device__ inline void start_norm_weight_copy(TaskEnv& env, const abi::TaskDesc&
   }
 }
 
-// xs[i] = gamma[i] * (x[0, i] * inv_rms) for the task's input x (ref 0) and norm weight
+// xs[i] = gamma[i] * (x[r, i] * inv_rms) for the task's input x (ref 0) and norm weight
 // (ref 1, staged by start_norm_weight_copy), the CPU reference's order of operations; the
 // sum of squares in double.
-__device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t, float* xs) {
+__device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t, float* xs,
+                                           int r = 0) {
   const Ref x = env.ref(t, 0), gamma = env.ref(t, 1);
-  const double sum_sq = load_row(env, x, 0, xs);
+  const double sum_sq = load_row(env, x, r, xs);
   wait_async_copies();  // this thread's part of the norm weight; block_sum's barrier, everyone's
   const double total = block_sum(sum_sq, env.reduce);
   const float inv_rms = float(1.0 / sqrt(total / double(x.cols) + double(t.params.linear.eps)));
@@ -363,16 +364,60 @@ __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const
   return true;
 }
 
+// The product for several slots' input rows (batch > 1): acc[b * w.rows + o] = W[o, :] .
+// xs[b * x_floats ...] for slot b. Each chunk's (row, slot) dot products are dealt over the
+// warps; a (row, slot) is always the same warp's, which adds its chunks in order, so no
+// barrier is needed between chunks and a slot's sums depend on nothing but its own row.
+template <class W>
+__device__ bool stream_matvec_slots_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
+                                          uint32_t x_floats, int slots, float* acc) {
+  const uint8_t* tile = tile_base(w);
+  const ChunkPlan plan = plan_chunks(w);
+  for (int32_t c = 0; c < plan.num_chunks; ++c) {
+    const Chunk chunk = chunk_at(plan, c);
+    const uint8_t* stage = env.next_stage();
+    if (stage == nullptr) return false;
+    const uint8_t* data = stage + chunk_skew(tile, plan, chunk);
+    for (int u = env.warp; u < chunk.rows * slots; u += CONSUMER_WARPS) {
+      const int r = u / slots, b = u % slots;
+      const float d = warp_dot<W>(data + size_t(r) * plan.seg_cols * sizeof(W),
+                                  xs + b * x_floats + chunk.col0, chunk.cols, env.lane);
+      if (env.lane == 0) {
+        float& a = acc[b * w.rows + chunk.row0 + r];
+        a = chunk.col0 == 0 ? d : a + d;
+      }
+    }
+    env.ring.release();
+  }
+  consumer_sync();
+  return true;
+}
+
+// acc[o] = W[o, :] . xs for the weight tile `w` (above); with `slots` > 1 input rows,
+// x_floats apart, acc holds slots rows of w.rows (stream_matvec_slots_typed).
 __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, const float* xs,
-                                     float* acc, float* part) {
+                                     float* acc, float* part, int slots = 1,
+                                     uint32_t x_floats = 0) {
   if (env.args.trace && env.tid == 0 && env.stream_begin_ns == 0) {
     env.stream_begin_ns = global_timer_ns();
   }
   bool ok;
-  switch (w.type) {
-    case abi::RefType::kBF16: ok = stream_matvec_typed<__nv_bfloat16>(env, w, xs, acc, part); break;
-    case abi::RefType::kF16: ok = stream_matvec_typed<__half>(env, w, xs, acc, part); break;
-    default: ok = stream_matvec_typed<float>(env, w, xs, acc, part); break;
+  if (slots > 1) {
+    switch (w.type) {
+      case abi::RefType::kBF16:
+        ok = stream_matvec_slots_typed<__nv_bfloat16>(env, w, xs, x_floats, slots, acc);
+        break;
+      case abi::RefType::kF16:
+        ok = stream_matvec_slots_typed<__half>(env, w, xs, x_floats, slots, acc);
+        break;
+      default: ok = stream_matvec_slots_typed<float>(env, w, xs, x_floats, slots, acc); break;
+    }
+  } else {
+    switch (w.type) {
+      case abi::RefType::kBF16: ok = stream_matvec_typed<__nv_bfloat16>(env, w, xs, acc, part); break;
+      case abi::RefType::kF16: ok = stream_matvec_typed<__half>(env, w, xs, acc, part); break;
+      default: ok = stream_matvec_typed<float>(env, w, xs, acc, part); break;
+    }
   }
   if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();
   return ok;

@@ -11,14 +11,16 @@ namespace megalith::kernels {
 __device__ inline void run_linear_residual(TaskEnv& env, const abi::TaskDesc& t) {
   if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
   const Ref x = env.ref(t, 0), bias = env.ref(t, 2), res = env.ref(t, 3);
-  const int32_t rows = t.refs[1].rows;
-  float* xs = env.scratch;
-  float* acc = xs + linear_x_floats(x.cols);
-  load_plain_row(env, x, 0, xs);
-  if (!stream_matvec(env, t.refs[1], xs, acc, acc + rows)) return;
-  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
-    const float b = bias.present() ? bias.get(0, o) : 0.0f;
-    res.set(0, o, res.get(0, o) + (acc[o] + b));
+  const int32_t rows = t.refs[1].rows, slots = x.rows;
+  const uint32_t x_floats = linear_x_floats(x.cols);
+  float* xs = env.scratch;  // a row per slot
+  float* acc = xs + slots * x_floats;
+  for (int b = 0; b < slots; ++b) load_plain_row(env, x, b, xs + b * x_floats);
+  if (!stream_matvec(env, t.refs[1], xs, acc, acc + slots * rows, slots, x_floats)) return;
+  for (int i = env.tid; i < slots * rows; i += CONSUMER_THREADS) {
+    const int b = i / rows, o = i % rows;
+    const float bias_o = bias.present() ? bias.get(0, o) : 0.0f;
+    res.set(b, o, res.get(b, o) + (acc[i] + bias_o));
   }
 }
 

@@ -14,33 +14,38 @@ namespace megalith::kernels {
 __device__ inline void run_lm_head(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref x = env.ref(t, 0), control = env.ref(t, 3);
   const Ref logits = env.ref(t, 4), partials = env.ref(t, 5);
-  const int32_t rows = t.refs[2].rows, row_begin = t.params.linear.row_begin;
-  float* xs = env.scratch + linear_x_floats(x.cols);  // after the staged norm weight
-  float* acc = xs + linear_x_floats(x.cols);
-  load_normalized_row(env, t, xs);
-  if (!stream_matvec(env, t.refs[2], xs, acc, acc + rows)) return;
+  const int32_t rows = t.refs[2].rows, row_begin = t.params.linear.row_begin, slots = x.rows;
+  const uint32_t x_floats = linear_x_floats(x.cols);
+  float* xs = env.scratch + x_floats;  // after the staged norm weight; a row per slot
+  float* acc_all = xs + slots * x_floats;
+  for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
+  if (!stream_matvec(env, t.refs[2], xs, acc_all, acc_all + slots * rows, slots, x_floats)) return;
 
-  const abi::StepControl c = *control.as<const abi::StepControl>();
-  const int32_t pos = int32_t(env.step - c.first_step);
-  const uint64_t seed = uint64_t(c.seed_hi) << 32 | c.seed_lo;
-  ArgMax best{-INFINITY, 0}, sampled{-INFINITY, 0};
-  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
-    const float l = acc[o];
-    const int32_t id = row_begin + o;
-    logits.set(0, o, l);
-    best = better(best, {l, id});
-    if (c.temperature > 0) {
-      const double u = abi::sampling_uniform(seed, pos, id);
-      sampled = better(sampled, {float(double(l) / double(c.temperature) - log(-log(u))), id});
+  for (int b = 0; b < slots; ++b) {
+    const float* acc = acc_all + b * rows;
+    const abi::StepControl c = control.row_as<const abi::StepControl>(b);
+    const int32_t pos = abi::slot_position(c, env.step);
+    const uint64_t seed = uint64_t(c.seed_hi) << 32 | c.seed_lo;
+    ArgMax best{-INFINITY, 0}, sampled{-INFINITY, 0};
+    for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
+      const float l = acc[o];
+      const int32_t id = row_begin + o;
+      logits.set(b, o, l);
+      best = better(best, {l, id});
+      if (c.temperature > 0) {
+        const double u = abi::sampling_uniform(seed, pos, id);
+        sampled = better(sampled, {float(double(l) / double(c.temperature) - log(-log(u))), id});
+      }
     }
-  }
-  best = block_argmax(best, env.reduce);
-  sampled = block_argmax(sampled, env.reduce);
-  double sum = 0;
-  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) sum += double(expf(acc[o] - best.value));
-  sum = block_sum(sum, env.reduce);
-  if (env.tid == 0) {
-    *partials.as<abi::LmPartial>() = {best.value, best.id, float(sum), sampled.value, sampled.id, 0};
+    best = block_argmax(best, env.reduce);
+    sampled = block_argmax(sampled, env.reduce);
+    double sum = 0;
+    for (int o = env.tid; o < rows; o += CONSUMER_THREADS) sum += double(expf(acc[o] - best.value));
+    sum = block_sum(sum, env.reduce);
+    if (env.tid == 0) {
+      partials.as<abi::LmPartial>()[b] = {best.value, best.id, float(sum), sampled.value,
+                                          sampled.id, 0};
+    }
   }
 }
 

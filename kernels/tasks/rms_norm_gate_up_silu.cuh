@@ -12,17 +12,19 @@ __device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDe
   if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
   const Ref x = env.ref(t, 0), gate_bias = env.ref(t, 4);
   const Ref up_bias = env.ref(t, 5), out = env.ref(t, 6);
-  const int32_t rows = t.refs[2].rows;
-  float* xs = env.scratch + linear_x_floats(x.cols);  // after the staged norm weight
-  float* gate = xs + linear_x_floats(x.cols);
-  float* up = gate + rows;
-  load_normalized_row(env, t, xs);
-  if (!stream_matvec(env, t.refs[2], xs, gate, up + rows)) return;
-  if (!stream_matvec(env, t.refs[3], xs, up, up + rows)) return;
-  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
-    const float g = gate[o] + (gate_bias.present() ? gate_bias.get(0, o) : 0.0f);
-    const float u = up[o] + (up_bias.present() ? up_bias.get(0, o) : 0.0f);
-    out.set(0, o, g / (1.0f + expf(-g)) * u);
+  const int32_t rows = t.refs[2].rows, slots = x.rows;
+  const uint32_t x_floats = linear_x_floats(x.cols);
+  float* xs = env.scratch + x_floats;  // after the staged norm weight; a row per slot
+  float* gate = xs + slots * x_floats;
+  float* up = gate + slots * rows;
+  for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
+  if (!stream_matvec(env, t.refs[2], xs, gate, up + slots * rows, slots, x_floats)) return;
+  if (!stream_matvec(env, t.refs[3], xs, up, up + slots * rows, slots, x_floats)) return;
+  for (int i = env.tid; i < slots * rows; i += CONSUMER_THREADS) {
+    const int o = i % rows;
+    const float g = gate[i] + (gate_bias.present() ? gate_bias.get(0, o) : 0.0f);
+    const float u = up[i] + (up_bias.present() ? up_bias.get(0, o) : 0.0f);
+    out.set(i / rows, o, g / (1.0f + expf(-g)) * u);
   }
 }
 

@@ -12,13 +12,15 @@ namespace megalith::kernels {
 __device__ inline void run_rms_norm_linear(TaskEnv& env, const abi::TaskDesc& t) {
   if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
   const Ref x = env.ref(t, 0), bias = env.ref(t, 3), out = env.ref(t, 4);
-  const int32_t rows = t.refs[2].rows;
-  float* xs = env.scratch + linear_x_floats(x.cols);  // after the staged norm weight
-  float* acc = xs + linear_x_floats(x.cols);
-  load_normalized_row(env, t, xs);
-  if (!stream_matvec(env, t.refs[2], xs, acc, acc + rows)) return;
-  for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
-    out.set(0, o, acc[o] + (bias.present() ? bias.get(0, o) : 0.0f));
+  const int32_t rows = t.refs[2].rows, slots = x.rows;
+  const uint32_t x_floats = linear_x_floats(x.cols);
+  float* xs = env.scratch + x_floats;  // after the staged norm weight; a row per slot
+  float* acc = xs + slots * x_floats;
+  for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
+  if (!stream_matvec(env, t.refs[2], xs, acc, acc + slots * rows, slots, x_floats)) return;
+  for (int i = env.tid; i < slots * rows; i += CONSUMER_THREADS) {
+    const int o = i % rows;
+    out.set(i / rows, o, acc[i] + (bias.present() ? bias.get(0, o) : 0.0f));
   }
 }
 

@@ -306,7 +306,7 @@ TEST_F(GpuTest, EmbeddingForcedAndSampledTokens) {
       std::vector<int32_t> prompt(max_seq), tokens(max_seq);
       for (auto& v : prompt) v = id(c.rng());
       for (auto& v : tokens) v = id(c.rng());
-      const uint32_t control = c.control({3, 4, 0.0f, 0, 0, {}});
+      const uint32_t control = c.control({3, 4, 0.0f, 0, 0, 1, {}});
       const uint32_t p = c.ints("prompt", BufferKind::kIo, max_seq, prompt);
       const uint32_t tk = c.ints("tokens", BufferKind::kIo, max_seq, tokens);
       const uint32_t table = c.random("table", BufferKind::kWeight, type, vocab, hidden);
@@ -428,7 +428,7 @@ TEST_F(GpuTest, LmHeadGreedyAndSampled) {
       const uint32_t w = c.random("w", BufferKind::kWeight, s.type, s.rows, s.in, -a, a);
       const uint64_t seed = c.rng()();
       const uint32_t control =
-          c.control({2, 3, temperature, uint32_t(seed), uint32_t(seed >> 32), {}});
+          c.control({2, 3, temperature, uint32_t(seed), uint32_t(seed >> 32), 1, {}});
       const uint32_t logits = c.poisoned("logits", BufferKind::kIo, RefType::kF32, 1, s.rows);
       const uint32_t partials = c.poisoned("lm_partials", BufferKind::kActivation, RefType::kI32,
                                            3, sizeof(abi::LmPartial) / 4, Compare::kLmPartials);
@@ -643,7 +643,7 @@ TEST_F(GpuTest, SampleGreedySampledAndForced) {
         const uint32_t partials = c.ints("lm_partials", BufferKind::kActivation, tiles * kWords, words);
         std::vector<int32_t> prompt(max_seq);
         for (auto& p : prompt) p = int32_t(c.rng()() % uint64_t(vocab));
-        const uint32_t control = c.control({10, 5, temperature, 1, 2, {}});
+        const uint32_t control = c.control({10, 5, temperature, 1, 2, 1, {}});
         const uint32_t pr = c.ints("prompt", BufferKind::kIo, max_seq, prompt);
         const uint32_t tokens = c.poisoned("tokens", BufferKind::kIo, RefType::kI32, 1, max_seq, Compare::kInts);
         const uint32_t logprobs = c.poisoned("logprobs", BufferKind::kIo, RefType::kF32, 1, max_seq);
@@ -680,7 +680,7 @@ TEST_F(GpuTest, LinearQueueOverSeveralSteps) {
   const uint32_t wl = c.random("wl", BufferKind::kWeight, RefType::kBF16, vocab, hidden, -4 * a, 4 * a);
   const uint32_t h = c.poisoned("h", BufferKind::kActivation, RefType::kF32, 1, 264);
   const uint32_t m = c.poisoned("m", BufferKind::kActivation, RefType::kF32, 1, inter);
-  const uint32_t control = c.control({0, 1, 0.0f, 0, 0, {}});
+  const uint32_t control = c.control({0, 1, 0.0f, 0, 0, 1, {}});
   const uint32_t logits = c.poisoned("logits", BufferKind::kIo, RefType::kF32, 1, vocab);
   const uint32_t partials = c.poisoned("lm_partials", BufferKind::kActivation, RefType::kI32, 1,
                                        sizeof(abi::LmPartial) / 4, Compare::kLmPartials);
@@ -708,7 +708,7 @@ TEST_F(GpuTest, LinearQueueOverSeveralSteps) {
 
 TEST_F(GpuTest, WatchdogReportsAnEventNobodySignals) {
   TaskCase c(fresh_seed());
-  const uint32_t control = c.control({0, 1, 0.0f, 0, 0, {}});
+  const uint32_t control = c.control({0, 1, 0.0f, 0, 0, 1, {}});
   const uint32_t p = c.ints("prompt", BufferKind::kIo, 4, {1, 2, 3, 0});
   const uint32_t tk = c.ints("tokens", BufferKind::kIo, 4, {});
   const uint32_t table = c.random("table", BufferKind::kWeight, RefType::kF32, 5, 8);
@@ -860,6 +860,107 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   ASSERT_TRUE(s.ok()) << s.message();
   compare(n2 - 1, n2 + 31, "sampled");
 }
+
+// Batch 3: sequences joining at different steps, one sampled, one slot going idle. Every slot
+// gets the CPU executor's tokens, and on the GPU exactly (bit for bit) what it gets alone.
+class GpuBatchTest : public ::testing::TestWithParam<ModelCase> {
+ protected:
+  void SetUp() override { ASSERT_GT(sm_count(), 0) << "these tests need a CUDA device"; }
+};
+
+TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
+  const ModelCase mc = GetParam();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(fmt::format("{} {} weights seed {}", architecture_short_name(mc.arch),
+                           dtype_short_name(mc.dtype), seed));
+  constexpr int64_t kMaxSeq = 64;
+  ModelConfig cfg = *preset_config(mc.arch, "tiny");
+  cfg.dtype = mc.dtype;
+  if (mc.wide) {
+    cfg.hidden_size = 256;
+    cfg.intermediate_size = 768;
+    cfg.head_dim = 64;
+  }
+  auto ckpt = random_checkpoint(cfg, seed);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
+  auto graph = build_decode_graph(cfg, 1, kMaxSeq);
+  ASSERT_TRUE(graph.ok());
+  auto tg = compile(*graph, cfg, {.num_workers = workers_for(mc.mode), .batch = 3,
+                                  .attention_keys_per_split = 16});
+  ASSERT_TRUE(tg.ok()) << tg.status().message();
+  CudaExecutorOptions gpu_options;
+  gpu_options.mode = mc.mode;
+  gpu_options.kernel_per_op = mc.kernel_per_op;
+  const std::vector<int32_t> a = {5, 17, 3, 250, 42}, b = {9, 9, 1}, c = {77, 1, 2, 3, 4, 5, 6};
+  // a in slot 2 from step 0, b (sampled) in slot 0 from step 5, c in slot 1 from step 11; a's
+  // slot idles after its 30 positions.
+  auto together = [&](Executor& x) {
+    ASSERT_TRUE(x.start_sequence(a, 0.0, 0, 2).ok());
+    ASSERT_TRUE(x.run(5).ok());
+    ASSERT_TRUE(x.start_sequence(b, 0.9, seed, 0).ok());
+    ASSERT_TRUE(x.run(6).ok());
+    ASSERT_TRUE(x.start_sequence(c, 0.0, 0, 1).ok());
+    ASSERT_TRUE(x.run(19).ok());
+    ASSERT_TRUE(x.end_sequence(2).ok());
+    const Status s = x.run(11);
+    ASSERT_TRUE(s.ok()) << s.message();
+  };
+  auto cpu = CpuExecutor::create(*tg, **ckpt, {});
+  ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+  auto gpu = CudaExecutor::create(*tg, **ckpt, gpu_options);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+  together(**cpu);
+  together(**gpu);
+  // slot -> positions computed while it held its sequence: a 30, b 36, c 30.
+  const std::pair<int32_t, int64_t> slots[] = {{0, 36}, {1, 30}};
+  for (const auto& [slot, n] : slots) {
+    double worst = 0;
+    for (int64_t p = 0; p < n; ++p) {
+      ASSERT_EQ((*gpu)->token(p, slot), (*cpu)->token(p, slot)) << "slot " << slot << " position " << p;
+      worst = std::max(worst, double(std::abs((*gpu)->logprob(p, slot) - (*cpu)->logprob(p, slot))));
+    }
+    EXPECT_LE(worst, 2e-3) << "slot " << slot;
+  }
+  // Alone on the GPU, in slot 0 of a fresh executor: bit for bit the batched slot's.
+  const struct {
+    std::vector<int32_t> prompt;
+    double temperature;
+    int32_t slot;
+    int64_t n;
+  } alone[] = {{b, 0.9, 0, 36}, {c, 0.0, 1, 30}};
+  for (const auto& one : alone) {
+    auto x = CudaExecutor::create(*tg, **ckpt, gpu_options);
+    ASSERT_TRUE(x.ok()) << x.status().message();
+    ASSERT_TRUE((*x)->start_sequence(one.prompt, one.temperature, seed).ok());
+    ASSERT_TRUE((*x)->run(one.n).ok());
+    for (int64_t p = 0; p < one.n; ++p) {
+      ASSERT_EQ((*x)->token(p), (*gpu)->token(p, one.slot)) << "position " << p;
+      ASSERT_EQ((*x)->logprob(p), (*gpu)->logprob(p, one.slot)) << "position " << p;
+    }
+  }
+  fmt::print("{} {}{}: batch 3 on the GPU matches the CPU and each slot alone\n",
+             architecture_short_name(mc.arch), dtype_short_name(mc.dtype),
+             mc.mode == SchedulingMode::kDynamic ? " dynamic" : mc.kernel_per_op ? " kernel-per-op" : "");
+}
+
+INSTANTIATE_TEST_SUITE_P(Batches, GpuBatchTest,
+                         ::testing::Values(ModelCase{Architecture::kLlama, DType::kBF16},
+                                           ModelCase{Architecture::kQwen2, DType::kF16},
+                                           ModelCase{Architecture::kQwen3, DType::kF32},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kDynamic},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, true},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true}),
+                         [](const auto& info) {
+                           return fmt::format("{}_{}{}{}{}", architecture_short_name(info.param.arch),
+                                              dtype_short_name(info.param.dtype),
+                                              info.param.mode == SchedulingMode::kDynamic
+                                                  ? "_dynamic" : "",
+                                              info.param.kernel_per_op ? "_kernel_per_op" : "",
+                                              info.param.wide ? "_wide" : "");
+                         });
 
 // Every position's token reaches the host through host-mapped memory during the launch, in
 // order, once, equal to what run() reports at its end; a second launch continues the count.

@@ -1,7 +1,8 @@
 // megalith bench: decode speed on the GPU against the memory-bandwidth floor and the peers.
 //
-// Batch 1, a prompt of --prompt-len tokens, then --new-tokens generated in one launch. In the
-// same run: the GPU's streaming-read bandwidth, the floor (weight bytes one step reads / that
+// --batch sequences (1 by default), each a prompt of --prompt-len tokens, then --new-tokens
+// generated in one launch; ms_per_token is the time of a step, which gives every sequence a
+// token. In the same run: the GPU's streaming-read bandwidth, the floor (weight bytes one step reads / that
 // bandwidth; floor_with_kv_ms adds the KV cache the steps read, which long contexts need) and,
 // through bench/hf_peers.py, Hugging Face transformers decoding the same weights eagerly and
 // with torch.compile. Appends one record to --out.
@@ -38,6 +39,7 @@ struct BenchArgs {
   std::string preset, name, out = "bench/results/decode.json";
   std::string peers_script = "bench/hf_peers.py";
   int64_t prompt_len = 32, new_tokens = 128, runs = 5;
+  int32_t batch = 1;
   bool no_peers = false, no_record = false, json = false;
 };
 
@@ -98,6 +100,7 @@ Status run(BenchArgs a) {
     return invalid_argument("--prompt-len must be 1..65536 and --new-tokens 2..65536");
   }
   if (a.runs < 1 || a.runs > 1000) return invalid_argument("--runs must be 1..1000");
+  if (a.batch < 1 || a.batch > 256) return invalid_argument("--batch must be 1..256");
 #if !MEGALITH_HAS_CUDA
   return unimplemented("this megalith was built without nvcc");
 #else
@@ -116,12 +119,14 @@ Status run(BenchArgs a) {
 
   const auto setup_start = Clock::now();
   MEGALITH_ASSIGN_OR_RETURN(auto exec,
-                            make_executor(a.device, model, a.prompt_len + a.new_tokens - 1));
+                            make_executor(a.device, model, a.prompt_len + a.new_tokens - 1,
+                                          a.batch));
   const double setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();
   const uint64_t step_bytes = step_weight_bytes(exec->task_graph());
   const double floor_ms = double(step_bytes) / read_bytes_per_s * 1e3;
   // The timed steps sit at positions prompt_len .. prompt_len + new_tokens - 2; on average
   // each attends over prompt_len + new_tokens / 2 cached positions.
+  // (kv_cache_bytes_per_position counts every slot's cache.)
   const uint64_t kv_read_bytes = kv_cache_bytes_per_position(exec->task_graph()) *
                                  uint64_t(a.prompt_len + a.new_tokens / 2);
   const double floor_with_kv_ms = double(step_bytes + kv_read_bytes) / read_bytes_per_s * 1e3;
@@ -132,7 +137,9 @@ Status run(BenchArgs a) {
   }
   std::vector<double> prefill_ms, decode_ms;
   for (int64_t r = 0; r <= a.runs; ++r) {  // run 0 warms up
-    MEGALITH_RETURN_IF_ERROR(exec->start_sequence(prompt));
+    for (int32_t slot = 0; slot < a.batch; ++slot) {
+      MEGALITH_RETURN_IF_ERROR(exec->start_sequence(prompt, 0.0, 0, slot));
+    }
     auto t0 = Clock::now();
     MEGALITH_RETURN_IF_ERROR(exec->run(a.prompt_len));
     auto t1 = Clock::now();
@@ -147,6 +154,10 @@ Status run(BenchArgs a) {
   fmt::print(stderr, "{}: {:.3f} ms/token, floor {:.3f} ms ({:.1f} MB a step): {:.1f}% of the "
              "floor (set-up {:.1f} s)\n", a.name, ms_per_token, floor_ms, double(step_bytes) / 1e6,
              100 * floor_ms / ms_per_token, setup_s);
+  if (a.batch > 1) {
+    fmt::print(stderr, "{}: batch {}: {:.0f} tokens/s\n", a.name, a.batch,
+               1e3 * a.batch / ms_per_token);
+  }
   fmt::print(stderr, "{}: with the {:.1f} MB of KV cache a step reads, floor {:.3f} ms: {:.1f}%\n",
              a.name, double(kv_read_bytes) / 1e6, floor_with_kv_ms,
              100 * floor_with_kv_ms / ms_per_token);
@@ -156,7 +167,8 @@ Status run(BenchArgs a) {
       {"gpu", gpu.name},
       {"commit", commit_id()},
       {"date", utc_now()},
-      {"batch", 1},
+      {"batch", a.batch},
+      {"tokens_per_s", 1e3 * a.batch / ms_per_token},
       {"tp", 1},
       {"mode", a.device.schedule == "kernel-per-op" ? "kernel-per-op" : "megakernel"},
       {"schedule", a.device.schedule},
@@ -179,7 +191,8 @@ Status run(BenchArgs a) {
       {"hf_compiled_ms", nullptr},
   };
   exec.reset();  // the peers get the whole GPU
-  if (!a.no_peers) {
+  // The peers decode one sequence.
+  if (!a.no_peers && a.batch == 1) {
     std::string command = fmt::format("python3 {} --model {} --prompt-len {} --new-tokens {}",
                                       a.peers_script, model.dir, a.prompt_len, a.new_tokens);
     if (!model.checkpoint) command += fmt::format(" --seed {}", a.device.weights_seed);
@@ -220,6 +233,9 @@ Command add_bench(CLI::App& app) {
   cmd->add_option("--name", args->name, "the record's model name; default: preset or directory");
   cmd->add_option("--prompt-len", args->prompt_len, "prompt tokens")->capture_default_str();
   cmd->add_option("--new-tokens", args->new_tokens, "tokens generated, in one launch")
+      ->capture_default_str();
+  cmd->add_option("--batch", args->batch,
+                  "sequences decoded together (the peers run only at batch 1)")
       ->capture_default_str();
   cmd->add_option("--runs", args->runs, "timed runs (the median is reported)")
       ->capture_default_str();

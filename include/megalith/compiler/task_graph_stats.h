@@ -38,8 +38,8 @@ TaskGraphStats task_graph_stats(const TaskGraph& tg);
 // The weight bytes one step reads from memory: every weight once (a norm weight many tasks
 // read, or a tied embedding table the lm_head reads, counts once), and one embedding row.
 uint64_t step_weight_bytes(const TaskGraph& tg);
-// The KV-cache bytes one position adds (every layer's keys and values): a step at position p
-// reads (p + 1) times this on top of the weights, which matters at long contexts.
+// The KV-cache bytes one position adds (every layer's keys and values, in every slot): a step
+// at position p reads (p + 1) times this on top of the weights, which matters at long contexts.
 uint64_t kv_cache_bytes_per_position(const TaskGraph& tg);
 nlohmann::json task_graph_stats_to_json(const TaskGraphStats& s);
 std::string task_graph_stats_to_string(const TaskGraphStats& s);

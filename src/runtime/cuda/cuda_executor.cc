@@ -21,9 +21,9 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
                             tg.vocab_size, vocab_size);
   }
   MEGALITH_RETURN_IF_ERROR(check_io_buffers(tg));
-  if (tg.batch != 1) {
-    return unimplemented("the CUDA megakernel decodes one sequence per step; compile with batch "
-                         "1 (this task graph has batch {})", tg.batch);
+  if (options.on_token && tg.batch > 1) {
+    return invalid_argument("on_token streams a single sequence; this task graph has batch {}",
+                            tg.batch);
   }
   MEGALITH_ASSIGN_OR_RETURN(
       std::unique_ptr<cuda::DeviceProgram> program,

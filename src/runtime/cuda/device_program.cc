@@ -169,9 +169,9 @@ Status DeviceProgram::validate_and_plan() {
       if (t.refs[x_ref].type != abi::RefType::kF32) {
         return unimplemented("{}: its input must be f32 activations", where(i));
       }
-      if (t.refs[x_ref].rows != 1) {
-        return unimplemented("{}: the megakernel computes one token per step, the task has {}",
-                             where(i), t.refs[x_ref].rows);
+      if (t.refs[x_ref].rows != tg.batch) {
+        return unimplemented("{}: a linear takes one input row per slot ({}), the task has {}",
+                             where(i), tg.batch, t.refs[x_ref].rows);
       }
       for (int w : weights) {
         if (w < 0) continue;
@@ -183,6 +183,9 @@ Status DeviceProgram::validate_and_plan() {
       }
     }
     scratch_floats_ = std::max(scratch_floats_, kernels::task_scratch_floats(t));
+  }
+  if (options_.claim_rows && tg.batch > 1) {
+    return unimplemented("claimed rows take batch 1; this task graph has batch {}", tg.batch);
   }
   if (options_.claim_rows && !options_.dynamic && !options_.kernel_per_op) {
     MEGALITH_ASSIGN_OR_RETURN(claimed_, claimed_ops(tg));
