@@ -40,18 +40,20 @@ __device__ inline void run_sample(TaskEnv& env, const abi::TaskDesc& t) {
       total += double(p.sum_exp) * exp(double(p.max_logit) - double(best.value));
     }
     total = warp_sum(total);
-    if (env.lane != 0) continue;
-    const double lse = double(best.value) + log(total);
-    int32_t next = c.temperature > 0 ? sampled.id : best.id;
-    if (c.active && pos + 1 < c.num_prompt) next = prompt.get_int(slot, pos + 1);
-    const float logprob = float(double(logits.get(slot, next)) - lse);
-    tokens.set_int(slot, pos, next);
-    logprobs.set(slot, pos, logprob);
-    // The host streams tokens as they come only for a single sequence.
-    if (env.args.published && slots == 1) {
-      env.args.published[pos] = {next, logprob};
-      st_release_sys(env.args.published_count, uint64_t(pos) + 1);
+    if (env.lane == 0) {
+      const double lse = double(best.value) + log(total);
+      int32_t next = c.temperature > 0 ? sampled.id : best.id;
+      if (c.active && pos + 1 < c.num_prompt) next = prompt.get_int(slot, pos + 1);
+      const float logprob = float(double(logits.get(slot, next)) - lse);
+      tokens.set_int(slot, pos, next);
+      logprobs.set(slot, pos, logprob);
+      // The host streams tokens as they come only for a single sequence.
+      if (env.args.published && slots == 1) {
+        env.args.published[pos] = {next, logprob};
+        st_release_sys(env.args.published_count, uint64_t(pos) + 1);
+      }
     }
+    __syncwarp();
   }
 }
 

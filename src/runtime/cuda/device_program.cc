@@ -184,11 +184,11 @@ Status DeviceProgram::validate_and_plan() {
     }
     scratch_floats_ = std::max(scratch_floats_, kernels::task_scratch_floats(t));
   }
-  if (options_.claim_rows && tg.batch > 1) {
-    return unimplemented("claimed rows take batch 1; this task graph has batch {}", tg.batch);
-  }
   if (options_.claim_rows && !options_.dynamic && !options_.kernel_per_op) {
     MEGALITH_ASSIGN_OR_RETURN(claimed_, claimed_ops(tg));
+    if (!claimed_.empty() && tg.batch > 1) {
+      return unimplemented("claimed rows take batch 1; this task graph has batch {}", tg.batch);
+    }
     for (const ClaimedOp& c : claimed_) {
       for (const ClaimedPart& part : c.parts) {
         for (const abi::TensorRef* w : {&part.weight, &part.up_weight}) {
