@@ -219,7 +219,7 @@ MEGALITH_HOST_DEVICE constexpr uint32_t megakernel_smem_bytes(uint32_t scratch_f
 
 // The scratch of a linear: for the RMS-normalized ones the norm weight, then the input row
 // of each slot (normalized), each padded to 8 floats; one accumulator per slot and output row
-// of every weight part; each consumer warp's partial sum of every row of a part (one slot).
+// of every weight part; each consumer warp's partial sum of every row of a part, per slot.
 MEGALITH_HOST_DEVICE constexpr uint32_t linear_x_floats(int32_t in_features) {
   return align_up(uint32_t(in_features), 8);
 }
@@ -254,18 +254,18 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
     case TaskKind::kRmsNormLinear:
     case TaskKind::kLmHead:
       // The norm weight first, then the input rows.
-      tile = (1 + slots) * linear_x_floats(t.refs[0].cols) + slots * uint32_t(t.refs[2].rows) +
-             matvec_partial_floats(t.refs[2].rows);
+      tile = (1 + slots) * linear_x_floats(t.refs[0].cols) +
+             slots * (uint32_t(t.refs[2].rows) + matvec_partial_floats(t.refs[2].rows));
       return tile > claims ? tile : claims;
     case TaskKind::kLinearResidual:
-      tile = slots * (linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows)) +
-             matvec_partial_floats(t.refs[1].rows);
+      tile = slots * (linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows) +
+                      matvec_partial_floats(t.refs[1].rows));
       return tile > claims ? tile : claims;
     case TaskKind::kRmsNormGateUpSilu:
       // Gate and up tiles have the same rows.
       tile = (1 + slots) * linear_x_floats(t.refs[0].cols) +
-             slots * uint32_t(t.refs[2].rows + t.refs[3].rows) +
-             matvec_partial_floats(t.refs[2].rows);
+             slots * (uint32_t(t.refs[2].rows + t.refs[3].rows) +
+                      matvec_partial_floats(t.refs[2].rows));
       return tile > claims ? tile : claims;
     case TaskKind::kAttentionPartial: {
       // The token's rotated queries, key and value rows, then the scalar pass's running max,

@@ -26,11 +26,11 @@ __device__ __forceinline__ int32_t matvec_group_typed(TaskEnv& env, const ChunkP
   const int parity = plan.segs_per_row == 1 ? whole_rows_parity : segments_parity;
   bool ok;
   if (plan.rows_per_chunk >= 4) {
-    ok = matvec_chunks<W, 4>(env, plan, xs, part, parity);
+    ok = matvec_chunks<W, 4, 1, false>(env, plan, xs, part, parity);
   } else if (plan.rows_per_chunk >= 2) {
-    ok = matvec_chunks<W, 2>(env, plan, xs, part, parity);
+    ok = matvec_chunks<W, 2, 1, false>(env, plan, xs, part, parity);
   } else {
-    ok = matvec_chunks<W, 1>(env, plan, xs, part, parity);
+    ok = matvec_chunks<W, 1, 1, false>(env, plan, xs, part, parity);
   }
   return ok ? plan.num_chunks : -1;
 }

@@ -193,27 +193,33 @@ __device__ __forceinline__ void flush_rows(float (&sum)[R], int rows, int lane, 
 }
 
 // One item of stream_matvec_items: R rows x UNIT_COLS<W> columns at `w` (the lane's first
-// quad of the item's first row; rows `row_bytes` apart) against the input quads at `x` (the
-// lane's first), added into sum[r]. Rows at or past `valid` are not loaded (a partial group);
-// FULL says the group has all R rows, so the loads need no predicate.
-template <class W, int R, bool FULL>
+// quad of the item's first row; rows `row_bytes` apart) against S slots' input quads at `x`
+// (the lane's first of slot 0; slots `x_stride` float4s apart), added into sum[s][r]. Each
+// weight quad is loaded once for the S slots. Rows at or past `valid` are not loaded (a
+// partial group); FULL says the group has all R rows, so the loads need no predicate.
+template <class W, int R, int S, bool FULL>
 __device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes, const float4* x,
-                                            int valid, float (&sum)[R]) {
+                                            uint32_t x_stride, int valid, float (&sum)[S][R]) {
   constexpr int Q = UNIT_QUADS<W>;
-  float4 xq[Q];
+  float4 xq[S][Q];
 #pragma unroll
-  for (int q = 0; q < Q; ++q) xq[q] = x[q * 32];
+  for (int s = 0; s < S; ++s) {
+#pragma unroll
+    for (int q = 0; q < Q; ++q) xq[s][q] = x[s * x_stride + q * 32];
+  }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    float d = 0;  // the item's own sum first: items are independent chains
+    float d[S] = {};  // the item's own sums first: items are independent chains
 #pragma unroll
     for (int q = 0; q < Q; ++q) {
       const uint8_t* at = w + r * row_bytes + q * 128 * sizeof(W);
       const RawQuad<W> raw =
           FULL || r < valid ? *reinterpret_cast<const RawQuad<W>*>(at) : RawQuad<W>{};
-      d = quad_dot<W>(raw, xq[q], d);
+#pragma unroll
+      for (int s = 0; s < S; ++s) d[s] = quad_dot<W>(raw, xq[s][q], d[s]);
     }
-    sum[r] += d;
+#pragma unroll
+    for (int s = 0; s < S; ++s) sum[s][r] += d[s];
   }
 }
 
@@ -228,11 +234,17 @@ __device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes
 // A chunk goes to half of the warps, the halves alternating by the chunk's index plus
 // `parity`: each warp flushes its row sums and frees a stage once per twice the items. The
 // other half still waits for the chunk and frees it, so a stage's empty barrier counts every
-// warp as before.
-template <class W, int R>
+// warp as before. With several slots (batch > 1: GROUPS) a chunk is taken `slot_groups`
+// times, S slots at a time, their input rows `x_floats` apart and their partial sums
+// `part_floats` apart; a slot's sums are what the same code gives it alone. Batch 1 compiles
+// without the group loop: its registers are what the item loop was measured with.
+template <class W, int R, int S, bool GROUPS>
 __device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& plan, const float* xs, float* part,
-                              int parity) {
+                              int parity, uint32_t x_floats = 0, uint32_t part_floats = 0,
+                              int slot_groups = 1) {
+  static_assert(GROUPS || S == 1, "one slot without groups");
   const float4* x_lane = reinterpret_cast<const float4*>(xs) + env.lane;
+  const uint32_t x_stride = x_floats / 4;
   const uint32_t row_bytes = uint32_t(plan.seg_cols) * sizeof(W);
   constexpr uint32_t ITEM_BYTES = UNIT_COLS<W> * sizeof(W);
   constexpr int ITEM_QUADS = UNIT_COLS<W> / 4;
@@ -248,28 +260,38 @@ __device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& pla
     const int items = ((c + parity) & 1) == half ? (rows + R - 1) / R * items_per_row : 0;
     const int per_warp = (items + HALF_WARPS - 1) / HALF_WARPS;
     const int begin = min(items, warp_in_half * per_warp), end = min(items, begin + per_warp);
-    int group = begin < end ? begin / items_per_row : 0;
-    int first = begin - group * items_per_row;  // the run's first item within its group
-    // Group by group of the warp's run: the inner loop has no shuffles or branches, so the
-    // loads of several items are in flight together.
-    for (int i = begin; i < end; i += items_per_row - first, ++group, first = 0) {
-      const int n = min(end - i, items_per_row - first);
-      const int valid = rows - group * R;
-      const uint8_t* w = stage + group * R * row_bytes + first * ITEM_BYTES +
-                         env.lane * 4 * sizeof(W);
-      const float4* x = x_lane + uint32_t(col0) / 4 + first * ITEM_QUADS;
-      float sum[R] = {};
-      if (valid >= R) {
+    for (int g = 0; g < (GROUPS ? slot_groups : 1); ++g) {
+      int group = begin < end ? begin / items_per_row : 0;
+      int first = begin - group * items_per_row;  // the run's first item within its group
+      // Group by group of the warp's run: the inner loop has no shuffles or branches, so the
+      // loads of several items are in flight together.
+      for (int i = begin; i < end; i += items_per_row - first, ++group, first = 0) {
+        const int n = min(end - i, items_per_row - first);
+        const int valid = rows - group * R;
+        const uint8_t* w = stage + group * R * row_bytes + first * ITEM_BYTES +
+                           env.lane * 4 * sizeof(W);
+        const float4* x = x_lane + (GROUPS ? g * S * x_stride : 0) + uint32_t(col0) / 4 +
+                          first * ITEM_QUADS;
+        float sum[S][R] = {};
+        if (valid >= R) {
 #pragma unroll 2
-        for (int k = 0; k < n; ++k) {
-          matvec_item<W, R, true>(w + k * ITEM_BYTES, row_bytes, x + k * ITEM_QUADS, R, sum);
+          for (int k = 0; k < n; ++k) {
+            matvec_item<W, R, S, true>(w + k * ITEM_BYTES, row_bytes, x + k * ITEM_QUADS,
+                                       x_stride, R, sum);
+          }
+        } else {
+          for (int k = 0; k < n; ++k) {
+            matvec_item<W, R, S, false>(w + k * ITEM_BYTES, row_bytes, x + k * ITEM_QUADS,
+                                        x_stride, valid, sum);
+          }
         }
-      } else {
-        for (int k = 0; k < n; ++k) {
-          matvec_item<W, R, false>(w + k * ITEM_BYTES, row_bytes, x + k * ITEM_QUADS, valid, sum);
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          flush_rows<R>(sum[s], valid, env.lane, env.warp,
+                        part + (GROUPS ? (g * S + s) * part_floats : 0) +
+                            (row0 + group * R) * CONSUMER_WARPS);
         }
       }
-      flush_rows<R>(sum, valid, env.lane, env.warp, part + (row0 + group * R) * CONSUMER_WARPS);
     }
     env.ring.release();
     col0 += plan.seg_cols;
@@ -297,16 +319,79 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
                                     float* acc, float* part) {
   for (int i = env.tid; i < plan.rows * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
   consumer_sync();
-  if (!matvec_chunks<W, R>(env, plan, xs, part, 0)) return false;
+  if (!matvec_chunks<W, R, 1, false>(env, plan, xs, part, 0)) return false;
   consumer_sync();
   sum_partials(env, part, plan.rows, acc);
   consumer_sync();
   return true;
 }
 
+// The same for `slots` input rows x_floats apart (a multiple of S); acc and part hold one slot
+// after another.
+template <class W, int R, int S>
+__device__ bool stream_matvec_slot_items(TaskEnv& env, const ChunkPlan& plan, const float* xs,
+                                         uint32_t x_floats, int slots, float* acc, float* part) {
+  const uint32_t part_floats = matvec_partial_floats(plan.rows);
+  for (int i = env.tid; i < slots * int(part_floats); i += CONSUMER_THREADS) part[i] = 0;
+  consumer_sync();
+  if (!matvec_chunks<W, R, S, true>(env, plan, xs, part, 0, x_floats, part_floats, slots / S)) {
+    return false;
+  }
+  consumer_sync();
+  for (int b = 0; b < slots; ++b) {
+    sum_partials(env, part + b * part_floats, plan.rows, acc + b * plan.rows);
+  }
+  consumer_sync();
+  return true;
+}
+
+// The product for several slots' input rows (batch > 1): acc[b * w.rows + o] = W[o, :] .
+// xs[b * x_floats ...] for slot b. The item path takes 4 or 2 slots an item (of fewer rows), so
+// a weight quad loaded from the stage serves them all. Shapes that do not split into items
+// deal each chunk's (row, slot) dot products over the warps; a (row, slot) is always the same
+// warp's, which adds its chunks in order, so no barrier is needed between chunks. Either way a
+// slot's sums depend on nothing but its own row. Out of line: batch 1's inlined item loop
+// keeps the registers it was measured with.
+template <class W>
+__device__ __noinline__ bool stream_matvec_slots(TaskEnv& env, const abi::TensorRef& w,
+                                                 const float* xs, uint32_t x_floats, int slots,
+                                                 float* acc, float* part) {
+  const uint8_t* tile = tile_base(w);
+  const ChunkPlan plan = plan_chunks(w);
+  if (splits_into_items<W>(w, plan)) {
+    if (slots % 4 == 0) return stream_matvec_slot_items<W, 1, 4>(env, plan, xs, x_floats, slots, acc, part);
+    if (slots % 2 == 0 && plan.rows_per_chunk >= 2) {
+      return stream_matvec_slot_items<W, 2, 2>(env, plan, xs, x_floats, slots, acc, part);
+    }
+    if (slots % 2 == 0) return stream_matvec_slot_items<W, 1, 2>(env, plan, xs, x_floats, slots, acc, part);
+    if (plan.rows_per_chunk >= 4) {
+      return stream_matvec_slot_items<W, 4, 1>(env, plan, xs, x_floats, slots, acc, part);
+    }
+    return stream_matvec_slot_items<W, 1, 1>(env, plan, xs, x_floats, slots, acc, part);
+  }
+  for (int32_t c = 0; c < plan.num_chunks; ++c) {
+    const Chunk chunk = chunk_at(plan, c);
+    const uint8_t* stage = env.next_stage();
+    if (stage == nullptr) return false;
+    const uint8_t* data = stage + chunk_skew(tile, plan, chunk);
+    for (int u = env.warp; u < chunk.rows * slots; u += CONSUMER_WARPS) {
+      const int r = u / slots, b = u % slots;
+      const float d = warp_dot<W>(data + size_t(r) * plan.seg_cols * sizeof(W),
+                                  xs + b * x_floats + chunk.col0, chunk.cols, env.lane);
+      if (env.lane == 0) {
+        float& a = acc[b * w.rows + chunk.row0 + r];
+        a = chunk.col0 == 0 ? d : a + d;
+      }
+    }
+    env.ring.release();
+  }
+  consumer_sync();
+  return true;
+}
+
 // acc[o] = sum_i W[o, i] * xs[i] for every row o of the weight tile `w`, consuming its chunks
-// from the ring; `part` has matvec_partial_floats() floats. Shapes that do not split into
-// items (odd sizes) take the general path: a chunk of few rows (or one row's segment) is split
+// from the ring; `part` has matvec_partial_floats() floats. Shapes that do not split into items
+// (odd sizes) take the general path: a chunk of few rows (or one row's segment) is split
 // across warps, whose partial sums are added in a fixed order, so results do not depend on
 // timing.
 template <class W>
@@ -364,37 +449,8 @@ __device__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w, const
   return true;
 }
 
-// The product for several slots' input rows (batch > 1): acc[b * w.rows + o] = W[o, :] .
-// xs[b * x_floats ...] for slot b. Each chunk's (row, slot) dot products are dealt over the
-// warps; a (row, slot) is always the same warp's, which adds its chunks in order, so no
-// barrier is needed between chunks and a slot's sums depend on nothing but its own row.
-template <class W>
-__device__ bool stream_matvec_slots_typed(TaskEnv& env, const abi::TensorRef& w, const float* xs,
-                                          uint32_t x_floats, int slots, float* acc) {
-  const uint8_t* tile = tile_base(w);
-  const ChunkPlan plan = plan_chunks(w);
-  for (int32_t c = 0; c < plan.num_chunks; ++c) {
-    const Chunk chunk = chunk_at(plan, c);
-    const uint8_t* stage = env.next_stage();
-    if (stage == nullptr) return false;
-    const uint8_t* data = stage + chunk_skew(tile, plan, chunk);
-    for (int u = env.warp; u < chunk.rows * slots; u += CONSUMER_WARPS) {
-      const int r = u / slots, b = u % slots;
-      const float d = warp_dot<W>(data + size_t(r) * plan.seg_cols * sizeof(W),
-                                  xs + b * x_floats + chunk.col0, chunk.cols, env.lane);
-      if (env.lane == 0) {
-        float& a = acc[b * w.rows + chunk.row0 + r];
-        a = chunk.col0 == 0 ? d : a + d;
-      }
-    }
-    env.ring.release();
-  }
-  consumer_sync();
-  return true;
-}
-
 // acc[o] = W[o, :] . xs for the weight tile `w` (above); with `slots` > 1 input rows,
-// x_floats apart, acc holds slots rows of w.rows (stream_matvec_slots_typed).
+// x_floats apart, acc holds slots rows of w.rows and part matvec_partial_floats() per slot.
 __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, const float* xs,
                                      float* acc, float* part, int slots = 1,
                                      uint32_t x_floats = 0) {
@@ -405,12 +461,12 @@ __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, cons
   if (slots > 1) {
     switch (w.type) {
       case abi::RefType::kBF16:
-        ok = stream_matvec_slots_typed<__nv_bfloat16>(env, w, xs, x_floats, slots, acc);
+        ok = stream_matvec_slots<__nv_bfloat16>(env, w, xs, x_floats, slots, acc, part);
         break;
       case abi::RefType::kF16:
-        ok = stream_matvec_slots_typed<__half>(env, w, xs, x_floats, slots, acc);
+        ok = stream_matvec_slots<__half>(env, w, xs, x_floats, slots, acc, part);
         break;
-      default: ok = stream_matvec_slots_typed<float>(env, w, xs, x_floats, slots, acc); break;
+      default: ok = stream_matvec_slots<float>(env, w, xs, x_floats, slots, acc, part); break;
     }
   } else {
     switch (w.type) {

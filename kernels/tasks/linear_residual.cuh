@@ -17,10 +17,11 @@ __device__ inline void run_linear_residual(TaskEnv& env, const abi::TaskDesc& t)
   float* acc = xs + slots * x_floats;
   for (int b = 0; b < slots; ++b) load_plain_row(env, x, b, xs + b * x_floats);
   if (!stream_matvec(env, t.refs[1], xs, acc, acc + slots * rows, slots, x_floats)) return;
-  for (int i = env.tid; i < slots * rows; i += CONSUMER_THREADS) {
-    const int b = i / rows, o = i % rows;
-    const float bias_o = bias.present() ? bias.get(0, o) : 0.0f;
-    res.set(b, o, res.get(b, o) + (acc[i] + bias_o));
+  for (int b = 0; b < slots; ++b) {
+    for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
+      const float bias_o = bias.present() ? bias.get(0, o) : 0.0f;
+      res.set(b, o, res.get(b, o) + (acc[b * rows + o] + bias_o));
+    }
   }
 }
 

@@ -20,11 +20,12 @@ __device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDe
   for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
   if (!stream_matvec(env, t.refs[2], xs, gate, up + slots * rows, slots, x_floats)) return;
   if (!stream_matvec(env, t.refs[3], xs, up, up + slots * rows, slots, x_floats)) return;
-  for (int i = env.tid; i < slots * rows; i += CONSUMER_THREADS) {
-    const int o = i % rows;
-    const float g = gate[i] + (gate_bias.present() ? gate_bias.get(0, o) : 0.0f);
-    const float u = up[i] + (up_bias.present() ? up_bias.get(0, o) : 0.0f);
-    out.set(i / rows, o, g / (1.0f + expf(-g)) * u);
+  for (int b = 0; b < slots; ++b) {
+    for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
+      const float g = gate[b * rows + o] + (gate_bias.present() ? gate_bias.get(0, o) : 0.0f);
+      const float u = up[b * rows + o] + (up_bias.present() ? up_bias.get(0, o) : 0.0f);
+      out.set(b, o, g / (1.0f + expf(-g)) * u);
+    }
   }
 }
 

@@ -18,9 +18,10 @@ __device__ inline void run_rms_norm_linear(TaskEnv& env, const abi::TaskDesc& t)
   float* acc = xs + slots * x_floats;
   for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
   if (!stream_matvec(env, t.refs[2], xs, acc, acc + slots * rows, slots, x_floats)) return;
-  for (int i = env.tid; i < slots * rows; i += CONSUMER_THREADS) {
-    const int o = i % rows;
-    out.set(i / rows, o, acc[i] + (bias.present() ? bias.get(0, o) : 0.0f));
+  for (int b = 0; b < slots; ++b) {
+    for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
+      out.set(b, o, acc[b * rows + o] + (bias.present() ? bias.get(0, o) : 0.0f));
+    }
   }
 }
 

@@ -29,9 +29,9 @@ struct ServeArgs {
   int32_t batch = 0;  // 0: the device's default
 };
 
-// Requests decoded together by default: on the GPU the megakernel decodes one sequence a step;
-// on the CPU a few slots share each step's weight reads.
-constexpr int32_t kCpuBatch = 4;
+// Requests decoded together by default. On the GPU every slot's input rows sit in each SM's
+// shared memory, which two slots of Qwen3-8B's down projection fill (docs/megakernel.md).
+constexpr int32_t kCpuBatch = 4, kCudaBatch = 2;
 
 // The server a SIGINT or SIGTERM stops; HttpServer::stop() is async-signal-safe. A second
 // signal while the server winds down (waiting for a generation) exits at once, as the user
@@ -91,7 +91,7 @@ Status run(ServeArgs a) {
     return invalid_argument("--batch must be between 1 and 256 (0: the device's default), got {}",
                             a.batch);
   }
-  const int32_t batch = a.batch > 0 ? a.batch : a.device.device == "cpu" ? kCpuBatch : 1;
+  const int32_t batch = a.batch > 0 ? a.batch : a.device.device == "cpu" ? kCpuBatch : kCudaBatch;
   MEGALITH_ASSIGN_OR_RETURN(auto runner, ModelRunner::create(a.device, model, positions, batch));
   if (a.model_name.empty()) {
     a.model_name = std::filesystem::weakly_canonical(model.dir).filename().string();
@@ -149,8 +149,8 @@ Command add_serve(CLI::App& app) {
                   "TCP port; 0 takes a free one (the startup line says which)")
       ->capture_default_str();
   cmd->add_option("--batch", args->batch,
-                  "requests decoded together; 0: 4 on --device cpu, 1 on cuda (the megakernel "
-                  "decodes one sequence a step), --device ref runs one at a time")
+                  "requests decoded together; 0: 4 on --device cpu, 2 on cuda (1 gives a lone "
+                  "request the shortest steps); --device ref runs one at a time")
       ->capture_default_str();
   cmd->add_option("--served-model-name", args->model_name,
                   "the model's id in the API; default: the model directory's name");

@@ -216,7 +216,10 @@ Status DeviceProgram::validate_and_plan() {
   num_stages_ = uint32_t(std::min<uint64_t>(most, room / kernels::STAGE_BYTES));
   if (num_stages_ < uint32_t(kernels::MIN_STAGES)) {
     return unimplemented("the largest task needs {} bytes of shared memory besides the weight "
-                         "ring; the GPU has {} per block", fixed, limit);
+                         "ring; the GPU has {} per block{}", fixed, limit,
+                         tg.batch > 1 ? fmt::format(" (batch {}: every slot's input row is "
+                                                    "there; a smaller batch needs less)", tg.batch)
+                                      : "");
   }
   smem_bytes_ = kernels::megakernel_smem_bytes(scratch_floats_, num_stages_);
   int fit = 0;
