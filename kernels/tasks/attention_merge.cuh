@@ -17,7 +17,7 @@ __device__ inline void run_attention_merge(TaskEnv& env, const abi::TaskDesc& t)
   const Ref partial = env.ref(t, 0), lse = env.ref(t, 1), out = env.ref(t, 2);
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, group = p.group, splits = p.num_splits;
-  const int rows = partial.rows / splits;  // tokens * group
+  const int rows = partial.rows / splits;  // the query group
   float* weights = env.scratch;            // [row][split]
   const Ref new_kv = env.ref(t, 3), positions = env.ref(t, 4);
   const Ref k_cache = env.ref(t, 5), v_cache = env.ref(t, 6);

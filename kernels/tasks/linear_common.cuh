@@ -236,7 +236,8 @@ __device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes
 // other half still waits for the chunk and frees it, so a stage's empty barrier counts every
 // warp as before. With several slots (batch > 1: GROUPS) a chunk is taken `slot_groups`
 // times, S slots at a time, their input rows `x_floats` apart and their partial sums
-// `part_floats` apart; a slot's sums are what the same code gives it alone. Batch 1 compiles
+// `part_floats` apart; a slot's sums do not depend on the other slots (the batch fixes R and
+// S, so they may differ from batch 1's in the last bits). Batch 1 compiles
 // without the group loop: its registers are what the item loop was measured with.
 template <class W, int R, int S, bool GROUPS>
 __device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& plan, const float* xs, float* part,
@@ -347,7 +348,7 @@ __device__ bool stream_matvec_slot_items(TaskEnv& env, const ChunkPlan& plan, co
 
 // The product for several slots' input rows (batch > 1): acc[b * w.rows + o] = W[o, :] .
 // xs[b * x_floats ...] for slot b. The item path takes 4 or 2 slots an item (of fewer rows), so
-// a weight quad loaded from the stage serves them all. Shapes that do not split into items
+// a weight quad loaded from the stage serves them all (odd batches: a slot an item). Shapes that do not split into items
 // deal each chunk's (row, slot) dot products over the warps; a (row, slot) is always the same
 // warp's, which adds its chunks in order, so no barrier is needed between chunks. Either way a
 // slot's sums depend on nothing but its own row. Out of line: batch 1's inlined item loop

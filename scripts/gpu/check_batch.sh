@@ -14,7 +14,7 @@ megalith=$carry/tools/megalith/megalith
 "$carry/tests/gpu/megalith_gpu_tests" --gtest_color=no ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
   >"$out/gpu_tests.log" 2>&1
 echo "gpu tests: exit $?"
-grep -E "^\[  (PASSED|FAILED) |^\[==========\]|batch 3 on the GPU" "$out/gpu_tests.log"
+grep -E "^\[  (PASSED|FAILED) |^\[==========\]|on the GPU matches" "$out/gpu_tests.log"
 grep -A6 "Failure" "$out/gpu_tests.log" | head -60
 
 for model in llama-3.2-1b qwen3-8b; do

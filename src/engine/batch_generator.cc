@@ -18,10 +18,11 @@ double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_c
 Status check_request(const Executor& exec, const GenerationRequest& r) {
   MEGALITH_RETURN_IF_ERROR(validate(r.sampling));
   if (r.options.max_new_tokens < 0) return invalid_argument("max_new_tokens must not be negative");
-  const int64_t positions = int64_t(r.prompt.size()) + r.options.max_new_tokens - 1;
-  if (positions > exec.max_positions()) {
+  // prompt + max_new_tokens - 1 positions, compared without overflowing.
+  if (r.options.max_new_tokens > exec.max_positions() + 1 - int64_t(r.prompt.size())) {
     return invalid_argument("{} prompt tokens and {} new ones need {} positions; the compiled KV "
-                            "cache holds {}", r.prompt.size(), r.options.max_new_tokens, positions,
+                            "cache holds {}", r.prompt.size(), r.options.max_new_tokens,
+                            int64_t(r.prompt.size()) - 1 + r.options.max_new_tokens,
                             exec.max_positions());
   }
   return {};
@@ -55,7 +56,7 @@ void BatchGenerator::add(GenerationRequest request) {
   }
   Sequence& s = free->emplace(Sequence{std::move(request), {}, {}, {}, {}});
   s.result.finish_reason = "length";
-  if (!in_launch) s.host_sampler.emplace(sampling);
+  if (!in_launch) s.host_sampler.emplace(s.request.sampling);
   s.start = std::chrono::steady_clock::now();
 }
 
@@ -70,11 +71,20 @@ int64_t BatchGenerator::steps_for(int32_t slot) const {
 }
 
 Status BatchGenerator::run_launch() {
+  // A caller that went away (or a shutdown) ends its request at once, also during its prompt.
+  for (int32_t slot = 0; slot < int32_t(slots_.size()); ++slot) {
+    const auto& s = slots_[size_t(slot)];
+    if (s && s->request.options.should_stop && s->request.options.should_stop()) {
+      slots_[size_t(slot)]->result.finish_reason = "stop";
+      finish(slot);
+    }
+  }
   int64_t steps = kPromptChunk;
   for (int32_t slot = 0; slot < int32_t(slots_.size()); ++slot) {
     if (slots_[size_t(slot)]) steps = std::min(steps, steps_for(slot));
   }
   if (!busy()) return {};
+  MEGALITH_CHECK(steps >= 1, "a launch of {} steps", steps);
   if (Status status = exec_.run(steps); !status.ok()) {
     fail_all(status);
     return status;
@@ -115,8 +125,9 @@ void BatchGenerator::finish(int32_t slot) {
   slots_[size_t(slot)].reset();
   MEGALITH_CHECK(exec_.end_sequence(slot).ok(), "slot {} exists", slot);
   const auto now = std::chrono::steady_clock::now();
-  s.result.prefill_ms = ms_between(s.start, s.first_token);
-  s.result.decode_ms = ms_between(s.first_token, now);
+  const bool any = !s.result.tokens.empty();
+  s.result.prefill_ms = ms_between(s.start, any ? s.first_token : now);
+  s.result.decode_ms = any ? ms_between(s.first_token, now) : 0.0;
   s.request.on_done(std::move(s.result));
 }
 

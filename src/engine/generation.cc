@@ -117,6 +117,11 @@ StatusOr<std::vector<double>> score(ReferenceModel& model, std::span<const int32
 
 StatusOr<GenerationResult> generate(Executor& exec, std::span<const int32_t> prompt,
                                     const GenerationOptions& options, const SamplingParams& sampling) {
+  // The executor is this request's: what its slots held is dropped (start_sequence would drop
+  // slot 0's; the others would otherwise be advanced along).
+  for (int32_t slot = 0; slot < exec.batch(); ++slot) {
+    MEGALITH_RETURN_IF_ERROR(exec.end_sequence(slot));
+  }
   BatchGenerator batch(exec);
   std::optional<StatusOr<GenerationResult>> result;
   batch.add({{prompt.begin(), prompt.end()}, options, sampling,

@@ -118,6 +118,16 @@ Status Executor::run(int64_t steps) {
   return {};
 }
 
+bool Executor::active(int32_t slot) const {
+  MEGALITH_CHECK(slot >= 0 && slot < batch(), "slot {} does not exist", slot);
+  return controls_[size_t(slot)].active != 0;
+}
+
+int64_t Executor::position(int32_t slot) const {
+  MEGALITH_CHECK(slot >= 0 && slot < batch(), "slot {} does not exist", slot);
+  return positions_[size_t(slot)];
+}
+
 int32_t Executor::token(int64_t p, int32_t slot) const {
   MEGALITH_CHECK(slot >= 0 && slot < batch() && p >= 0 && p < position(slot),
                  "slot {} position {} not computed", slot, p);

@@ -746,6 +746,7 @@ struct ModelCase {
   // Hidden 256, intermediate 768, head_dim 64, compiled with claimed rows: rows that split into
   // the matvec items, so the gate/up and residual linears claim them (compiler/claimed_rows.h).
   bool wide = false;
+  int32_t batch = 3;  // GpuBatchTest's slots
 };
 
 // All SMs work in static mode; dynamic mode's schedulers take one.
@@ -861,8 +862,10 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   compare(n2 - 1, n2 + 31, "sampled");
 }
 
-// Batch 3: sequences joining at different steps, one sampled, one slot going idle. Every slot
-// gets the CPU executor's tokens, and on the GPU exactly (bit for bit) what it gets alone.
+// Batch 2, 3 or 4: sequences joining at different steps, one sampled, one slot going idle.
+// Every slot gets the CPU executor's tokens, and on the GPU exactly (bit for bit) what it gets
+// alone. The wide shapes take the item path (2 or 4 slots an item at batch 2 and 4), the tiny
+// ones the general path.
 class GpuBatchTest : public ::testing::TestWithParam<ModelCase> {
  protected:
   void SetUp() override { ASSERT_GT(sm_count(), 0) << "these tests need a CUDA device"; }
@@ -885,23 +888,26 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
   auto graph = build_decode_graph(cfg, 1, kMaxSeq);
   ASSERT_TRUE(graph.ok());
-  auto tg = compile(*graph, cfg, {.num_workers = workers_for(mc.mode), .batch = 3,
+  auto tg = compile(*graph, cfg, {.num_workers = workers_for(mc.mode), .batch = mc.batch,
                                   .attention_keys_per_split = 16});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   CudaExecutorOptions gpu_options;
   gpu_options.mode = mc.mode;
   gpu_options.kernel_per_op = mc.kernel_per_op;
   const std::vector<int32_t> a = {5, 17, 3, 250, 42}, b = {9, 9, 1}, c = {77, 1, 2, 3, 4, 5, 6};
-  // a in slot 2 from step 0, b (sampled) in slot 0 from step 5, c in slot 1 from step 11; a's
-  // slot idles after its 30 positions.
+  // a in the last slot from step 0, b (sampled) in slot 0 from step 5, c in slot 1 from step 11
+  // (batch 3 and up); a's slot idles after its 30 positions.
+  const int32_t slot_a = mc.batch - 1, slot_c = mc.batch >= 3 ? 1 : -1;
   auto together = [&](Executor& x) {
-    ASSERT_TRUE(x.start_sequence(a, 0.0, 0, 2).ok());
+    ASSERT_TRUE(x.start_sequence(a, 0.0, 0, slot_a).ok());
     ASSERT_TRUE(x.run(5).ok());
     ASSERT_TRUE(x.start_sequence(b, 0.9, seed, 0).ok());
     ASSERT_TRUE(x.run(6).ok());
-    ASSERT_TRUE(x.start_sequence(c, 0.0, 0, 1).ok());
+    if (slot_c >= 0) {
+      ASSERT_TRUE(x.start_sequence(c, 0.0, 0, slot_c).ok());
+    }
     ASSERT_TRUE(x.run(19).ok());
-    ASSERT_TRUE(x.end_sequence(2).ok());
+    ASSERT_TRUE(x.end_sequence(slot_a).ok());
     const Status s = x.run(11);
     ASSERT_TRUE(s.ok()) << s.message();
   };
@@ -911,23 +917,32 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
   together(**cpu);
   together(**gpu);
-  // slot -> positions computed while it held its sequence: a 30, b 36, c 30.
-  const std::pair<int32_t, int64_t> slots[] = {{0, 36}, {1, 30}};
-  for (const auto& [slot, n] : slots) {
+  // slot -> its prompt and the positions it computed: b 36, c 30. Log-probs are compared
+  // where the tokens are the model's (from the prompt's last position), as GpuModelTest does.
+  struct Held {
+    int32_t slot;
+    int64_t prompt, n;
+  };
+  std::vector<Held> slots = {{0, int64_t(b.size()), 36}};
+  if (slot_c >= 0) slots.push_back({slot_c, int64_t(c.size()), 30});
+  for (const auto& [slot, prompt, n] : slots) {
     double worst = 0;
     for (int64_t p = 0; p < n; ++p) {
       ASSERT_EQ((*gpu)->token(p, slot), (*cpu)->token(p, slot)) << "slot " << slot << " position " << p;
+      if (p < prompt - 1) continue;
       worst = std::max(worst, double(std::abs((*gpu)->logprob(p, slot) - (*cpu)->logprob(p, slot))));
     }
     EXPECT_LE(worst, 2e-3) << "slot " << slot;
   }
   // Alone on the GPU, in slot 0 of a fresh executor: bit for bit the batched slot's.
-  const struct {
+  struct Alone {
     std::vector<int32_t> prompt;
     double temperature;
     int32_t slot;
     int64_t n;
-  } alone[] = {{b, 0.9, 0, 36}, {c, 0.0, 1, 30}};
+  };
+  std::vector<Alone> alone = {{b, 0.9, 0, 36}};
+  if (slot_c >= 0) alone.push_back({c, 0.0, slot_c, 30});
   for (const auto& one : alone) {
     auto x = CudaExecutor::create(*tg, **ckpt, gpu_options);
     ASSERT_TRUE(x.ok()) << x.status().message();
@@ -938,9 +953,10 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
       ASSERT_EQ((*x)->logprob(p), (*gpu)->logprob(p, one.slot)) << "position " << p;
     }
   }
-  fmt::print("{} {}{}: batch 3 on the GPU matches the CPU and each slot alone\n",
-             architecture_short_name(mc.arch), dtype_short_name(mc.dtype),
-             mc.mode == SchedulingMode::kDynamic ? " dynamic" : mc.kernel_per_op ? " kernel-per-op" : "");
+  fmt::print("{} {}{}{}: batch {} on the GPU matches the CPU and each slot alone\n",
+             architecture_short_name(mc.arch), dtype_short_name(mc.dtype), mc.wide ? " wide" : "",
+             mc.mode == SchedulingMode::kDynamic ? " dynamic" : mc.kernel_per_op ? " kernel-per-op" : "",
+             mc.batch);
 }
 
 INSTANTIATE_TEST_SUITE_P(Batches, GpuBatchTest,
@@ -952,14 +968,25 @@ INSTANTIATE_TEST_SUITE_P(Batches, GpuBatchTest,
                                            ModelCase{Architecture::kLlama, DType::kBF16,
                                                      SchedulingMode::kStatic, true},
                                            ModelCase{Architecture::kQwen3, DType::kBF16,
-                                                     SchedulingMode::kStatic, false, true}),
+                                                     SchedulingMode::kStatic, false, true},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, false, 2},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true, 2},
+                                           ModelCase{Architecture::kQwen3, DType::kF32,
+                                                     SchedulingMode::kStatic, false, true, 2},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true, 4},
+                                           ModelCase{Architecture::kQwen2, DType::kF16,
+                                                     SchedulingMode::kDynamic, false, true, 4}),
                          [](const auto& info) {
-                           return fmt::format("{}_{}{}{}{}", architecture_short_name(info.param.arch),
+                           return fmt::format("{}_{}{}{}{}_batch{}",
+                                              architecture_short_name(info.param.arch),
                                               dtype_short_name(info.param.dtype),
                                               info.param.mode == SchedulingMode::kDynamic
                                                   ? "_dynamic" : "",
                                               info.param.kernel_per_op ? "_kernel_per_op" : "",
-                                              info.param.wide ? "_wide" : "");
+                                              info.param.wide ? "_wide" : "", info.param.batch);
                          });
 
 // Every position's token reaches the host through host-mapped memory during the launch, in

@@ -1,6 +1,7 @@
 // megalith serve, run as a user runs it: the CLI on an ephemeral loopback port, on the CPU
 // executor with a tiny random-weight model and a real tokenizer, spoken to over plain sockets.
-// Its answers must be the ones megalith generate gives for the same prompt.
+// Its answers must be the ones megalith generate gives for the same prompt (the cache is short
+// enough for one attention split at any batch, so the server's batch of 4 sums as batch 1 does).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -141,7 +141,8 @@ inline MEGALITH_HOST_DEVICE int32_t slot_position(const StepControl& c, int64_t 
   return c.active ? int32_t(step - c.first_step) : 0;
 }
 
-// One lm_head tile's summary of one token row (buffer "lm_partials").
+// One lm_head tile's summary of one slot's row (buffer "lm_partials": a row per tile, a
+// record per slot).
 struct LmPartial {
   float max_logit;
   int32_t argmax;

@@ -44,8 +44,9 @@ class BatchGenerator {
   void add(GenerationRequest request);
 
   // One launch over the active slots, then each one's new tokens in order; a request that
-  // ends is answered and frees its slot. An executor error fails every active request and is
-  // returned (the executor then refuses to run).
+  // ends (or whose should_stop says so before the launch) is answered and frees its slot. A
+  // failed launch fails every active request and is returned (the executor then refuses to
+  // run again).
   Status run_launch();
 
   // Answers every active request with `status` and frees its slot.

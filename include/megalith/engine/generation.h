@@ -67,8 +67,8 @@ StatusOr<GenerationResult> generate(ReferenceModel& model, std::span<const int32
 // log P(ids[i] | ids[0..i-1]) for i = 1 .. n-1.
 StatusOr<std::vector<double>> score(ReferenceModel& model, std::span<const int32_t> ids);
 
-// The same through a compiled task graph, in a slot of the executor (whose slots must be idle;
-// BatchGenerator runs several requests at once). Greedy and temperature sampling run inside
+// The same through a compiled task graph, in a slot of the executor, dropping what its slots
+// held (BatchGenerator runs several requests at once). Greedy and temperature sampling run inside
 // the launch (Gumbel-max: deterministic for a seed, but a different stream than Sampler's);
 // top-k and top-p sample on the host between single-step launches.
 StatusOr<GenerationResult> generate(Executor& exec, std::span<const int32_t> prompt,

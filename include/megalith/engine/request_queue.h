@@ -34,7 +34,8 @@ class RequestQueue {
 
   // on_token runs on the worker thread. should_stop is also asked before the request starts:
   // a request whose caller went away while it waited is dropped. on_done is called exactly
-  // once, on the worker thread (or in submit() after shutdown()).
+  // once: on the worker thread, or on shutdown()'s for a request still waiting, or in submit()
+  // after shutdown().
   using Request = GenerationRequest;
 
   explicit RequestQueue(GenerateFn generate);  // one request at a time

@@ -44,8 +44,8 @@ class Executor {
   // slot's sequence must have room for them.
   Status run(int64_t steps);
 
-  bool active(int32_t slot) const { return controls_[size_t(slot)].active != 0; }
-  int64_t position(int32_t slot = 0) const { return positions_[size_t(slot)]; }  // computed
+  bool active(int32_t slot) const;
+  int64_t position(int32_t slot = 0) const;  // positions the slot's sequence has computed
   // The token that follows position p (forced or sampled), and its log-probability.
   int32_t token(int64_t p, int32_t slot = 0) const;
   float logprob(int64_t p, int32_t slot = 0) const;

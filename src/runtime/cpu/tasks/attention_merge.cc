@@ -13,7 +13,7 @@ void run_attention_merge(const TaskContext& ctx, const abi::TaskDesc& t) {
   const RefView k_cache(ctx, t.refs[5]), v_cache(ctx, t.refs[6]);
   const abi::AttentionParams& p = t.params.attention;
   const int64_t hd = p.head_dim, group = p.group, splits = p.num_splits;
-  const int64_t rows_per_split = partial.rows() / splits;  // tokens * group
+  const int64_t rows_per_split = partial.rows() / splits;  // the query group
   for (int64_t row = 0; row < rows_per_split; ++row) {
     double max_lse = -std::numeric_limits<double>::infinity();
     for (int64_t s = 0; s < splits; ++s) max_lse = std::max<double>(max_lse, lse.get(s * rows_per_split + row, 0));
