@@ -754,10 +754,31 @@ int32_t workers_for(SchedulingMode mode) {
   return sm_count() - (mode == SchedulingMode::kDynamic ? 1 : 0);
 }
 
-class GpuModelTest : public ::testing::TestWithParam<ModelCase> {
+// The model a case runs: the architecture's tiny preset in the case's dtype, or its wide shapes.
+ModelConfig model_config(const ModelCase& mc) {
+  ModelConfig cfg = *preset_config(mc.arch, "tiny");
+  cfg.dtype = mc.dtype;
+  if (mc.wide) {
+    cfg.hidden_size = 256;
+    cfg.intermediate_size = 768;
+    cfg.head_dim = 64;
+  }
+  return cfg;
+}
+
+CudaExecutorOptions executor_options(const ModelCase& mc) {
+  CudaExecutorOptions options;
+  options.mode = mc.mode;
+  options.kernel_per_op = mc.kernel_per_op;
+  return options;
+}
+
+class ModelCaseTest : public ::testing::TestWithParam<ModelCase> {
  protected:
   void SetUp() override { ASSERT_GT(sm_count(), 0) << "these tests need a CUDA device"; }
 };
+
+class GpuModelTest : public ModelCaseTest {};
 
 TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   const ModelCase mc = GetParam();
@@ -768,13 +789,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   const fs::path dir = fs::temp_directory_path() /
                        fmt::format("megalith_gpu_{}_{}", architecture_short_name(mc.arch), getpid());
   fs::remove_all(dir);
-  ModelConfig cfg = *preset_config(mc.arch, "tiny");
-  cfg.dtype = mc.dtype;
-  if (mc.wide) {
-    cfg.hidden_size = 256;
-    cfg.intermediate_size = 768;
-    cfg.head_dim = 64;
-  }
+  const ModelConfig cfg = model_config(mc);
   ASSERT_TRUE(write_random_checkpoint(cfg, {.seed = seed}, dir).ok());
   auto ckpt = load_checkpoint(dir);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
@@ -792,10 +807,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   EXPECT_EQ(claimed->empty(), !mc.wide) << "the wide shapes claim rows, the tiny ones cannot";
   auto cpu = CpuExecutor::create(*tg, **ckpt, {});
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-  CudaExecutorOptions gpu_options;
-  gpu_options.mode = mc.mode;
-  gpu_options.kernel_per_op = mc.kernel_per_op;
-  auto gpu = CudaExecutor::create(*tg, **ckpt, gpu_options);
+  auto gpu = CudaExecutor::create(*tg, **ckpt, executor_options(mc));
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
   fs::remove_all(dir);
 
@@ -866,10 +878,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
 // Every slot gets the CPU executor's tokens, and on the GPU exactly (bit for bit) what it gets
 // alone. The wide shapes take the item path (2 or 4 slots an item at batch 2 and 4), the tiny
 // ones the general path.
-class GpuBatchTest : public ::testing::TestWithParam<ModelCase> {
- protected:
-  void SetUp() override { ASSERT_GT(sm_count(), 0) << "these tests need a CUDA device"; }
-};
+class GpuBatchTest : public ModelCaseTest {};
 
 TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
   const ModelCase mc = GetParam();
@@ -877,13 +886,7 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
   SCOPED_TRACE(fmt::format("{} {} weights seed {}", architecture_short_name(mc.arch),
                            dtype_short_name(mc.dtype), seed));
   constexpr int64_t kMaxSeq = 64;
-  ModelConfig cfg = *preset_config(mc.arch, "tiny");
-  cfg.dtype = mc.dtype;
-  if (mc.wide) {
-    cfg.hidden_size = 256;
-    cfg.intermediate_size = 768;
-    cfg.head_dim = 64;
-  }
+  const ModelConfig cfg = model_config(mc);
   auto ckpt = random_checkpoint(cfg, seed);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
   auto graph = build_decode_graph(cfg, 1, kMaxSeq);
@@ -891,9 +894,7 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
   auto tg = compile(*graph, cfg, {.num_workers = workers_for(mc.mode), .batch = mc.batch,
                                   .attention_keys_per_split = 16});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
-  CudaExecutorOptions gpu_options;
-  gpu_options.mode = mc.mode;
-  gpu_options.kernel_per_op = mc.kernel_per_op;
+  const CudaExecutorOptions gpu_options = executor_options(mc);
   const std::vector<int32_t> a = {5, 17, 3, 250, 42}, b = {9, 9, 1}, c = {77, 1, 2, 3, 4, 5, 6};
   // a in the last slot from step 0, b (sampled) in slot 0 from step 5, c in slot 1 from step 11
   // (batch 3 and up); a's slot idles after its 30 positions.
@@ -993,8 +994,7 @@ INSTANTIATE_TEST_SUITE_P(Batches, GpuBatchTest,
 // order, once, equal to what run() reports at its end; a second launch continues the count.
 TEST_P(GpuModelTest, TokensArePublishedWhileTheLaunchRuns) {
   const ModelCase mc = GetParam();
-  ModelConfig cfg = *preset_config(mc.arch, "tiny");
-  cfg.dtype = mc.dtype;
+  const ModelConfig cfg = model_config(mc);
   auto graph = build_decode_graph(cfg, 1, 96);
   ASSERT_TRUE(graph.ok());
   auto tg = compile(*graph, cfg, {.num_workers = workers_for(mc.mode)});
@@ -1038,10 +1038,7 @@ TEST_P(GpuModelTest, TokensArePublishedWhileTheLaunchRuns) {
 // bound to both gives identical logits after a prompt and identical greedy tokens.
 TEST_P(GpuModelTest, RandomWeightsOnTheGpuEqualTheCheckpoints) {
   const ModelCase mc = GetParam();
-  auto cfg_or = preset_config(mc.arch, "tiny");
-  ASSERT_TRUE(cfg_or.ok());
-  ModelConfig cfg = *cfg_or;
-  cfg.dtype = mc.dtype;
+  const ModelConfig cfg = model_config(mc);
   const uint64_t seed = fresh_seed();
   auto ckpt = random_checkpoint(cfg, seed);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
