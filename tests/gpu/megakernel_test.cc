@@ -756,7 +756,9 @@ int32_t workers_for(SchedulingMode mode) {
 
 // The model a case runs: the architecture's tiny preset in the case's dtype, or its wide shapes.
 ModelConfig model_config(const ModelCase& mc) {
-  ModelConfig cfg = *preset_config(mc.arch, "tiny");
+  auto preset = preset_config(mc.arch, "tiny");
+  MEGALITH_CHECK(preset.ok(), "{}", preset.status().message());
+  ModelConfig cfg = *preset;
   cfg.dtype = mc.dtype;
   if (mc.wide) {
     cfg.hidden_size = 256;
