@@ -61,6 +61,10 @@ __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& 
     case abi::TaskKind::kLinearResidual:
       if (claims_rows(env.args, t)) start_claimed_op_copy(env, t);
       return;
+    case abi::TaskKind::kAttentionPartial:
+      env.staged_rows = 0;
+      if (t.params.attention.stage_cache != 0) start_cache_staging(env, t);
+      return;
     default:
       return;
   }

@@ -24,6 +24,9 @@ struct TaskEnv {
   float* chunk_sums;   // 2 * CONSUMER_WARPS floats, the per-chunk partial dot products
   RingReader ring;
   bool failed;         // the ring's watchdog fired; the same on every consumer thread
+  // An attention task's cache rows 0 .. staged_rows - 1 copied into the idle ring before it
+  // waited (attention_partial.cuh, start_cache_staging).
+  int staged_rows;
   int tid, warp, lane;
   // Traced launches only, on thread 0: when the task began and ended streaming weights.
   uint64_t stream_begin_ns = 0, stream_end_ns = 0;
@@ -48,6 +51,7 @@ __device__ inline TaskEnv consumer_env(const MegakernelArgs& args, const Ring& r
           reinterpret_cast<float*>(smem + SMEM_REDUCE_OFFSET + CONSUMER_WARPS * 8 * 2),
           RingReader(ring),
           false,
+          0,
           int(threadIdx.x),
           int(threadIdx.x) / 32,
           int(threadIdx.x) % 32};

@@ -430,6 +430,10 @@ class RingReader {
     return stage;
   }
 
+  // The whole ring, for a worker whose producer streams nothing (AttentionParams::stage_cache).
+  __device__ uint8_t* idle_bytes() const { return ring_.stages; }
+  __device__ uint32_t idle_capacity() const { return ring_.num_stages * STAGE_BYTES; }
+
   // The claimed group the current stage carries (once wait() returned it).
   __device__ int32_t group() const { return ring_.group[stage_]; }
 

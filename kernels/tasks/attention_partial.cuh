@@ -68,6 +68,19 @@ struct Token {
   int pos;
 };
 
+// Where the vector pass finds the cache rows a dedicated attention worker staged in its idle
+// weight ring: keys, then values, each row row_bytes long.
+struct StagedCache {
+  const uint8_t *k, *v;
+  int rows, row_bytes;
+};
+__device__ inline StagedCache staged_cache(const TaskEnv& env, int hd) {
+  const int row_bytes = hd * 2;  // bf16 or f16 rows (attention_vector_fits)
+  const int capacity = int(env.ring.idle_capacity()) / (2 * row_bytes);
+  const uint8_t* base = env.ring.idle_bytes();
+  return {base, base + capacity * row_bytes, env.staged_rows, row_bytes};
+}
+
 // Normalizes and rotates the token's query heads and key, a warp per head (heads
 // 0..group-1 the queries, head `group` the key), all heads at once: this is a chain of memory
 // latencies, so it runs them side by side. Angles in float and their cosine and sine in
@@ -317,6 +330,9 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
 
   const KeySlice slice = split_slice(p, tok.pos);
   const int begin = slice.begin, end = slice.end;
+  // Rows below `staged` are in the ring (start_cache_staging), the token's own in tok.
+  const StagedCache cache = staged_cache(env, hd);
+  const int staged = min(cache.rows, tok.pos);
   for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
     const int heads = min(ATTENTION_ROWS, group - g0);
     if (begin == end) {
@@ -342,8 +358,10 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
           const int key = k0 + u * KEYS_PER_ROUND;
-          const uint8_t* row =
-              kb + key == tok.pos ? tok.k_row.data : k_cache.data + (kb + key) * k_stride;
+          const int r = kb + key;
+          const uint8_t* row = r == tok.pos   ? tok.k_row.data
+                               : r < staged ? cache.k + r * cache.row_bytes
+                                            : k_cache.data + r * k_stride;
 #pragma unroll
           for (int i = 0; i < VPL; ++i) {
             const int v = lane_in_key + LANES * i;
@@ -413,7 +431,10 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
         float part[ATTENTION_ROWS][V] = {};
 #pragma unroll 4
         for (int k = key_group; k < nb; k += key_groups) {
-          const uint8_t* row = kb + k == tok.pos ? tok.v_row.data : v_cache.data + (kb + k) * v_stride;
+          const int r = kb + k;
+          const uint8_t* row = r == tok.pos   ? tok.v_row.data
+                               : r < staged ? cache.v + r * cache.row_bytes
+                                            : v_cache.data + r * v_stride;
           const VecF<__half> vx = unpack_half8(*reinterpret_cast<const uint4*>(row + column * 16), f16);
 #pragma unroll
           for (int h = 0; h < ATTENTION_ROWS; ++h) {
@@ -460,6 +481,35 @@ __device__ inline bool attention_vector_fits(const Ref& k, const Ref& v, int hd)
          hd % 8 == 0 && hd * 2 <= ATTENTION_MAX_ROW_BYTES && addresses % 16 == 0;
 }
 
+// Before the task's events fire (AttentionParams::stage_cache: the worker streams no weights,
+// so its ring is idle): copies cache rows 0 .. min(pos, what the ring holds) - 1 into the ring
+// with cp.async, so the passes read them from shared memory instead of waiting on HBM. Rows
+// below the token's position were appended by this worker's own earlier tasks (a single split
+// appends its row itself), which every task it ran since waited past. The position may still
+// be the last step's when this step's embedding has not run yet (layer 0); then the staged
+// rows stop one short, and the passes read the rest from global memory as usual.
+__device__ inline void start_cache_staging(TaskEnv& env, const abi::TaskDesc& t) {
+  const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8), positions = env.ref(t, 5);
+  const int hd = t.params.attention.head_dim;
+  if (!attention_vector_fits(k_cache, v_cache, hd)) return;
+  auto* shared_pos = reinterpret_cast<volatile int32_t*>(env.reduce);
+  if (env.tid == 0) *shared_pos = *reinterpret_cast<const volatile int32_t*>(positions.data);
+  consumer_sync();
+  const StagedCache staged = staged_cache(env, hd);
+  const int capacity = int(staged.v - staged.k) / staged.row_bytes;
+  const int rows = max(0, min(int(*shared_pos), capacity));
+  const int vectors = staged.row_bytes / 16;
+  const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
+  for (int i = env.tid; i < rows * vectors; i += CONSUMER_THREADS) {
+    const int r = i / vectors, c = (i - r * vectors) * 16;
+    copy16_async(const_cast<uint8_t*>(staged.k) + r * staged.row_bytes + c,
+                 k_cache.data + r * k_stride + c);
+    copy16_async(const_cast<uint8_t*>(staged.v) + r * staged.row_bytes + c,
+                 v_cache.data + r * v_stride + c);
+  }
+  env.staged_rows = rows;
+}
+
 // The scalar passes as functions of their own: their registers are not the hot kernel's.
 __device__ __noinline__ void attention_partial_narrow(TaskEnv& env, const abi::TaskDesc& t,
                                                       const Token& tok, float* scratch) {
@@ -475,6 +525,7 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
   static_assert(SMEM_SCRATCH_OFFSET % 16 == 0, "the vector pass reads its scratch in vectors");
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim;
+  wait_async_copies();  // this thread's staged cache rows; rotate_token's barrier, everyone's
   const Token tok = rotate_token(env, t, env.scratch);
   // Traced: the run split as a linear's is (TaskTiming), rotation | passes | tail.
   if (env.args.trace && env.tid == 0) env.stream_begin_ns = global_timer_ns();

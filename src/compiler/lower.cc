@@ -226,7 +226,8 @@ class Lowering {
     return w.cols * int64_t(elem_size(w.type));
   }
   int64_t tile_rows(int64_t rows, int64_t bytes_per_row) const {
-    return choose_tile_rows(rows, bytes_per_row, opts_.num_workers, opts_.max_task_weight_bytes,
+    return choose_tile_rows(rows, bytes_per_row, opts_.num_workers - opts_.attention_workers,
+                            opts_.max_task_weight_bytes,
                             opts_.tile_row_multiple);
   }
 
@@ -430,8 +431,10 @@ class Lowering {
     const std::string layer = att.name.substr(0, att.name.rfind('.') + 1);
     // A slice's keys are loaded a block of 256 at a time, each block in a few memory
     // latencies, and a split costs a merge task and one hop: slices are long.
+    const int64_t attention_workers =
+        opts_.attention_workers > 0 ? opts_.attention_workers : opts_.num_workers;
     const int64_t splits = std::clamp<int64_t>(
-        opts_.num_workers / (kv_heads * slots), 1,
+        attention_workers / (kv_heads * slots), 1,
         std::max<int64_t>(1, max_seq / opts_.attention_keys_per_split));
     const ValueId out = value(att.outputs[0]);
     const bool merged = splits > 1;
@@ -459,8 +462,9 @@ class Lowering {
         const int64_t head = b * kv_heads + h;
         for (int64_t s = 0; s < splits; ++s) {
           abi::TaskParams ap{};
-          ap.attention = {float(attrs.scale), int32_t(hd), int32_t(group), int32_t(s),
-                          int32_t(splits), float(eps)};
+          // Dedicated attention workers run no task with weights (placement).
+          ap.attention = {float(attrs.scale), int32_t(hd),    int32_t(group), int32_t(s),
+                          int32_t(splits),      float(eps),   int32_t(!merged && opts_.attention_workers > 0)};
           const int64_t row = (head * splits + s) * group;
           add_task(o2, TaskKind::kAttentionPartial,
                    {window(qv, b, 1, h * group * hd, group * hd), window(kval, b, 1, h * hd, hd),
@@ -481,7 +485,7 @@ class Lowering {
       for (int64_t h = 0; h < kv_heads; ++h) {
         const int64_t head = b * kv_heads + h;
         abi::TaskParams mp{};
-        mp.attention = {float(attrs.scale), int32_t(hd), int32_t(group), 0, int32_t(splits), 0.0f};
+        mp.attention = {float(attrs.scale), int32_t(hd), int32_t(group), 0, int32_t(splits), 0.0f, 0};
         const int64_t row = head * splits * group;
         add_task(o3, TaskKind::kAttentionMerge,
                  {rows(partial, row, splits * group), rows(lse, row, splits * group),
@@ -542,6 +546,11 @@ StatusOr<Program> lower(const Graph& g, const ModelConfig& cfg, const CompileOpt
   if (options.tile_row_multiple < 1 || options.tile_row_multiple > 4096) {
     return invalid_argument("compiler: tile_row_multiple must be between 1 and 4096, got {}",
                             options.tile_row_multiple);
+  }
+  if (options.attention_workers < 0 || options.attention_workers >= options.num_workers) {
+    return invalid_argument(
+        "compiler: attention_workers must be at least 0 and below num_workers ({}), got {}",
+        options.num_workers, options.attention_workers);
   }
   if (options.max_task_weight_bytes < 1024) {
     return invalid_argument("compiler: max_task_weight_bytes must be at least 1024");

@@ -21,6 +21,10 @@ double moved_bytes(const Program& p, const Task& t) {
   return bytes;
 }
 
+bool is_attention(abi::TaskKind kind) {
+  return kind == abi::TaskKind::kAttentionPartial || kind == abi::TaskKind::kAttentionMerge;
+}
+
 }  // namespace
 
 std::vector<uint32_t> place_tasks(Program& p, const CompileOptions& options) {
@@ -32,8 +36,14 @@ std::vector<uint32_t> place_tasks(Program& p, const CompileOptions& options) {
     task.cost_us = moved_bytes(p, task) / (options.worker_gbps * 1e3) + options.task_overhead_us;
     double ready = 0;
     for (uint32_t d : task.deps) ready = std::max(ready, finish[d]);
-    size_t best = 0;
-    for (size_t w = 1; w < workers; ++w) {
+    // With dedicated attention workers, each kind keeps to its own range of workers.
+    size_t first = 0, end = workers;
+    if (options.attention_workers > 0) {
+      const size_t split = size_t(options.attention_workers);
+      (is_attention(task.kind) ? end : first) = split;
+    }
+    size_t best = first;
+    for (size_t w = first + 1; w < end; ++w) {
       if (std::max(ready, available[w]) < std::max(ready, available[best])) best = w;
     }
     finish[t] = std::max(ready, available[best]) + task.cost_us;

@@ -5,6 +5,7 @@
 //
 //   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
 //                      [--kernel-per-op] [--claim-rows [--tiles]] [--keys-per-split K]
+//                      [--attention-workers N]
 //                      [--tile-row-multiple M]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
@@ -146,6 +147,8 @@ int run_bench(int argc, char** argv) {
       compile_options.attention_keys_per_split = std::max<int64_t>(1, std::stoll(argv[++i]));
     } else if (arg == "--tile-row-multiple" && i + 1 < argc) {
       compile_options.tile_row_multiple = int32_t(std::stoi(argv[++i]));
+    } else if (arg == "--attention-workers" && i + 1 < argc) {
+      compile_options.attention_workers = int32_t(std::stoi(argv[++i]));
     } else if (arg == "--tiles") {
       options.claim_rows = false;  // ... but every linear task run on its own tile
     } else {

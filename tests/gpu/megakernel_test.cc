@@ -747,7 +747,18 @@ struct ModelCase {
   // the matvec items, so the gate/up and residual linears claim them (compiler/claimed_rows.h).
   bool wide = false;
   int32_t batch = 3;  // GpuBatchTest's slots
+  // Workers that run only attention, which then stages the cache in their idle weight rings
+  // (CompileOptions::attention_workers); 0: shared.
+  int32_t attention_workers = 0;
 };
+
+// A case's test name: llama_bf16_dynamic_wide, ...
+std::string case_name(const ModelCase& mc) {
+  return fmt::format("{}_{}{}{}{}{}", architecture_short_name(mc.arch), dtype_short_name(mc.dtype),
+                     mc.mode == SchedulingMode::kDynamic ? "_dynamic" : "",
+                     mc.kernel_per_op ? "_kernel_per_op" : "", mc.wide ? "_wide" : "",
+                     mc.attention_workers > 0 ? "_attention_workers" : "");
+}
 
 // All SMs work in static mode; dynamic mode's schedulers take one.
 int32_t workers_for(SchedulingMode mode) {
@@ -802,7 +813,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   const int64_t keys_per_split = mc.arch == Architecture::kLlama ? 256 : 16;
   auto tg = compile(*graph, (*ckpt)->config(),
                     {.num_workers = workers_for(mc.mode), .attention_keys_per_split = keys_per_split,
-                     .claim_rows = mc.wide});
+                     .attention_workers = mc.attention_workers, .claim_rows = mc.wide});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   auto claimed = claimed_ops(*tg);
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
@@ -894,7 +905,8 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
   auto graph = build_decode_graph(cfg, 1, kMaxSeq);
   ASSERT_TRUE(graph.ok());
   auto tg = compile(*graph, cfg, {.num_workers = workers_for(mc.mode), .batch = mc.batch,
-                                  .attention_keys_per_split = 16});
+                                  .attention_keys_per_split = 16,
+                                  .attention_workers = mc.attention_workers});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   const CudaExecutorOptions gpu_options = executor_options(mc);
   const std::vector<int32_t> a = {5, 17, 3, 250, 42}, b = {9, 9, 1}, c = {77, 1, 2, 3, 4, 5, 6};
@@ -981,15 +993,11 @@ INSTANTIATE_TEST_SUITE_P(Batches, GpuBatchTest,
                                            ModelCase{Architecture::kLlama, DType::kBF16,
                                                      SchedulingMode::kStatic, false, true, 4},
                                            ModelCase{Architecture::kQwen2, DType::kF16,
-                                                     SchedulingMode::kDynamic, false, true, 4}),
+                                                     SchedulingMode::kDynamic, false, true, 4},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, false, 3, 6}),
                          [](const auto& info) {
-                           return fmt::format("{}_{}{}{}{}_batch{}",
-                                              architecture_short_name(info.param.arch),
-                                              dtype_short_name(info.param.dtype),
-                                              info.param.mode == SchedulingMode::kDynamic
-                                                  ? "_dynamic" : "",
-                                              info.param.kernel_per_op ? "_kernel_per_op" : "",
-                                              info.param.wide ? "_wide" : "", info.param.batch);
+                           return fmt::format("{}_batch{}", case_name(info.param), info.param.batch);
                          });
 
 // Every position's token reaches the host through host-mapped memory during the launch, in
@@ -1089,15 +1097,14 @@ INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
                                            ModelCase{Architecture::kQwen3, DType::kBF16,
                                                      SchedulingMode::kStatic, false, true},
                                            ModelCase{Architecture::kQwen3, DType::kBF16,
-                                                     SchedulingMode::kDynamic, false, true}),
-                         [](const auto& info) {
-                           return fmt::format("{}_{}{}{}{}", architecture_short_name(info.param.arch),
-                                              dtype_short_name(info.param.dtype),
-                                              info.param.mode == SchedulingMode::kDynamic
-                                                  ? "_dynamic" : "",
-                                              info.param.kernel_per_op ? "_kernel_per_op" : "",
-                                              info.param.wide ? "_wide" : "");
-                         });
+                                                     SchedulingMode::kDynamic, false, true},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, false, 3, 2},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kDynamic, false, false, 3, 2},
+                                           ModelCase{Architecture::kQwen2, DType::kF16,
+                                                     SchedulingMode::kStatic, true, false, 3, 2}),
+                         [](const auto& info) { return case_name(info.param); });
 
 }  // namespace
 }  // namespace megalith

@@ -414,6 +414,9 @@ TEST(CompilerErrors, BadOptionsAndGraphsAreErrors) {
   const auto no_keys = compile(*g, cfg, {.num_workers = 8, .attention_keys_per_split = 0});
   ASSERT_FALSE(no_keys.ok());
   EXPECT_NE(no_keys.status().message().find("attention_keys_per_split"), std::string::npos);
+  const auto all_attention = compile(*g, cfg, {.num_workers = 8, .attention_workers = 8});
+  ASSERT_FALSE(all_attention.ok());
+  EXPECT_NE(all_attention.status().message().find("attention_workers"), std::string::npos);
   const auto no_multiple = compile(*g, cfg, {.num_workers = 8, .tile_row_multiple = 0});
   ASSERT_FALSE(no_multiple.ok());
   EXPECT_NE(no_multiple.status().message().find("tile_row_multiple"), std::string::npos);
@@ -521,7 +524,53 @@ TEST(CompilerShapes, TileRowMultipleSetsTheTileCount) {
     StatusOr<TaskGraph> tg = compile(*g, cfg, {.num_workers = 132, .tile_row_multiple = multiple});
     ASSERT_TRUE(tg.ok()) << tg.status().message();
     for (const FusedOpInfo& op : tg->ops) {
-      if (op.kind == TaskKind::kRmsNormGateUpSilu) EXPECT_EQ(op.task_count, tasks) << multiple;
+      if (op.kind == TaskKind::kRmsNormGateUpSilu) {
+        EXPECT_EQ(op.task_count, tasks) << multiple;
+      }
+    }
+  }
+}
+
+// Dedicated attention workers: the first ones run every attention task and nothing else, so
+// single-split attention may stage the cache in their idle weight rings; the linears' tiles
+// fill the other workers.
+TEST(CompilerShapes, AttentionWorkersRunOnlyAttention) {
+  const ModelConfig cfg = *preset_config(Architecture::kQwen3, "qwen3-0.6b");
+  // 32 workers and a long cache: 4 splits a KV head, with merges.
+  for (const auto& [max_seq, workers] : {std::pair{64, 8}, std::pair{4096, 32}}) {
+    StatusOr<Graph> g = build_decode_graph(cfg, 1, max_seq);
+    ASSERT_TRUE(g.ok());
+    StatusOr<TaskGraph> tg =
+        compile(*g, cfg, {.num_workers = 132, .attention_workers = workers});
+    ASSERT_TRUE(tg.ok()) << tg.status().message();
+    int attention = 0;
+    for (int32_t w = 0; w < tg->num_workers; ++w) {
+      for (uint32_t q = tg->queue_begin[size_t(w)]; q < tg->queue_begin[size_t(w) + 1]; ++q) {
+        const abi::TaskDesc& t = tg->tasks[tg->queue_tasks[q]];
+        const bool is_attention =
+            t.kind == TaskKind::kAttentionPartial || t.kind == TaskKind::kAttentionMerge;
+        EXPECT_EQ(is_attention, w < workers) << task_kind_name(t.kind) << " on worker " << w;
+        if (t.kind != TaskKind::kAttentionPartial) continue;
+        ++attention;
+        EXPECT_EQ(t.params.attention.num_splits, max_seq == 64 ? 1 : 4);
+        EXPECT_EQ(t.params.attention.stage_cache, max_seq == 64 ? 1 : 0);
+      }
+    }
+    EXPECT_GE(attention, cfg.num_layers * cfg.num_kv_heads) << max_seq;
+    for (const FusedOpInfo& op : tg->ops) {
+      if (op.kind == TaskKind::kRmsNormGateUpSilu) {
+        EXPECT_LE(op.task_count, 132u - workers);
+      }
+    }
+  }
+  // Without them, attention shares the workers and never stages.
+  StatusOr<Graph> g = build_decode_graph(cfg, 1, 64);
+  ASSERT_TRUE(g.ok());
+  StatusOr<TaskGraph> shared = compile(*g, cfg, {.num_workers = 132});
+  ASSERT_TRUE(shared.ok());
+  for (const abi::TaskDesc& t : shared->tasks) {
+    if (t.kind == TaskKind::kAttentionPartial) {
+      EXPECT_EQ(t.params.attention.stage_cache, 0);
     }
   }
 }

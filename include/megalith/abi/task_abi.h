@@ -73,6 +73,9 @@ struct AttentionParams {  // AttentionPartial, AttentionMerge
   int32_t split;       // AttentionPartial: which slice of the cache
   int32_t num_splits;
   float eps;           // AttentionPartial: the per-head RMS norm's epsilon
+  // AttentionPartial, single split: 1 when its worker runs no task with weights, so the task
+  // may copy the cache rows it will read into the idle weight ring before its events fire.
+  int32_t stage_cache;
 };
 struct SampleParams {  // Sample
   int32_t num_tiles;

@@ -98,6 +98,30 @@ StatusOr<std::unique_ptr<DeviceProgram>> DeviceProgram::create(const TaskGraph& 
   return program;
 }
 
+// An attention task that stages its cache rows in the weight ring (AttentionParams::
+// stage_cache) needs the ring idle: no task of its worker may stream weights.
+Status DeviceProgram::check_cache_staging() const {
+  const TaskGraph& tg = tg_;
+  for (int32_t w = 0; w < tg.num_workers; ++w) {
+    int64_t staging = -1, streaming = -1;
+    for (uint32_t q = tg.queue_begin[size_t(w)]; q < tg.queue_begin[size_t(w) + 1]; ++q) {
+      const abi::TaskDesc& t = tg.tasks[tg.queue_tasks[q]];
+      if (t.kind == TaskKind::kAttentionPartial && t.params.attention.stage_cache != 0) {
+        staging = tg.queue_tasks[q];
+      }
+      if (t.kind != TaskKind::kAttentionPartial && t.kind != TaskKind::kAttentionMerge &&
+          t.kind != TaskKind::kEmbedding && t.kind != TaskKind::kSample) {
+        streaming = tg.queue_tasks[q];
+      }
+    }
+    if (staging >= 0 && streaming >= 0) {
+      return invalid_argument("worker {}: attention task {} stages the KV cache in the weight "
+                              "ring, which task {} streams weights through", w, staging, streaming);
+    }
+  }
+  return {};
+}
+
 // Checks every task against what the kernels handle, and sizes shared memory: the largest
 // task scratch, then as many ring stages as fit.
 Status DeviceProgram::validate_and_plan() {
@@ -184,6 +208,7 @@ Status DeviceProgram::validate_and_plan() {
     }
     scratch_floats_ = std::max(scratch_floats_, kernels::task_scratch_floats(t));
   }
+  MEGALITH_RETURN_IF_ERROR(check_cache_staging());
   if (options_.claim_rows && !options_.dynamic && !options_.kernel_per_op) {
     MEGALITH_ASSIGN_OR_RETURN(claimed_, claimed_ops(tg));
     if (!claimed_.empty() && tg.batch > 1) {

@@ -86,6 +86,7 @@ class DeviceProgram {
   struct Device;
   explicit DeviceProgram(const TaskGraph& tg, const DeviceProgramOptions& options);
   Status validate_and_plan();
+  Status check_cache_staging() const;
   Status allocate_and_upload();
   Status fault_report() const;
   Status prepare_dynamic_launch(kernels::MegakernelArgs& args, int64_t first_step, int64_t end_step);
