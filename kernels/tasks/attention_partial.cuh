@@ -354,6 +354,9 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
       // the warp's, so every lane takes part in the shuffles.
       for (int w0 = env.warp * warp_keys; w0 < nb; w0 += 2 * KEYS_PER_ROUND) {
         const int k0 = w0 + env.lane / LANES;
+        // Whether the warp has a second key in this round (the same for all its lanes): a
+        // block's last round often has none, and the warps that take it set the barrier's time.
+        const bool second = w0 + KEYS_PER_ROUND < nb;
         uint4 raw[2][VPL];
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
@@ -371,6 +374,7 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
         }
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
+          if (u == 1 && !second) break;
           float dot[ATTENTION_ROWS] = {};
 #pragma unroll
           for (int i = 0; i < VPL; ++i) {
@@ -458,6 +462,8 @@ __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDes
       for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
         const int h = o / hd, i = o % hd;
         float sum = 0;
+        // Unrolled, so the loads are in flight together; the sum keeps its order.
+#pragma unroll 8
         for (int g = 0; g < key_groups; ++g) sum += group_sums[(g * ATTENTION_ROWS + h) * hd + i];
         acc[o] = acc[o] * state[4 * h + 2] + sum;
       }
