@@ -490,10 +490,11 @@ __device__ inline bool attention_vector_fits(const Ref& k, const Ref& v, int hd)
 // Before the task's events fire (AttentionParams::stage_cache: the worker streams no weights,
 // so its ring is idle): copies cache rows 0 .. min(pos, what the ring holds) - 1 into the ring
 // with cp.async, so the passes read them from shared memory instead of waiting on HBM. Rows
-// below the token's position were appended by this worker's own earlier tasks (a single split
-// appends its row itself), which every task it ran since waited past. The position may still
-// be the last step's when this step's embedding has not run yet (layer 0); then the staged
-// rows stop one short, and the passes read the rest from global memory as usual.
+// below the token's position were appended at earlier steps, which this worker has waited
+// past (static and dynamic mode: a task runs on its compiled worker every step, and a single
+// split appends its row itself) or which ended with an earlier launch (kernel-per-op). The
+// position may still be the last step's when this step's embedding has not run yet (layer 0);
+// then the staged rows stop one short, and the passes read the rest from global memory.
 __device__ inline void start_cache_staging(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8), positions = env.ref(t, 5);
   const int hd = t.params.attention.head_dim;

@@ -462,9 +462,12 @@ class Lowering {
         const int64_t head = b * kv_heads + h;
         for (int64_t s = 0; s < splits; ++s) {
           abi::TaskParams ap{};
-          // Dedicated attention workers run no task with weights (placement).
-          ap.attention = {float(attrs.scale), int32_t(hd),    int32_t(group), int32_t(s),
-                          int32_t(splits),      float(eps),   int32_t(!merged && opts_.attention_workers > 0)};
+          // Dedicated attention workers run no task with weights (placement), so a single
+          // split there may stage its cache rows in the worker's idle weight ring.
+          const bool stage_cache = !merged && opts_.attention_workers > 0;
+          ap.attention = {float(attrs.scale), int32_t(hd),     int32_t(group),
+                          int32_t(s),         int32_t(splits), float(eps),
+                          int32_t(stage_cache)};
           const int64_t row = (head * splits + s) * group;
           add_task(o2, TaskKind::kAttentionPartial,
                    {window(qv, b, 1, h * group * hd, group * hd), window(kval, b, 1, h * hd, hd),

@@ -39,9 +39,10 @@ struct CompileOptions {
   // spans at least this many positions of cache capacity; shorter caches take one task per
   // KV head, which writes the attention output itself.
   int64_t attention_keys_per_split = 256;
-  // Workers 0 .. attention_workers-1 run only the attention tasks (their code and the KV
-  // cache stay warm there); the other tasks, and the linears' tiles, use the rest. 0: every
-  // worker runs every kind.
+  // Workers 0 .. attention_workers-1 run only the attention tasks, whose splits are sized to
+  // them and whose single splits stage their cache rows in those workers' idle weight rings;
+  // the other tasks, and the linears' tiles, use the rest. 0: every worker runs every kind.
+  // Measured no faster on the H200 (docs/performance.md, "Dedicated attention workers").
   int32_t attention_workers = 0;
   // The gate/up and residual linears deal their rows out at run time in the megakernel's
   // static mode (compiler/claimed_rows.h) instead of each task computing a fixed tile. Off:
