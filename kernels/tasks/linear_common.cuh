@@ -459,6 +459,24 @@ __device__ __noinline__ bool stream_matvec_out_of_line(TaskEnv& env, const abi::
   return stream_matvec_typed<W>(env, w, xs, acc, part);
 }
 
+// Every slot's input row of a linear task (ref 0) into its scratch, linear_x_floats() apart:
+// normalized with the staged norm weight (ref 1, start_norm_weight_copy), which then comes
+// first in the scratch, or as they are. Returns the first row. The layout is the one
+// task_scratch_floats() sizes (megakernel/layout.h).
+__device__ inline float* load_slot_rows(TaskEnv& env, const abi::TaskDesc& t, bool norm) {
+  const Ref x = env.ref(t, 0);
+  const uint32_t x_floats = linear_x_floats(x.cols);
+  float* xs = env.scratch + (norm ? x_floats : 0);
+  for (int b = 0; b < x.rows; ++b) {
+    if (norm) {
+      load_normalized_row(env, t, xs + b * x_floats, b);
+    } else {
+      load_plain_row(env, x, b, xs + b * x_floats);
+    }
+  }
+  return xs;
+}
+
 // acc[o] = W[o, :] . xs for the weight tile `w` (above); with `slots` > 1 input rows,
 // x_floats apart, acc holds slots rows of w.rows and part matvec_partial_floats() per slot.
 __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, const float* xs,

@@ -13,9 +13,8 @@ __device__ inline void run_linear_residual(TaskEnv& env, const abi::TaskDesc& t)
   const Ref x = env.ref(t, 0), bias = env.ref(t, 2), res = env.ref(t, 3);
   const int32_t rows = t.refs[1].rows, slots = x.rows;
   const uint32_t x_floats = linear_x_floats(x.cols);
-  float* xs = env.scratch;  // a row per slot
-  float* acc = xs + slots * x_floats;
-  for (int b = 0; b < slots; ++b) load_plain_row(env, x, b, xs + b * x_floats);
+  const float* xs = load_slot_rows(env, t, /*norm=*/false);
+  float* acc = env.scratch + slots * x_floats;
   if (!stream_matvec(env, t.refs[1], xs, acc, acc + slots * rows, slots, x_floats)) return;
   for (int b = 0; b < slots; ++b) {
     for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {

@@ -16,9 +16,8 @@ __device__ inline void run_lm_head(TaskEnv& env, const abi::TaskDesc& t) {
   const Ref logits = env.ref(t, 4), partials = env.ref(t, 5);
   const int32_t rows = t.refs[2].rows, row_begin = t.params.linear.row_begin, slots = x.rows;
   const uint32_t x_floats = linear_x_floats(x.cols);
-  float* xs = env.scratch + x_floats;  // after the staged norm weight; a row per slot
-  float* acc_all = xs + slots * x_floats;
-  for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
+  const float* xs = load_slot_rows(env, t, /*norm=*/true);
+  float* acc_all = env.scratch + (1 + slots) * x_floats;
   if (!stream_matvec(env, t.refs[2], xs, acc_all, acc_all + slots * rows, slots, x_floats)) return;
 
   for (int b = 0; b < slots; ++b) {

@@ -14,10 +14,9 @@ __device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDe
   const Ref up_bias = env.ref(t, 5), out = env.ref(t, 6);
   const int32_t rows = t.refs[2].rows, slots = x.rows;
   const uint32_t x_floats = linear_x_floats(x.cols);
-  float* xs = env.scratch + x_floats;  // after the staged norm weight; a row per slot
-  float* gate = xs + slots * x_floats;
+  const float* xs = load_slot_rows(env, t, /*norm=*/true);
+  float* gate = env.scratch + (1 + slots) * x_floats;
   float* up = gate + slots * rows;
-  for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
   if (!stream_matvec(env, t.refs[2], xs, gate, up + slots * rows, slots, x_floats)) return;
   if (!stream_matvec(env, t.refs[3], xs, up, up + slots * rows, slots, x_floats)) return;
   for (int b = 0; b < slots; ++b) {

@@ -14,9 +14,8 @@ __device__ inline void run_rms_norm_linear(TaskEnv& env, const abi::TaskDesc& t)
   const Ref x = env.ref(t, 0), bias = env.ref(t, 3), out = env.ref(t, 4);
   const int32_t rows = t.refs[2].rows, slots = x.rows;
   const uint32_t x_floats = linear_x_floats(x.cols);
-  float* xs = env.scratch + x_floats;  // after the staged norm weight; a row per slot
-  float* acc = xs + slots * x_floats;
-  for (int b = 0; b < slots; ++b) load_normalized_row(env, t, xs + b * x_floats, b);
+  const float* xs = load_slot_rows(env, t, /*norm=*/true);
+  float* acc = env.scratch + (1 + slots) * x_floats;
   if (!stream_matvec(env, t.refs[2], xs, acc, acc + slots * rows, slots, x_floats)) return;
   for (int b = 0; b < slots; ++b) {
     for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
