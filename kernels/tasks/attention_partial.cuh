@@ -69,16 +69,17 @@ struct Token {
 };
 
 // Where the vector pass finds the cache rows a dedicated attention worker staged in its idle
-// weight ring: keys, then values, each row row_bytes long.
+// weight ring: keys, then values, each row row_bytes long; `capacity` rows fit, `rows` hold
+// staged ones.
 struct StagedCache {
   const uint8_t *k, *v;
-  int rows, row_bytes;
+  int capacity, rows, row_bytes;
 };
 __device__ inline StagedCache staged_cache(const TaskEnv& env, int hd) {
   const int row_bytes = hd * 2;  // bf16 or f16 rows (attention_vector_fits)
   const int capacity = int(env.ring.idle_capacity()) / (2 * row_bytes);
   const uint8_t* base = env.ring.idle_bytes();
-  return {base, base + capacity * row_bytes, env.staged_rows, row_bytes};
+  return {base, base + capacity * row_bytes, capacity, env.staged_rows, row_bytes};
 }
 
 // Normalizes and rotates the token's query heads and key, a warp per head (heads
@@ -503,8 +504,7 @@ __device__ inline void start_cache_staging(TaskEnv& env, const abi::TaskDesc& t)
   if (env.tid == 0) *shared_pos = *reinterpret_cast<const volatile int32_t*>(positions.data);
   consumer_sync();
   const StagedCache staged = staged_cache(env, hd);
-  const int capacity = int(staged.v - staged.k) / staged.row_bytes;
-  const int rows = max(0, min(int(*shared_pos), capacity));
+  const int rows = max(0, min(int(*shared_pos), staged.capacity));
   const int vectors = staged.row_bytes / 16;
   const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
   for (int i = env.tid; i < rows * vectors; i += CONSUMER_THREADS) {

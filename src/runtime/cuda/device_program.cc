@@ -37,6 +37,26 @@ uint32_t op_ctas(const FusedOpInfo& op, int32_t workers) {
 
 bool is_float_type(abi::RefType t) { return t != abi::RefType::kI32; }
 
+// The refs of a task of this kind that the producer streams through the weight ring, -1 for
+// none: the linears' weights (the gate and up tiles for gate/up), nothing for the others.
+struct WeightRefs {
+  int first = -1, second = -1;
+  bool any() const { return first >= 0; }
+};
+WeightRefs weight_refs(TaskKind kind) {
+  switch (kind) {
+    case TaskKind::kRmsNormLinear:
+    case TaskKind::kLmHead: return {2, -1};
+    case TaskKind::kLinearResidual: return {1, -1};
+    case TaskKind::kRmsNormGateUpSilu: return {2, 3};
+    case TaskKind::kAttentionPartial:
+    case TaskKind::kAttentionMerge:
+    case TaskKind::kEmbedding:
+    case TaskKind::kSample: return {};
+  }
+  return {};
+}
+
 }  // namespace
 
 // Everything allocated through CUDA, released in the destructor.
@@ -109,10 +129,7 @@ Status DeviceProgram::check_cache_staging() const {
       if (t.kind == TaskKind::kAttentionPartial && t.params.attention.stage_cache != 0) {
         staging = tg.queue_tasks[q];
       }
-      if (t.kind != TaskKind::kAttentionPartial && t.kind != TaskKind::kAttentionMerge &&
-          t.kind != TaskKind::kEmbedding && t.kind != TaskKind::kSample) {
-        streaming = tg.queue_tasks[q];
-      }
+      if (weight_refs(t.kind).any()) streaming = tg.queue_tasks[q];
     }
     if (staging >= 0 && streaming >= 0) {
       return invalid_argument("worker {}: attention task {} stages the KV cache in the weight "
@@ -167,12 +184,9 @@ Status DeviceProgram::validate_and_plan() {
         return invalid_argument("{} waits on an event that does not exist", where(i));
       }
     }
-    int weights[2] = {-1, -1}, x_ref = 0;
+    const WeightRefs weights = weight_refs(t.kind);
+    const int x_ref = 0;
     switch (t.kind) {
-      case TaskKind::kRmsNormLinear:
-      case TaskKind::kLmHead: weights[0] = 2; break;
-      case TaskKind::kLinearResidual: weights[0] = 1; break;
-      case TaskKind::kRmsNormGateUpSilu: weights[0] = 2, weights[1] = 3; break;
       case TaskKind::kAttentionPartial:
       case TaskKind::kAttentionMerge: {
         // Both handle one token: the query's row, the merged output's.
@@ -186,10 +200,9 @@ Status DeviceProgram::validate_and_plan() {
         }
         break;
       }
-      case TaskKind::kEmbedding:
-      case TaskKind::kSample: break;
+      default: break;
     }
-    if (weights[0] >= 0) {
+    if (weights.any()) {
       if (t.refs[x_ref].type != abi::RefType::kF32) {
         return unimplemented("{}: its input must be f32 activations", where(i));
       }
@@ -197,7 +210,7 @@ Status DeviceProgram::validate_and_plan() {
         return unimplemented("{}: a linear takes one input row per slot ({}), the task has {}",
                              where(i), tg.batch, t.refs[x_ref].rows);
       }
-      for (int w : weights) {
+      for (int w : {weights.first, weights.second}) {
         if (w < 0) continue;
         const abi::TensorRef& r = t.refs[w];
         if (r.buffer == abi::kNoBuffer || !is_float_type(r.type) || r.rows < 1 || r.cols < 1 ||
