@@ -241,32 +241,22 @@ MEGALITH_HOST_DEVICE constexpr uint32_t claimed_linear_floats(int32_t in_feature
 MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t) {
   using abi::TaskKind;
   const abi::LinearParams& lp = t.params.linear;
+  const abi::LinearForm form = abi::linear_form(t.kind);
   const bool claimed = abi::claims_rows(t.kind, t.params);
   // Claims are off in some modes: then the task computes its tile.
   const uint32_t claims =
-      claimed ? claimed_linear_floats(t.refs[0].cols, t.kind != TaskKind::kLinearResidual,
-                                      t.kind == TaskKind::kRmsNormGateUpSilu ? 2 : 1,
-                                      lp.claim_rows, lp.claim_capacity)
+      claimed ? claimed_linear_floats(t.refs[0].cols, form.norm, form.weights, lp.claim_rows,
+                                      lp.claim_capacity)
               : 0;
-  uint32_t tile = 0;
-  const uint32_t slots = uint32_t(t.refs[0].rows);  // a linear's input rows
+  if (form.weights > 0) {
+    // run_linear's layout: the norm weight (normalized kinds), each slot's input row, each
+    // weight tile's products per slot (a kind's tiles have the same rows), the partial sums.
+    const uint32_t slots = uint32_t(t.refs[0].rows), rows = uint32_t(t.refs[form.weight[0]].rows);
+    const uint32_t tile = (uint32_t(form.norm) + slots) * linear_x_floats(t.refs[0].cols) +
+                          slots * (uint32_t(form.weights) * rows + matvec_partial_floats(rows));
+    return tile > claims ? tile : claims;
+  }
   switch (t.kind) {
-    case TaskKind::kRmsNormLinear:
-    case TaskKind::kLmHead:
-      // The norm weight first, then the input rows.
-      tile = (1 + slots) * linear_x_floats(t.refs[0].cols) +
-             slots * (uint32_t(t.refs[2].rows) + matvec_partial_floats(t.refs[2].rows));
-      return tile > claims ? tile : claims;
-    case TaskKind::kLinearResidual:
-      tile = slots * (linear_x_floats(t.refs[0].cols) + uint32_t(t.refs[1].rows) +
-                      matvec_partial_floats(t.refs[1].rows));
-      return tile > claims ? tile : claims;
-    case TaskKind::kRmsNormGateUpSilu:
-      // Gate and up tiles have the same rows.
-      tile = (1 + slots) * linear_x_floats(t.refs[0].cols) +
-             slots * (uint32_t(t.refs[2].rows + t.refs[3].rows) +
-                      matvec_partial_floats(t.refs[2].rows));
-      return tile > claims ? tile : claims;
     case TaskKind::kAttentionPartial: {
       // The token's rotated queries, key and value rows, then the scalar pass's running max,
       // sum and output row per consumer warp and query head, or the vector pass's scratch,
@@ -283,6 +273,10 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
                                                                 t.params.attention.num_splits);
     case TaskKind::kEmbedding:
     case TaskKind::kSample:
+    case TaskKind::kRmsNormLinear:  // the linear kinds: above
+    case TaskKind::kLinearResidual:
+    case TaskKind::kRmsNormGateUpSilu:
+    case TaskKind::kLmHead:
       return 0;
   }
   return 0;

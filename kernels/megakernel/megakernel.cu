@@ -12,10 +12,7 @@
 #include "tasks/attention_merge.cuh"
 #include "tasks/attention_partial.cuh"
 #include "tasks/embedding.cuh"
-#include "tasks/linear_residual.cuh"
-#include "tasks/lm_head.cuh"
-#include "tasks/rms_norm_gate_up_silu.cuh"
-#include "tasks/rms_norm_linear.cuh"
+#include "tasks/linear.cuh"
 #include "tasks/sample.cuh"
 
 namespace megalith::kernels {
@@ -33,13 +30,16 @@ __device__ bool wait_events(const MegakernelArgs& args, const QueueEntry& e, int
 }
 
 __device__ __forceinline__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
+  // Every kind listed (no default): a kind added to tasks.def without a case here warns.
   switch (t.kind) {
-#define MEGALITH_TASK(Name, snake, refs) \
-  case abi::TaskKind::k##Name:           \
-    run_##snake(env, t);                 \
-    return;
-#include "megalith/abi/tasks.def"
-#undef MEGALITH_TASK
+    case abi::TaskKind::kRmsNormLinear:
+    case abi::TaskKind::kLinearResidual:
+    case abi::TaskKind::kRmsNormGateUpSilu:
+    case abi::TaskKind::kLmHead: run_linear(env, t); return;  // one body for the four
+    case abi::TaskKind::kEmbedding: run_embedding(env, t); return;
+    case abi::TaskKind::kAttentionPartial: run_attention_partial(env, t); return;
+    case abi::TaskKind::kAttentionMerge: run_attention_merge(env, t); return;
+    case abi::TaskKind::kSample: run_sample(env, t); return;
   }
   env.failed = true;
   if (env.tid == 0) {
@@ -51,22 +51,13 @@ __device__ __forceinline__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
 // What a task can do before its events fire, on every consumer thread while thread 0 waits:
 // load the inputs that do not depend on them.
 __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& t) {
-  switch (t.kind) {
-    case abi::TaskKind::kRmsNormLinear:
-    case abi::TaskKind::kRmsNormGateUpSilu:
-    case abi::TaskKind::kLmHead:
-      start_norm_weight_copy(env, t);
-      if (claims_rows(env.args, t)) start_claimed_op_copy(env, t);
-      return;
-    case abi::TaskKind::kLinearResidual:
-      if (claims_rows(env.args, t)) start_claimed_op_copy(env, t);
-      return;
-    case abi::TaskKind::kAttentionPartial:
-      env.staged_rows = 0;
-      if (t.params.attention.stage_cache != 0) start_cache_staging(env, t);
-      return;
-    default:
-      return;
+  const abi::LinearForm form = abi::linear_form(t.kind);
+  if (form.weights > 0) {
+    if (form.norm) start_norm_weight_copy(env, t);
+    if (claims_rows(env.args, t)) start_claimed_op_copy(env, t);
+  } else if (t.kind == abi::TaskKind::kAttentionPartial) {
+    env.staged_rows = 0;
+    if (t.params.attention.stage_cache != 0) start_cache_staging(env, t);
   }
 }
 

@@ -8,8 +8,8 @@
 // Producer and consumers cut a task's weights into the same chunks: both call
 // plan_chunks()/chunk_at() on the same descriptor.
 //
-//   WeightParts parts = weight_parts(task);          // the refs streamed, in order
-//   ChunkPlan plan = plan_chunks(task.refs[parts.ref[0]]);
+//   abi::LinearForm form = abi::linear_form(task.kind);  // the refs streamed, in order
+//   ChunkPlan plan = plan_chunks(task.refs[form.weight[0]]);
 //   for (int c = 0; c < plan.num_chunks; ++c) {
 //     const uint8_t* data = reader.wait(...) + chunk_skew(base, plan, chunk_at(plan, c));
 //     ...
@@ -25,20 +25,6 @@
 
 namespace megalith::kernels {
 
-// The weight refs a task streams through the ring, in stream order.
-struct WeightParts {
-  int count;
-  int ref[2];
-};
-__device__ __forceinline__ WeightParts weight_parts(const abi::TaskDesc& t) {
-  switch (t.kind) {
-    case abi::TaskKind::kRmsNormLinear:
-    case abi::TaskKind::kLmHead: return {1, {2, -1}};
-    case abi::TaskKind::kLinearResidual: return {1, {1, -1}};
-    case abi::TaskKind::kRmsNormGateUpSilu: return {2, {2, 3}};
-    default: return {0, {-1, -1}};
-  }
-}
 
 // How one weight tile (rows of `cols` contiguous elements) is cut into chunks of up to
 // rows_per_chunk rows x seg_cols columns; a chunk's row segments lie in its stage seg_cols
@@ -232,9 +218,9 @@ __device__ __forceinline__ bool stream_tile(const MegakernelArgs& args, const Ri
 __device__ inline bool stream_task_weights(const MegakernelArgs& args, const Ring& ring,
                                            const abi::TaskDesc& t, uint32_t task, int64_t step,
                                            uint64_t policy, ProducerState& p) {
-  const WeightParts parts = weight_parts(t);
-  for (int part = 0; part < parts.count; ++part) {
-    if (!stream_tile(args, ring, t.refs[parts.ref[part]], task, step, policy, p, 0)) return false;
+  const abi::LinearForm form = abi::linear_form(t.kind);
+  for (int part = 0; part < form.weights; ++part) {
+    if (!stream_tile(args, ring, t.refs[form.weight[part]], task, step, policy, p, 0)) return false;
   }
   return true;
 }

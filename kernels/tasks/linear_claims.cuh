@@ -83,8 +83,7 @@ __device__ __forceinline__ void claimed_epilogue(abi::TaskKind kind, const Claim
 // The input row (after the staged norm weight, when normalized), then the op's description
 // (the epilogue's refs without a global load each), in the task's scratch.
 __device__ __forceinline__ float* claimed_input_row(TaskEnv& env, const abi::TaskDesc& t) {
-  const bool norm = t.kind != abi::TaskKind::kLinearResidual;
-  return env.scratch + (norm ? linear_x_floats(t.refs[0].cols) : 0);
+  return env.scratch + (abi::linear_form(t.kind).norm ? linear_x_floats(t.refs[0].cols) : 0);
 }
 __device__ __forceinline__ ClaimOp* claimed_op_copy(TaskEnv& env, const abi::TaskDesc& t) {
   return reinterpret_cast<ClaimOp*>(claimed_input_row(env, t) + linear_x_floats(t.refs[0].cols));
@@ -103,8 +102,9 @@ __device__ inline void start_claimed_op_copy(TaskEnv& env, const abi::TaskDesc& 
 }
 
 __device__ __forceinline__ void claimed_linear(TaskEnv& env, const abi::TaskDesc& t) {
-  const bool norm = t.kind != abi::TaskKind::kLinearResidual;
-  const int weights = t.kind == abi::TaskKind::kRmsNormGateUpSilu ? 2 : 1;
+  const abi::LinearForm form = abi::linear_form(t.kind);
+  const bool norm = form.norm;
+  const int weights = form.weights;
   const int32_t group_rows = t.params.linear.claim_rows;
   const int32_t room = group_rows * t.params.linear.claim_capacity;  // rows of each weight
   const Ref x = env.ref(t, 0);

@@ -351,8 +351,8 @@ __device__ bool stream_matvec_slot_items(TaskEnv& env, const ChunkPlan& plan, co
 // a weight quad loaded from the stage serves them all (odd batches: a slot an item). Shapes that do not split into items
 // deal each chunk's (row, slot) dot products over the warps; a (row, slot) is always the same
 // warp's, which adds its chunks in order, so no barrier is needed between chunks. Either way a
-// slot's sums depend on nothing but its own row. Out of line, as batch 1's
-// stream_matvec_typed: one copy for every linear kind.
+// slot's sums depend on nothing but its own row. Out of line: batch 1's item loop,
+// inlined in run_linear, keeps the registers it was measured with.
 template <class W>
 __device__ __noinline__ bool stream_matvec_slots(TaskEnv& env, const abi::TensorRef& w,
                                                  const float* xs, uint32_t x_floats, int slots,
@@ -395,15 +395,9 @@ __device__ __noinline__ bool stream_matvec_slots(TaskEnv& env, const abi::Tensor
 // (odd sizes) take the general path: a chunk of few rows (or one row's segment) is split
 // across warps, whose partial sums are added in a fixed order, so results do not depend on
 // timing.
-//
-// Out of line, for every weight type: one copy of the product loop serves every linear kind,
-// so as a worker's tasks alternate between kinds (q/k/v, o_proj, gate/up, down) the loop they
-// run is the one already in the SM's instruction caches. Inlined into each kind, its copies
-// were fetched anew by every task (measured, bf16 inlined -> out of line: Qwen3-8B 2.0%,
-// Llama-3.2-1B 6.3%, Qwen3-0.6B 11.4% faster a step).
 template <class W>
-__device__ __noinline__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w,
-                                                 const float* xs, float* acc, float* part) {
+__device__ __forceinline__ bool stream_matvec_typed(TaskEnv& env, const abi::TensorRef& w,
+                                                    const float* xs, float* acc, float* part) {
   const uint8_t* tile = tile_base(w);
   const ChunkPlan plan = plan_chunks(w);
   if (splits_into_items<W>(w, plan)) {
@@ -456,6 +450,15 @@ __device__ __noinline__ bool stream_matvec_typed(TaskEnv& env, const abi::Tensor
   return true;
 }
 
+// f16 and f32 weights take the product loop out of line: inlined beside bf16's, their copies
+// made the megakernel's loop larger and every task slower, bf16 ones too (a bf16-only build
+// ran 2.2% faster).
+template <class W>
+__device__ __noinline__ bool stream_matvec_out_of_line(TaskEnv& env, const abi::TensorRef& w,
+                                                       const float* xs, float* acc, float* part) {
+  return stream_matvec_typed<W>(env, w, xs, acc, part);
+}
+
 // Every slot's input row of a linear task (ref 0) into its scratch, linear_x_floats() apart:
 // normalized with the staged norm weight (ref 1, start_norm_weight_copy), which then comes
 // first in the scratch, or as they are. Returns the first row. The layout is the one
@@ -476,6 +479,10 @@ __device__ inline float* load_slot_rows(TaskEnv& env, const abi::TaskDesc& t, bo
 
 // acc[o] = W[o, :] . xs for the weight tile `w` (above); with `slots` > 1 input rows,
 // x_floats apart, acc holds slots rows of w.rows and part matvec_partial_floats() per slot.
+// bf16's loop is inlined here, so the megakernel calls this from one place only (run_linear,
+// tasks/linear.cuh): one copy of the loop, already in the instruction caches whichever linear
+// kind runs, and no call's cost (measured: a copy per kind ran Qwen3-0.6B 11% slower a step,
+// one out-of-line copy 4.6% slower than this).
 __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, const float* xs,
                                      float* acc, float* part, int slots = 1,
                                      uint32_t x_floats = 0) {
@@ -496,8 +503,8 @@ __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, cons
   } else {
     switch (w.type) {
       case abi::RefType::kBF16: ok = stream_matvec_typed<__nv_bfloat16>(env, w, xs, acc, part); break;
-      case abi::RefType::kF16: ok = stream_matvec_typed<__half>(env, w, xs, acc, part); break;
-      default: ok = stream_matvec_typed<float>(env, w, xs, acc, part); break;
+      case abi::RefType::kF16: ok = stream_matvec_out_of_line<__half>(env, w, xs, acc, part); break;
+      default: ok = stream_matvec_out_of_line<float>(env, w, xs, acc, part); break;
     }
   }
   if (env.args.trace && env.tid == 0) env.stream_end_ns = global_timer_ns();

@@ -1,21 +1,17 @@
 // residual[tile] += x @ W[tile]^T + bias[tile], in place: the worker owning these output
-// columns is the only one touching them this step.
+// columns is the only one touching them this step. run_linear (tasks/linear.cuh) loads x and
+// multiplies; this is the kind's epilogue.
 #pragma once
 
 #include "megakernel/task_env.cuh"
-#include "tasks/linear_claims.cuh"
-#include "tasks/linear_common.cuh"
 
 namespace megalith::kernels {
 
-__device__ inline void run_linear_residual(TaskEnv& env, const abi::TaskDesc& t) {
-  if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
-  const Ref x = env.ref(t, 0), bias = env.ref(t, 2), res = env.ref(t, 3);
-  const int32_t rows = t.refs[1].rows, slots = x.rows;
-  const uint32_t x_floats = linear_x_floats(x.cols);
-  const float* xs = load_slot_rows(env, t, /*norm=*/false);
-  float* acc = env.scratch + slots * x_floats;
-  if (!stream_matvec(env, t.refs[1], xs, acc, acc + slots * rows, slots, x_floats)) return;
+// acc: the tile's products, a row of the tile's rows per slot.
+__device__ inline void finish_linear_residual(TaskEnv& env, const abi::TaskDesc& t,
+                                              const float* acc) {
+  const Ref bias = env.ref(t, 2), res = env.ref(t, 3);
+  const int32_t rows = t.refs[1].rows, slots = t.refs[0].rows;
   for (int b = 0; b < slots; ++b) {
     for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
       const float bias_o = bias.present() ? bias.get(0, o) : 0.0f;

@@ -1,25 +1,20 @@
 // One vocabulary tile: logits[tile] = rms_norm(x) * norm_weight @ W[tile]^T, and the tile's
 // summary for the sampler: max and argmax (lowest id on ties), the sum of exp(logit - max),
-// and the Gumbel-max sample when the temperature is positive.
+// and the Gumbel-max sample when the temperature is positive. run_linear (tasks/linear.cuh)
+// normalizes x and multiplies; this is the kind's epilogue.
 #pragma once
 
 #include <math.h>
 
 #include "common/reduce.cuh"
 #include "megakernel/task_env.cuh"
-#include "tasks/linear_common.cuh"
 
 namespace megalith::kernels {
 
-__device__ inline void run_lm_head(TaskEnv& env, const abi::TaskDesc& t) {
-  const Ref x = env.ref(t, 0), control = env.ref(t, 3);
-  const Ref logits = env.ref(t, 4), partials = env.ref(t, 5);
-  const int32_t rows = t.refs[2].rows, row_begin = t.params.linear.row_begin, slots = x.rows;
-  const uint32_t x_floats = linear_x_floats(x.cols);
-  const float* xs = load_slot_rows(env, t, /*norm=*/true);
-  float* acc_all = env.scratch + (1 + slots) * x_floats;
-  if (!stream_matvec(env, t.refs[2], xs, acc_all, acc_all + slots * rows, slots, x_floats)) return;
-
+// acc: the tile's logits, a row of the tile's rows per slot.
+__device__ inline void finish_lm_head(TaskEnv& env, const abi::TaskDesc& t, const float* acc_all) {
+  const Ref control = env.ref(t, 3), logits = env.ref(t, 4), partials = env.ref(t, 5);
+  const int32_t rows = t.refs[2].rows, row_begin = t.params.linear.row_begin, slots = t.refs[0].rows;
   for (int b = 0; b < slots; ++b) {
     const float* acc = acc_all + b * rows;
     const abi::StepControl c = control.row_as<const abi::StepControl>(b);

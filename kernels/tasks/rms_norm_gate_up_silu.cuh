@@ -1,24 +1,21 @@
 // out = silu(h @ Wg[tile]^T + bg) * (h @ Wu[tile]^T + bu), h = rms_norm(x) * norm_weight: the
-// gate tile streams first, then the up tile, both against the same normalized row.
+// gate tile streams first, then the up tile, both against the same normalized row
+// (run_linear, tasks/linear.cuh); this is the kind's epilogue.
 #pragma once
 
+#include <math.h>
+
 #include "megakernel/task_env.cuh"
-#include "tasks/linear_claims.cuh"
-#include "tasks/linear_common.cuh"
 
 namespace megalith::kernels {
 
-__device__ inline void run_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDesc& t) {
-  if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
-  const Ref x = env.ref(t, 0), gate_bias = env.ref(t, 4);
-  const Ref up_bias = env.ref(t, 5), out = env.ref(t, 6);
-  const int32_t rows = t.refs[2].rows, slots = x.rows;
-  const uint32_t x_floats = linear_x_floats(x.cols);
-  const float* xs = load_slot_rows(env, t, /*norm=*/true);
-  float* gate = env.scratch + (1 + slots) * x_floats;
-  float* up = gate + slots * rows;
-  if (!stream_matvec(env, t.refs[2], xs, gate, up + slots * rows, slots, x_floats)) return;
-  if (!stream_matvec(env, t.refs[3], xs, up, up + slots * rows, slots, x_floats)) return;
+// acc: the gate tile's products (a row of the tile's rows per slot), then the up tile's.
+__device__ inline void finish_rms_norm_gate_up_silu(TaskEnv& env, const abi::TaskDesc& t,
+                                                    const float* acc) {
+  const Ref gate_bias = env.ref(t, 4), up_bias = env.ref(t, 5), out = env.ref(t, 6);
+  const int32_t rows = t.refs[2].rows, slots = t.refs[0].rows;
+  const float* gate = acc;
+  const float* up = acc + slots * rows;
   for (int b = 0; b < slots; ++b) {
     for (int o = env.tid; o < rows; o += CONSUMER_THREADS) {
       const float g = gate[b * rows + o] + (gate_bias.present() ? gate_bias.get(0, o) : 0.0f);

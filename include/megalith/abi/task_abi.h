@@ -88,6 +88,25 @@ union TaskParams {
   uint32_t words[8];
 };
 
+// The linear kinds multiply the input row x (ref 0; one per slot) with weight tiles that
+// stream through the ring: which refs those are, in stream order (gate/up: the gate tile,
+// then the up tile), and whether x is RMS-normalized with the norm weight of ref 1 first.
+// Every other kind has no weights (`weights` 0).
+struct LinearForm {
+  int32_t weights;
+  int32_t weight[2];
+  bool norm;
+};
+inline MEGALITH_HOST_DEVICE LinearForm linear_form(TaskKind kind) {
+  switch (kind) {
+    case TaskKind::kRmsNormLinear:
+    case TaskKind::kLmHead: return {1, {2, -1}, true};
+    case TaskKind::kLinearResidual: return {1, {1, -1}, false};
+    case TaskKind::kRmsNormGateUpSilu: return {2, {2, 3}, true};
+    default: return {0, {-1, -1}, false};
+  }
+}
+
 // Whether a task of `kind` with `params` claims its rows (LinearParams::claim_rows): the
 // compiler, the verifier, the host's shared-memory sizing and the megakernel all ask this.
 inline MEGALITH_HOST_DEVICE bool claims_rows(TaskKind kind, const TaskParams& params) {

@@ -37,26 +37,6 @@ uint32_t op_ctas(const FusedOpInfo& op, int32_t workers) {
 
 bool is_float_type(abi::RefType t) { return t != abi::RefType::kI32; }
 
-// The refs of a task of this kind that the producer streams through the weight ring, -1 for
-// none: the linears' weights (the gate and up tiles for gate/up), nothing for the others.
-struct WeightRefs {
-  int first = -1, second = -1;
-  bool any() const { return first >= 0; }
-};
-WeightRefs weight_refs(TaskKind kind) {
-  switch (kind) {
-    case TaskKind::kRmsNormLinear:
-    case TaskKind::kLmHead: return {2, -1};
-    case TaskKind::kLinearResidual: return {1, -1};
-    case TaskKind::kRmsNormGateUpSilu: return {2, 3};
-    case TaskKind::kAttentionPartial:
-    case TaskKind::kAttentionMerge:
-    case TaskKind::kEmbedding:
-    case TaskKind::kSample: return {};
-  }
-  return {};
-}
-
 }  // namespace
 
 // Everything allocated through CUDA, released in the destructor.
@@ -129,7 +109,7 @@ Status DeviceProgram::check_cache_staging() const {
       if (t.kind == TaskKind::kAttentionPartial && t.params.attention.stage_cache != 0) {
         staging = tg.queue_tasks[q];
       }
-      if (weight_refs(t.kind).any()) streaming = tg.queue_tasks[q];
+      if (abi::linear_form(t.kind).weights > 0) streaming = tg.queue_tasks[q];
     }
     if (staging >= 0 && streaming >= 0) {
       return invalid_argument("worker {}: attention task {} stages the KV cache in the weight "
@@ -184,7 +164,7 @@ Status DeviceProgram::validate_and_plan() {
         return invalid_argument("{} waits on an event that does not exist", where(i));
       }
     }
-    const WeightRefs weights = weight_refs(t.kind);
+    const abi::LinearForm form = abi::linear_form(t.kind);
     const int x_ref = 0;
     switch (t.kind) {
       case TaskKind::kAttentionPartial:
@@ -202,7 +182,7 @@ Status DeviceProgram::validate_and_plan() {
       }
       default: break;
     }
-    if (weights.any()) {
+    if (form.weights > 0) {
       if (t.refs[x_ref].type != abi::RefType::kF32) {
         return unimplemented("{}: its input must be f32 activations", where(i));
       }
@@ -210,8 +190,8 @@ Status DeviceProgram::validate_and_plan() {
         return unimplemented("{}: a linear takes one input row per slot ({}), the task has {}",
                              where(i), tg.batch, t.refs[x_ref].rows);
       }
-      for (int w : {weights.first, weights.second}) {
-        if (w < 0) continue;
+      for (int i = 0; i < form.weights; ++i) {
+        const int w = form.weight[i];
         const abi::TensorRef& r = t.refs[w];
         if (r.buffer == abi::kNoBuffer || !is_float_type(r.type) || r.rows < 1 || r.cols < 1 ||
             r.row_stride != r.cols) {
