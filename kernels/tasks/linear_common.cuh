@@ -481,8 +481,8 @@ __device__ inline float* load_slot_rows(TaskEnv& env, const abi::TaskDesc& t, bo
 // x_floats apart, acc holds slots rows of w.rows and part matvec_partial_floats() per slot.
 // bf16's loop is inlined here, so the megakernel calls this from one place only (run_linear,
 // tasks/linear.cuh): one copy of the loop, already in the instruction caches whichever linear
-// kind runs, and no call's cost (measured: a copy per kind ran Qwen3-0.6B 11% slower a step,
-// one out-of-line copy 4.6% slower than this).
+// kind runs, and no call's cost (measured: with a copy per kind Qwen3-0.6B's step was about
+// 17% longer, with one out-of-line copy about 5%).
 __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, const float* xs,
                                      float* acc, float* part, int slots = 1,
                                      uint32_t x_floats = 0) {
