@@ -427,6 +427,36 @@ TEST(CompilerErrors, BadOptionsAndGraphsAreErrors) {
   EXPECT_NE(r.status().message().find("one token per step"), std::string::npos);
 }
 
+// abi::linear_form is the one statement of which refs a kind streams through the weight ring
+// and whether it normalizes its input (the producer, the shared-memory plan, the megakernel's
+// linear body and the host's checks all read it): it must agree with tasks.def's ref names.
+TEST(TaskAbi, LinearFormAgreesWithTheRefNamesOfTasksDef) {
+  int linear_kinds = 0;
+  for (uint16_t k = 0; k < abi::kNumTaskKinds; ++k) {
+    const auto kind = TaskKind(k);
+    const abi::LinearForm form = abi::linear_form(kind);
+    const std::vector<std::string_view> names = task_ref_names(kind);
+    ASSERT_LE(form.weights, 2) << task_kind_name(kind);
+    std::set<std::string_view> streamed;
+    for (int i = 0; i < form.weights; ++i) {
+      ASSERT_GE(form.weight[i], 0) << task_kind_name(kind);
+      ASSERT_LT(size_t(form.weight[i]), names.size()) << task_kind_name(kind);
+      streamed.insert(names[size_t(form.weight[i])]);
+    }
+    for (std::string_view n : names) {
+      const bool tile = n == "weight" || n == "gate_weight" || n == "up_weight";
+      EXPECT_EQ(tile, streamed.count(n) == 1) << task_kind_name(kind) << ", ref " << n;
+    }
+    if (form.weights == 2) {  // gate/up: the gate tile streams first
+      EXPECT_EQ(names[size_t(form.weight[0])], "gate_weight");
+    }
+    const bool norm_ref = names.size() > 1 && names[1].starts_with("norm_weight");
+    EXPECT_EQ(form.norm, form.weights > 0 && norm_ref) << task_kind_name(kind);
+    linear_kinds += form.weights > 0 ? 1 : 0;
+  }
+  EXPECT_EQ(linear_kinds, 4);
+}
+
 TEST(TaskGraphFormat, RoundTripsAndRejectsDamage) {
   const TaskGraph tg = compile_or_die(odd_config(Architecture::kLlama), 4);
   const std::vector<uint8_t> bytes = serialize_task_graph(tg);
