@@ -25,7 +25,6 @@
 
 namespace megalith::kernels {
 
-
 // How one weight tile (rows of `cols` contiguous elements) is cut into chunks of up to
 // rows_per_chunk rows x seg_cols columns; a chunk's row segments lie in its stage seg_cols
 // apart. The rows of a tile whose rows start on 16 bytes are cut into as few equal segments

@@ -416,6 +416,30 @@ TEST_F(GpuTest, RmsNormGateUpSilu) {
   }
 }
 
+// The linear body keeps the gate and up tiles' products side by side, a row each per output:
+// tiles of different rows are refused when the program is made, not run out of bounds.
+TEST_F(GpuTest, GateUpTilesOfDifferentRowsAreRefused) {
+  TaskCase c(fresh_seed());
+  const uint32_t x = c.random("x", BufferKind::kActivation, RefType::kF32, 1, 256, -2, 2);
+  const uint32_t gamma = c.random("norm", BufferKind::kWeight, RefType::kBF16, 1, 256, 0.75f, 1.25f);
+  const uint32_t wg = c.random("gate", BufferKind::kWeight, RefType::kBF16, 16, 256, -0.1f, 0.1f);
+  const uint32_t wu = c.random("up", BufferKind::kWeight, RefType::kBF16, 16, 256, -0.1f, 0.1f);
+  const uint32_t out = c.poisoned("out", BufferKind::kActivation, RefType::kF32, 1, 16);
+  abi::TaskDesc t = make_task(TaskKind::kRmsNormGateUpSilu,
+                              {c.whole(x), c.whole(gamma), c.ref(wg, 0, 16, 0, 256),
+                               c.ref(wu, 0, 8, 0, 256), abi::TensorRef{}, abi::TensorRef{},
+                               c.ref(out, 0, 1, 0, 16, RefAccess::kWrite)});
+  t.params.linear = {1e-6f, 0, 0};
+  c.task(t);
+  const StatusOr<std::unique_ptr<cuda::DeviceProgram>> program =
+      cuda::DeviceProgram::create(c.graph(), {.device = 0});
+  ASSERT_FALSE(program.ok());
+  EXPECT_EQ(program.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(program.status().message().find("two weight tiles have 16 and 8 rows"),
+            std::string::npos)
+      << program.status().message();
+}
+
 TEST_F(GpuTest, LmHeadGreedyAndSampled) {
   int variant = 0;
   for (const LinearShape& s : kLinearShapes) {

@@ -190,13 +190,18 @@ Status DeviceProgram::validate_and_plan() {
         return unimplemented("{}: a linear takes one input row per slot ({}), the task has {}",
                              where(i), tg.batch, t.refs[x_ref].rows);
       }
-      for (int i = 0; i < form.weights; ++i) {
-        const int w = form.weight[i];
+      for (int part = 0; part < form.weights; ++part) {
+        const int w = form.weight[part];
         const abi::TensorRef& r = t.refs[w];
         if (r.buffer == abi::kNoBuffer || !is_float_type(r.type) || r.rows < 1 || r.cols < 1 ||
             r.row_stride != r.cols) {
           return unimplemented("{}: its weight tile must be whole float rows", where(i));
         }
+      }
+      // run_linear keeps the tiles' products side by side (gate/up: the same rows each).
+      if (form.weights == 2 && t.refs[form.weight[1]].rows != t.refs[form.weight[0]].rows) {
+        return unimplemented("{}: its two weight tiles have {} and {} rows, not the same",
+                             where(i), t.refs[form.weight[0]].rows, t.refs[form.weight[1]].rows);
       }
     }
     scratch_floats_ = std::max(scratch_floats_, kernels::task_scratch_floats(t));
