@@ -81,7 +81,7 @@ StatusOr<std::vector<ClaimedOp>> claimed_ops(const TaskGraph& tg) {
     c.task_begin = info.task_begin;
     c.task_count = info.task_count;
     const RefIndex ri = ref_index(first.kind);
-    const int shared_refs = first.kind == TaskKind::kLinearResidual ? 1 : 2;  // x (and gamma)
+    const int shared_refs = abi::linear_form(first.kind).norm ? 2 : 1;  // x (and gamma)
     for (uint32_t t = info.task_begin; t < info.task_begin + info.task_count; ++t) {
       const abi::TaskDesc& d = tg.tasks[t];
       const abi::LinearParams& p = d.params.linear;

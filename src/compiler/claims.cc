@@ -17,8 +17,6 @@ constexpr int64_t kClaimColumnMultiple = 256;
 constexpr int64_t kGroupBytes = 64 << 10;
 constexpr int64_t kMinGroupRows = 4;
 
-int weight_ref(TaskKind kind) { return kind == TaskKind::kLinearResidual ? 1 : 2; }
-
 }  // namespace
 
 void mark_claimed_rows(Program& p, const CompileOptions& options) {
@@ -36,11 +34,13 @@ void mark_claimed_rows(Program& p, const CompileOptions& options) {
     int64_t cols = -1;
     ElemType type = ElemType::kF32;
     bool ok = true;
+    const size_t weight_ref = size_t(abi::linear_form(kind).weight[0]);
     for (uint32_t t = op.task_begin; t < op.task_begin + op.task_count; ++t) {
-      const Value& w = p.values[size_t(p.tasks[t].refs[size_t(weight_ref(kind))].value)];
+      const ValueId weight = p.tasks[t].refs[weight_ref].value;
+      const Value& w = p.values[size_t(weight)];
       if (cols < 0) cols = w.cols, type = w.type;
       ok &= w.cols == cols && w.type == type && w.cols % kClaimColumnMultiple == 0;
-      part_rows[p.tasks[t].refs[size_t(weight_ref(kind))].value] = w.rows;
+      part_rows[weight] = w.rows;
     }
     if (!ok || part_rows.size() > 3) continue;
     const int64_t group_bytes = kind == TaskKind::kRmsNormGateUpSilu ? kGroupBytes / 2 : kGroupBytes;
