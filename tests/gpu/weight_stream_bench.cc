@@ -3,9 +3,11 @@
 // and the rate per SM is printed beside a run whose consumers only take and free the chunks
 // (what the copies alone reach). docs/performance.md: this is how the consumers were found to
 // be the limit. With --sms N only N SMs stream (the same tiles each): whether one SM can take
-// more than its fair share of the bandwidth when the others are idle.
+// more than its fair share of the bandwidth when the others are idle. --scale K streams K times
+// the tiles per launch (about K GB on 132 SMs), so that a launch's own start and its last SMs'
+// tail weigh less in the rate (a launch of the default scale moves about 1.2 GB, 0.3 ms).
 //
-//   megalith_gpu_weight_stream [--stages S] [--sms N]
+//   megalith_gpu_weight_stream [--stages S] [--sms N] [--scale K]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -35,14 +37,16 @@ struct Shape {
 
 int run(int argc, char** argv) {
   uint32_t stages = 3;
-  int only = 0;
+  int only = 0, scale = 1;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--stages") == 0 && i + 1 < argc) {
       stages = uint32_t(std::stoul(argv[++i]));
     } else if (std::strcmp(argv[i], "--sms") == 0 && i + 1 < argc) {
       only = std::stoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--scale") == 0 && i + 1 < argc) {
+      scale = std::stoi(argv[++i]);
     } else {
-      fmt::print(stderr, "usage: megalith_gpu_weight_stream [--stages S] [--sms N]\n");
+      fmt::print(stderr, "usage: megalith_gpu_weight_stream [--stages S] [--sms N] [--scale K]\n");
       return 2;
     }
   }
@@ -52,12 +56,16 @@ int run(int argc, char** argv) {
     fmt::print(stderr, "--sms must be 1..{}\n", sms);
     return 2;
   }
+  if (scale < 1 || scale > 16) {
+    fmt::print(stderr, "--scale must be 1..16\n");
+    return 2;
+  }
   if (only > 0) sms = only;
   const Shape shapes[] = {{4096, 384, 3}, {4096, 32, 36}, {12288, 32, 12},
                           {1024, 64, 72}, {2048, 64, 36}, {8192, 32, 18}};
   uint64_t most = 0;
   for (const Shape& s : shapes) {
-    most = std::max(most, uint64_t(sms) * s.tasks_per_sm * s.rows_per_task * s.cols * 2);
+    most = std::max(most, uint64_t(sms) * s.tasks_per_sm * scale * s.rows_per_task * s.cols * 2);
   }
   void* weights = nullptr;
   CHECK_CUDA(cudaMalloc(&weights, most));
@@ -75,12 +83,14 @@ int run(int argc, char** argv) {
   cudaEvent_t start, stop;
   CHECK_CUDA(cudaEventCreate(&start));
   CHECK_CUDA(cudaEventCreate(&stop));
-  fmt::print("{} SMs streaming, {} ring stages of {} KB\n", sms, stages, kernels::STAGE_BYTES / 1024);
+  fmt::print("{} SMs streaming, {} ring stages of {} KB, {:.1f} MB per SM a launch\n", sms,
+             stages, kernels::STAGE_BYTES / 1024, double(most) / sms / 1e6);
   fmt::print("  {:>6} {:>6} {:>16} {:>16} {:>10}\n", "cols", "rows", "copies GB/s/SM",
              "matvec GB/s/SM", "bad rows");
   int status = 0;
   for (const Shape& s : shapes) {
-    const int tasks = sms * s.tasks_per_sm;
+    const int tasks_per_sm = s.tasks_per_sm * scale;
+    const int tasks = sms * tasks_per_sm;
     const uint64_t tile_bytes = uint64_t(s.rows_per_task) * s.cols * 2;
     std::vector<kernels::QueueEntry> host(static_cast<size_t>(tasks));
     for (int i = 0; i < tasks; ++i) {
@@ -94,7 +104,7 @@ int run(int argc, char** argv) {
       w.row_stride = s.cols;
     }
     std::vector<uint32_t> begin(size_t(sms) + 1);
-    for (int w = 0; w <= sms; ++w) begin[size_t(w)] = uint32_t(w * s.tasks_per_sm);
+    for (int w = 0; w <= sms; ++w) begin[size_t(w)] = uint32_t(w * tasks_per_sm);
     CHECK_CUDA(cudaFree(entries));
     CHECK_CUDA(cudaFree(queue_begin));
     CHECK_CUDA(cudaMalloc(&entries, host.size() * sizeof(kernels::QueueEntry)));
