@@ -87,7 +87,8 @@ __device__ inline StagedCache staged_cache(const TaskEnv& env, int hd) {
 // latencies, so it runs them side by side. Angles in float and their cosine and sine in
 // double, as the CPU reference computes them, so the two agree to the last bit of the
 // rotation; one sincos() reduces each angle once for both (the same bits as cos() and sin(),
-// shorter code: every round measured faster than the two calls, docs/performance.md). Appends key and value (single split) or hands them to the merge (new_kv).
+// and measured faster than the two calls, docs/performance.md). Appends key and value (single
+// split) or hands them to the merge (new_kv).
 __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float* scratch) {
   const Ref q = env.ref(t, 0), k = env.ref(t, 1), v = env.ref(t, 2), q_norm = env.ref(t, 3);
   const Ref k_norm = env.ref(t, 4), positions = env.ref(t, 5), inv_freq = env.ref(t, 6);

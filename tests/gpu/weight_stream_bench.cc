@@ -4,8 +4,8 @@
 // (what the copies alone reach). docs/performance.md: this is how the consumers were found to
 // be the limit. With --sms N only N SMs stream (the same tiles each): whether one SM can take
 // more than its fair share of the bandwidth when the others are idle. --scale K streams K times
-// the tiles per launch (about K GB on 132 SMs), so that a launch's own start and its last SMs'
-// tail weigh less in the rate (a launch of the default scale moves about 1.2 GB, 0.3 ms).
+// the tiles per launch (1.2 GB on 132 SMs at K = 1, about 0.3 ms), so that a launch's own
+// start and its last SMs' tail weigh less in the rate.
 //
 //   megalith_gpu_weight_stream [--stages S] [--sms N] [--scale K]
 #include <cuda_bf16.h>
