@@ -1,0 +1,91 @@
+// What HBM gives the SMs reading one 8 GB buffer in different ways (docs/performance.md, "Where
+// the bytes wait now"): plain 16-byte loads over the whole grid or a range per block, and a
+// bulk-copy ring per SM like the megakernel's, whose one thread re-issues each stage as soon
+// as it lands, over each SM's own range or with the SMs' chunks side by side. Set beside
+// megalith_gpu_weight_stream (the megakernel's own ring and consumers), the difference is what
+// the ring's hand-off costs. The best of five runs per pattern, in TB/s.
+//
+//   megalith_gpu_read_patterns
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "probe/read_patterns.h"
+
+namespace {
+
+using namespace megalith::kernels;
+
+#define CHECK_CUDA(call)                                                               \
+  do {                                                                                 \
+    const cudaError_t e_ = (call);                                                     \
+    if (e_ != cudaSuccess) {                                                           \
+      fmt::print(stderr, "{}: {}\n", #call, cudaGetErrorString(e_));                   \
+      return 1;                                                                        \
+    }                                                                                  \
+  } while (0)
+
+int run() {
+  int sms = 0, major = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+  constexpr size_t kBytes = size_t(8) << 30;
+  void* data = nullptr;
+  uint32_t* sink = nullptr;
+  CHECK_CUDA(cudaMalloc(&data, kBytes));
+  CHECK_CUDA(cudaMalloc(&sink, 4));
+  CHECK_CUDA(cudaMemset(data, 1, kBytes));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  // The best of five timed launches after a warm-up, in TB/s; 0 when a launch failed.
+  const auto rate = [&](size_t bytes, const std::function<cudaError_t()>& launch) {
+    if (launch() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) return 0.0;
+    float best = 1e30f;
+    for (int r = 0; r < 5; ++r) {
+      float ms = 0;
+      if (cudaEventRecord(start) != cudaSuccess || launch() != cudaSuccess ||
+          cudaEventRecord(stop) != cudaSuccess || cudaEventSynchronize(stop) != cudaSuccess ||
+          cudaEventElapsedTime(&ms, start, stop) != cudaSuccess) {
+        return 0.0;
+      }
+      best = std::min(best, ms);
+    }
+    return double(bytes) / (double(best) * 1e9);
+  };
+  fmt::print("{} SMs, {} GB read per launch\n", sms, kBytes >> 30);
+  for (int per_sm : {1, 2, 4}) {
+    for (bool per_block : {false, true}) {
+      const double tbps = rate(kBytes, [&] {
+        return launch_plain_read(data, kBytes, per_block, sms * per_sm, sink, nullptr);
+      });
+      fmt::print("  plain loads, {} blocks of 512 per SM, {:<26} {:.2f} TB/s\n", per_sm,
+                 per_block ? "a range per block:" : "grid-stride:", tbps);
+    }
+  }
+  if (major < 9) {
+    fmt::print("  (the bulk-copy rings need sm_90)\n");
+    return 0;
+  }
+  for (int stage_bytes : {32768, 16384}) {
+    for (int stages : {3, 4, 6}) {
+      for (bool interleaved : {false, true}) {
+        const size_t bytes = ring_read_bytes(kBytes, sms, stage_bytes);
+        const double tbps = rate(bytes, [&] {
+          return launch_ring_read(data, kBytes, sms, stage_bytes, stages, interleaved, sink, nullptr);
+        });
+        fmt::print("  ring of {} x {} KB per SM, {:<22} {:.2f} TB/s\n", stages, stage_bytes / 1024,
+                   interleaved ? "SMs' chunks side by side:" : "a range per SM:", tbps);
+      }
+    }
+  }
+  CHECK_CUDA(cudaFree(data));
+  CHECK_CUDA(cudaFree(sink));
+  return 0;
+}
+
+}  // namespace
+
+int main() { return run(); }
