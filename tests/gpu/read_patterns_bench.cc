@@ -40,18 +40,24 @@ int run() {
   cudaEvent_t start, stop;
   CHECK_CUDA(cudaEventCreate(&start));
   CHECK_CUDA(cudaEventCreate(&stop));
-  // The best of five timed launches after a warm-up, in TB/s; 0 when a launch failed.
+  // The best of five timed launches after a warm-up, in TB/s; 0 (and the error on stderr)
+  // when a launch failed.
   const auto rate = [&](size_t bytes, const std::function<cudaError_t()>& launch) {
-    if (launch() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) return 0.0;
+    cudaError_t e = launch();
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
     float best = 1e30f;
-    for (int r = 0; r < 5; ++r) {
+    for (int r = 0; r < 5 && e == cudaSuccess; ++r) {
       float ms = 0;
-      if (cudaEventRecord(start) != cudaSuccess || launch() != cudaSuccess ||
-          cudaEventRecord(stop) != cudaSuccess || cudaEventSynchronize(stop) != cudaSuccess ||
-          cudaEventElapsedTime(&ms, start, stop) != cudaSuccess) {
-        return 0.0;
-      }
+      e = cudaEventRecord(start);
+      if (e == cudaSuccess) e = launch();
+      if (e == cudaSuccess) e = cudaEventRecord(stop);
+      if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+      if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
       best = std::min(best, ms);
+    }
+    if (e != cudaSuccess) {
+      fmt::print(stderr, "launch failed: {}\n", cudaGetErrorString(e));
+      return 0.0;
     }
     return double(bytes) / (double(best) * 1e9);
   };
