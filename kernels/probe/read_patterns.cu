@@ -6,24 +6,23 @@ namespace megalith::kernels {
 
 namespace {
 
-constexpr int PLAIN_THREADS = 512;
-constexpr int PLAIN_UNROLL = 8;  // independent 16-byte loads per thread per iteration
+constexpr int RANGE_THREADS = 512;
+constexpr int RANGE_UNROLL = 8;  // independent 16-byte loads per thread per iteration
 
-// Grid-stride over the whole buffer, or block-strided over the block's own range.
-__global__ void plain_read_kernel(const uint4* __restrict__ data, size_t count, bool per_block,
+// Each block its own contiguous range, its threads strided over it (the stream_read probe's
+// loads, which stride over the whole grid instead).
+__global__ void range_read_kernel(const uint4* __restrict__ data, size_t count,
                                   uint32_t* __restrict__ sink) {
-  const size_t per = count / gridDim.x;
-  const size_t base = per_block ? per * blockIdx.x : size_t(blockIdx.x) * blockDim.x;
-  const size_t stride = per_block ? blockDim.x : size_t(gridDim.x) * blockDim.x;
-  const size_t end = per_block ? base + per : count;
+  const size_t per = count / gridDim.x, base = per * blockIdx.x, end = base + per;
+  const size_t stride = blockDim.x;
   uint32_t acc = 0;
-  for (size_t i = base + threadIdx.x; i + (PLAIN_UNROLL - 1) * stride < end;
-       i += PLAIN_UNROLL * stride) {
-    uint4 v[PLAIN_UNROLL];
+  for (size_t i = base + threadIdx.x; i + (RANGE_UNROLL - 1) * stride < end;
+       i += RANGE_UNROLL * stride) {
+    uint4 v[RANGE_UNROLL];
 #pragma unroll
-    for (int u = 0; u < PLAIN_UNROLL; ++u) v[u] = __ldcs(data + i + u * stride);
+    for (int u = 0; u < RANGE_UNROLL; ++u) v[u] = __ldcs(data + i + u * stride);
 #pragma unroll
-    for (int u = 0; u < PLAIN_UNROLL; ++u) acc ^= v[u].x ^ v[u].w;
+    for (int u = 0; u < RANGE_UNROLL; ++u) acc ^= v[u].x ^ v[u].w;
   }
   if (acc == 0x9e3779b9u) *sink = acc;  // keeps the loads; practically never taken
 }
@@ -57,11 +56,11 @@ __global__ void ring_read_kernel(const uint8_t* __restrict__ data, int chunks, i
 
 }  // namespace
 
-cudaError_t launch_plain_read(const void* data, size_t bytes, bool per_block, int blocks,
-                              uint32_t* sink, cudaStream_t stream) {
+cudaError_t launch_range_read(const void* data, size_t bytes, int blocks, uint32_t* sink,
+                              cudaStream_t stream) {
   if (bytes % 16 != 0 || blocks <= 0) return cudaErrorInvalidValue;
-  plain_read_kernel<<<blocks, PLAIN_THREADS, 0, stream>>>(static_cast<const uint4*>(data),
-                                                           bytes / 16, per_block, sink);
+  range_read_kernel<<<blocks, RANGE_THREADS, 0, stream>>>(static_cast<const uint4*>(data),
+                                                           bytes / 16, sink);
   return cudaGetLastError();
 }
 

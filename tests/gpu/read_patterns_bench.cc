@@ -12,20 +12,13 @@
 #include <algorithm>
 #include <functional>
 
+#include "check_cuda.h"
 #include "probe/read_patterns.h"
+#include "probe/stream_read.h"
 
 namespace {
 
 using namespace megalith::kernels;
-
-#define CHECK_CUDA(call)                                                               \
-  do {                                                                                 \
-    const cudaError_t e_ = (call);                                                     \
-    if (e_ != cudaSuccess) {                                                           \
-      fmt::print(stderr, "{}: {}\n", #call, cudaGetErrorString(e_));                   \
-      return 1;                                                                        \
-    }                                                                                  \
-  } while (0)
 
 int run() {
   int sms = 0, major = 0;
@@ -33,9 +26,9 @@ int run() {
   CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
   constexpr size_t kBytes = size_t(8) << 30;
   void* data = nullptr;
-  uint32_t* sink = nullptr;
+  uint32_t* sinks = nullptr;  // a word per block (stream_read's)
   CHECK_CUDA(cudaMalloc(&data, kBytes));
-  CHECK_CUDA(cudaMalloc(&sink, 4));
+  CHECK_CUDA(cudaMalloc(&sinks, size_t(sms) * 4 * 4));
   CHECK_CUDA(cudaMemset(data, 1, kBytes));
   cudaEvent_t start, stop;
   CHECK_CUDA(cudaEventCreate(&start));
@@ -63,13 +56,15 @@ int run() {
   };
   fmt::print("{} SMs, {} GB read per launch\n", sms, kBytes >> 30);
   for (int per_sm : {1, 2, 4}) {
-    for (bool per_block : {false, true}) {
-      const double tbps = rate(kBytes, [&] {
-        return launch_plain_read(data, kBytes, per_block, sms * per_sm, sink, nullptr);
-      });
-      fmt::print("  plain loads, {} blocks of 512 per SM, {:<26} {:.2f} TB/s\n", per_sm,
-                 per_block ? "a range per block:" : "grid-stride:", tbps);
-    }
+    const int blocks = sms * per_sm;
+    const double grid = rate(kBytes, [&] {
+      return launch_stream_read(data, kBytes, sinks, blocks, nullptr);
+    });
+    const double ranges = rate(kBytes, [&] {
+      return launch_range_read(data, kBytes, blocks, sinks, nullptr);
+    });
+    fmt::print("  plain loads, {} blocks of 512 per SM: grid-stride {:.2f} TB/s, a range per "
+               "block {:.2f} TB/s\n", per_sm, grid, ranges);
   }
   if (major < 9) {
     fmt::print("  (the bulk-copy rings need sm_90)\n");
@@ -80,7 +75,7 @@ int run() {
       for (bool interleaved : {false, true}) {
         const size_t bytes = ring_read_bytes(kBytes, sms, stage_bytes);
         const double tbps = rate(bytes, [&] {
-          return launch_ring_read(data, kBytes, sms, stage_bytes, stages, interleaved, sink, nullptr);
+          return launch_ring_read(data, kBytes, sms, stage_bytes, stages, interleaved, sinks, nullptr);
         });
         fmt::print("  ring of {} x {} KB per SM, {:<22} {:.2f} TB/s\n", stages, stage_bytes / 1024,
                    interleaved ? "SMs' chunks side by side:" : "a range per SM:", tbps);
@@ -88,7 +83,7 @@ int run() {
     }
   }
   CHECK_CUDA(cudaFree(data));
-  CHECK_CUDA(cudaFree(sink));
+  CHECK_CUDA(cudaFree(sinks));
   return 0;
 }
 

@@ -16,20 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "check_cuda.h"
 #include "probe/weight_stream.h"
 
 namespace {
 
 using namespace megalith;
-
-#define CHECK_CUDA(call)                                                               \
-  do {                                                                                 \
-    const cudaError_t e_ = (call);                                                     \
-    if (e_ != cudaSuccess) {                                                           \
-      fmt::print(stderr, "{}: {}\n", #call, cudaGetErrorString(e_));                   \
-      return 1;                                                                        \
-    }                                                                                  \
-  } while (0)
 
 struct Shape {
   int cols, rows_per_task, tasks_per_sm;  // about 1 GB in all on 132 SMs
