@@ -26,7 +26,7 @@ int run() {
   CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
   constexpr size_t kBytes = size_t(8) << 30;
   void* data = nullptr;
-  uint32_t* sinks = nullptr;  // a word per block (stream_read's)
+  uint32_t* sinks = nullptr;  // stream_read writes a word per block: up to 4 blocks per SM
   CHECK_CUDA(cudaMalloc(&data, kBytes));
   CHECK_CUDA(cudaMalloc(&sinks, size_t(sms) * 4 * 4));
   CHECK_CUDA(cudaMemset(data, 1, kBytes));
