@@ -16,23 +16,14 @@
 namespace megalith::kernels {
 
 // `rows` rows of a group's weight (cols columns of `type`) from the ring, their sums added into
-// part[row * CONSUMER_WARPS + warp]; the number of chunks it took, or -1 when the watchdog
-// fired. The halves of the warps alternate from `whole_rows_parity` when a chunk holds whole
-// rows, else from `segments_parity`. The host checked that claimed weights split into items.
+// part[row * CONSUMER_WARPS + warp]; false when the watchdog fired. The host checked that
+// claimed weights split into items.
 template <class W>
-__device__ __forceinline__ int32_t matvec_group_typed(TaskEnv& env, const ChunkPlan& plan,
-                                                      const float* xs, float* part,
-                                                      int whole_rows_parity, int segments_parity) {
-  const int parity = plan.segs_per_row == 1 ? whole_rows_parity : segments_parity;
-  bool ok;
-  if (plan.rows_per_chunk >= 4) {
-    ok = matvec_chunks<W, 4, 1, false>(env, plan, xs, part, parity);
-  } else if (plan.rows_per_chunk >= 2) {
-    ok = matvec_chunks<W, 2, 1, false>(env, plan, xs, part, parity);
-  } else {
-    ok = matvec_chunks<W, 1, 1, false>(env, plan, xs, part, parity);
-  }
-  return ok ? plan.num_chunks : -1;
+__device__ __forceinline__ bool matvec_group_typed(TaskEnv& env, const ChunkPlan& plan,
+                                                   const float* xs, float* part) {
+  if (plan.rows_per_chunk >= 4) return matvec_chunks<W, 4, 1, false>(env, plan, xs, part);
+  if (plan.rows_per_chunk >= 2) return matvec_chunks<W, 2, 1, false>(env, plan, xs, part);
+  return matvec_chunks<W, 1, 1, false>(env, plan, xs, part);
 }
 // The chunk plan of a group of `rows` rows (the stage holds them from its start).
 __device__ __forceinline__ ChunkPlan group_plan(abi::RefType type, int32_t rows, int32_t cols) {
@@ -46,19 +37,14 @@ __device__ __forceinline__ ChunkPlan group_plan(abi::RefType type, int32_t rows,
 // `full`: the plan of a full group, computed once per task, for its integer divisions (per
 // group they were a tenth of the claimed run's samples); a part's shorter last group plans
 // its own.
-__device__ __forceinline__ int32_t matvec_group(TaskEnv& env, abi::RefType type,
-                                                const ChunkPlan& full, int32_t rows,
-                                                const float* xs, float* part,
-                                                int whole_rows_parity, int segments_parity) {
+__device__ __forceinline__ bool matvec_group(TaskEnv& env, abi::RefType type,
+                                             const ChunkPlan& full, int32_t rows, const float* xs,
+                                             float* part) {
   const ChunkPlan plan = rows == full.rows ? full : group_plan(type, rows, full.cols);
   switch (type) {
-    case abi::RefType::kBF16:
-      return matvec_group_typed<__nv_bfloat16>(env, plan, xs, part, whole_rows_parity,
-                                               segments_parity);
-    case abi::RefType::kF16:
-      return matvec_group_typed<__half>(env, plan, xs, part, whole_rows_parity, segments_parity);
-    default:
-      return matvec_group_typed<float>(env, plan, xs, part, whole_rows_parity, segments_parity);
+    case abi::RefType::kBF16: return matvec_group_typed<__nv_bfloat16>(env, plan, xs, part);
+    case abi::RefType::kF16: return matvec_group_typed<__half>(env, plan, xs, part);
+    default: return matvec_group_typed<float>(env, plan, xs, part);
   }
 }
 
@@ -125,7 +111,7 @@ __device__ __forceinline__ void claimed_linear(TaskEnv& env, const abi::TaskDesc
   const abi::RefType type = op->parts[0].weight.type;
   const ChunkPlan full = group_plan(type, group_rows, op->parts[0].weight.cols);
   if (env.args.trace && env.tid == 0) env.stream_begin_ns = global_timer_ns();
-  int32_t n = 0, chunks = 0;
+  int32_t n = 0;
   for (;;) {
     if (env.next_stage() == nullptr) return;
     const int32_t g = env.ring.group();
@@ -135,15 +121,11 @@ __device__ __forceinline__ void claimed_linear(TaskEnv& env, const abi::TaskDesc
     }
     if (env.tid == 0) claimed[n] = g;
     const int32_t group = groups.size(groups.part(g), g);
-    // The halves of the warps alternate chunk by chunk over the task, as for a tile, when a
-    // chunk holds whole rows: a row's sums are then one half's, whichever it is. Rows cut into
-    // segments alternate by the group's number, so that their sums do not depend on which
-    // task claimed the group.
+    // A chunk's items go to the warps by its geometry alone, so a group's sums do not depend
+    // on which task claimed it.
     for (int w = 0; w < weights; ++w) {
       float* sums = part + (w * room + n * group_rows) * CONSUMER_WARPS;
-      const int32_t taken = matvec_group(env, type, full, group, xs, sums, chunks, g + w);
-      if (taken < 0) return;
-      chunks += taken;
+      if (!matvec_group(env, type, full, group, xs, sums)) return;
     }
     ++n;
   }

@@ -228,29 +228,28 @@ __device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes
 // items, so it covers one or two row groups; it keeps one sum per row of the group in
 // registers and then adds them into its slot. Only that warp writes the slot, in chunk order,
 // so no barrier is needed between chunks and the sums do not depend on timing. The consumers
-// are what limits a linear's stream (about 33 GB/s per SM, where one SM's copies alone reach
-// 57), so the loop keeps its index arithmetic out of the items: the chunk's place advances
-// instead of being divided out, pointers step by an item, and full groups load unpredicated.
-// A chunk goes to half of the warps, the halves alternating by the chunk's index plus
-// `parity`: each warp flushes its row sums and frees a stage once per twice the items. The
-// other half still waits for the chunk and frees it, so a stage's empty barrier counts every
-// warp as before. With several slots (batch > 1: GROUPS) a chunk is taken `slot_groups`
-// times, S slots at a time, their input rows `x_floats` apart and their partial sums
-// `part_floats` apart; a slot's sums do not depend on the other slots (the batch fixes R and
-// S, so they may differ from batch 1's in the last bits). Batch 1 compiles
-// without the group loop: its registers are what the item loop was measured with.
+// are what limits a linear's stream when HBM does not (megalith_gpu_weight_stream --sms 16,
+// 2026-12-04: 46 GB/s per SM on 4096-column tiles of 384 rows and 36 on tiles of 32 rows,
+// where the copies alone reach 63 and 57), so the loop keeps its index arithmetic out of the
+// items: the chunk's place advances instead of being divided out, pointers step by an item,
+// and full groups load unpredicated. Every chunk goes to all eight warps (a 32 KB bf16 chunk
+// is two items a warp): when the two halves of the warps took alternate chunks, a stage was
+// held until its half's longer runs were done, and Qwen3-8B ran 1% slower
+// (docs/performance.md). With several slots (batch > 1: GROUPS) a chunk is taken
+// `slot_groups` times, S slots at a time, their input rows `x_floats` apart and their partial
+// sums `part_floats` apart; a slot's sums do not depend on the other slots (the batch fixes R
+// and S, so they may differ from batch 1's in the last bits). Batch 1 compiles without the
+// group loop: its registers are what the item loop was measured with.
 template <class W, int R, int S, bool GROUPS>
-__device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& plan, const float* xs, float* part,
-                              int parity, uint32_t x_floats = 0, uint32_t part_floats = 0,
-                              int slot_groups = 1) {
+__device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& plan, const float* xs,
+                                              float* part, uint32_t x_floats = 0,
+                                              uint32_t part_floats = 0, int slot_groups = 1) {
   static_assert(GROUPS || S == 1, "one slot without groups");
   const float4* x_lane = reinterpret_cast<const float4*>(xs) + env.lane;
   const uint32_t x_stride = x_floats / 4;
   const uint32_t row_bytes = uint32_t(plan.seg_cols) * sizeof(W);
   constexpr uint32_t ITEM_BYTES = UNIT_COLS<W> * sizeof(W);
   constexpr int ITEM_QUADS = UNIT_COLS<W> / 4;
-  constexpr int HALF_WARPS = CONSUMER_WARPS / 2;
-  const int half = env.warp / HALF_WARPS, warp_in_half = env.warp % HALF_WARPS;
   int32_t row0 = 0, col0 = 0;  // chunk_at(plan, c), advanced chunk by chunk
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const int rows = min(plan.rows_per_chunk, plan.rows - row0);
@@ -258,9 +257,9 @@ __device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& pla
     const uint8_t* stage = env.next_stage();
     if (stage == nullptr) return false;
     const int items_per_row = cols / UNIT_COLS<W>;
-    const int items = ((c + parity) & 1) == half ? (rows + R - 1) / R * items_per_row : 0;
-    const int per_warp = (items + HALF_WARPS - 1) / HALF_WARPS;
-    const int begin = min(items, warp_in_half * per_warp), end = min(items, begin + per_warp);
+    const int items = (rows + R - 1) / R * items_per_row;
+    const int per_warp = (items + CONSUMER_WARPS - 1) / CONSUMER_WARPS;
+    const int begin = min(items, env.warp * per_warp), end = min(items, begin + per_warp);
     for (int g = 0; g < (GROUPS ? slot_groups : 1); ++g) {
       int group = begin < end ? begin / items_per_row : 0;
       int first = begin - group * items_per_row;  // the run's first item within its group
@@ -320,7 +319,7 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
                                     float* acc, float* part) {
   for (int i = env.tid; i < plan.rows * CONSUMER_WARPS; i += CONSUMER_THREADS) part[i] = 0;
   consumer_sync();
-  if (!matvec_chunks<W, R, 1, false>(env, plan, xs, part, 0)) return false;
+  if (!matvec_chunks<W, R, 1, false>(env, plan, xs, part)) return false;
   consumer_sync();
   sum_partials(env, part, plan.rows, acc);
   consumer_sync();
@@ -335,7 +334,7 @@ __device__ bool stream_matvec_slot_items(TaskEnv& env, const ChunkPlan& plan, co
   const uint32_t part_floats = matvec_partial_floats(plan.rows);
   for (int i = env.tid; i < slots * int(part_floats); i += CONSUMER_THREADS) part[i] = 0;
   consumer_sync();
-  if (!matvec_chunks<W, R, S, true>(env, plan, xs, part, 0, x_floats, part_floats, slots / S)) {
+  if (!matvec_chunks<W, R, S, true>(env, plan, xs, part, x_floats, part_floats, slots / S)) {
     return false;
   }
   consumer_sync();
