@@ -6,13 +6,15 @@
 # Ampere path, which runs on Hopper too: scripts/gpu/check_megakernel.sh build/carry-gpu80).
 # The dual-architecture binaries outgrow what the device tool carries (64 MiB), so the carry
 # also goes as a gzip tarball: carry build/carry-gpu.tgz and start the GPU command with
-# `tar xzf build/carry-gpu.tgz -C build`.
-#   scripts/gpu/pack.sh [ARCHS]
+# `tar xzf build/carry-gpu.tgz -C build`. With a NAME, the carry is build/carry-NAME: a variant
+# (another branch, built in the same build directory) to set beside main's in one call of
+# scripts/gpu/ab_bench.sh.
+#   scripts/gpu/pack.sh [ARCHS [NAME]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 archs=${1:-}
 build=build/gpu$archs
-carry=build/carry-gpu$archs
+carry=build/carry-${2:-gpu$archs}
 flags=()
 [[ -z $archs ]] || flags=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
 [[ -f $build/build.ninja ]] || cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >/dev/null
