@@ -69,7 +69,7 @@ cudaError_t launch_ring_read(const void* data, size_t bytes, int ctas, int stage
   if (ctas <= 0 || stage_bytes <= 0 || stage_bytes % 16 != 0 || stages < 1 || stages > 8) {
     return cudaErrorInvalidValue;
   }
-  const size_t per_cta = bytes / size_t(ctas) / size_t(stage_bytes);  // whole chunks per CTA
+  const size_t per_cta = ring_read_chunks(bytes, ctas, stage_bytes);
   if (per_cta == 0 || per_cta > 0x7fffffff) return cudaErrorInvalidValue;
   const int smem = stages * stage_bytes;
   cudaError_t e = cudaFuncSetAttribute(ring_read_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -19,9 +19,13 @@ namespace megalith::kernels {
 cudaError_t launch_range_read(const void* data, size_t bytes, int blocks, uint32_t* sink,
                               cudaStream_t stream);
 
-// The bytes launch_ring_read() reads: whole chunks, as many per CTA as fit.
+// The chunks of stage_bytes each CTA of launch_ring_read() reads: whole chunks, as many as fit.
+inline size_t ring_read_chunks(size_t bytes, int ctas, int stage_bytes) {
+  return bytes / size_t(ctas) / size_t(stage_bytes);
+}
+// The bytes launch_ring_read() reads.
 inline size_t ring_read_bytes(size_t bytes, int ctas, int stage_bytes) {
-  return bytes / size_t(ctas) / size_t(stage_bytes) * size_t(ctas) * size_t(stage_bytes);
+  return ring_read_chunks(bytes, ctas, stage_bytes) * size_t(ctas) * size_t(stage_bytes);
 }
 
 // A bulk-copy ring per CTA (sm_90; elsewhere the kernel reads nothing): `stages` stages of
