@@ -82,6 +82,29 @@ __device__ inline StagedCache staged_cache(const TaskEnv& env, int hd) {
   return {base, base + capacity * row_bytes, capacity, env.staged_rows, row_bytes};
 }
 
+// Pulls into L2 the cache rows the passes will read (the slice's rows below the token's, not
+// staged): the weights streamed since the last step have pushed them out, so each would be an
+// HBM miss on attention's chain of latencies, queued behind the rings' copies in flight. Issued
+// by the warps the rotation leaves idle (`thread` of `threads`), so the passes, a rotation
+// later, find the rows in L2 and nothing on the chain waits for the prefetch (a group of 8 or
+// more query heads leaves no warp idle, and nothing is prefetched).
+__device__ inline void prefetch_cache_rows(const TaskEnv& env, const abi::TaskDesc& t, int pos,
+                                           int thread, int threads) {
+  const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
+  const KeySlice slice = split_slice(t.params.attention, pos);
+  const int begin = max(slice.begin, env.staged_rows);
+  const int rows = max(0, min(slice.end, pos) - begin);
+  const int row_bytes = t.params.attention.head_dim * ref_elem_bytes(k_cache.type);
+  const int lines = (row_bytes + L2_LINE - 1) / L2_LINE;
+  const int64_t k_stride = k_cache.stride * ref_elem_bytes(k_cache.type);
+  const int64_t v_stride = v_cache.stride * ref_elem_bytes(v_cache.type);
+  for (int i = thread; i < 2 * rows * lines; i += threads) {
+    const int line = i % lines, row = begin + (i / lines) % rows;
+    const bool key = i < rows * lines;
+    prefetch_l2((key ? k_cache.data : v_cache.data) + row * (key ? k_stride : v_stride) + line * L2_LINE);
+  }
+}
+
 // Normalizes and rotates the token's query heads and key, a warp per head (heads
 // 0..group-1 the queries, head `group` the key), all heads at once: this is a chain of memory
 // latencies, so it runs them side by side. Angles in float and their cosine and sine in
@@ -106,6 +129,10 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
   // The value row is loaded with the heads, one element a thread (MAX_HEAD_DIM fits).
   static_assert(MAX_HEAD_DIM <= CONSUMER_THREADS, "a value element per thread");
   const uint32_t value_bits = env.tid < hd ? v.get_bits(0, env.tid) : 0;
+  const int idle_warp = env.warp - (group + 1);  // warps past the heads rotate nothing
+  if (idle_warp >= 0) {
+    prefetch_cache_rows(env, t, pos, idle_warp * 32 + env.lane, (CONSUMER_WARPS - group - 1) * 32);
+  }
   for (int h = env.warp; h <= group; h += CONSUMER_WARPS) {
     const bool is_key = h == group;
     // By value: references to one of two local Refs would put both in local memory.
