@@ -6,7 +6,7 @@
 //   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
 //                      [--kernel-per-op] [--claim-rows [--tiles]] [--keys-per-split K]
 //                      [--attention-workers N]
-//                      [--tile-row-multiple M]
+//                      [--tile-row-multiple M] [--max-task-mb MB]
 //                      [arch:preset ...]     # default qwen3:tiny qwen3:qwen3-0.6b
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -147,6 +147,10 @@ int run_bench(int argc, char** argv) {
       compile_options.attention_keys_per_split = std::max<int64_t>(1, std::stoll(argv[++i]));
     } else if (arg == "--tile-row-multiple" && i + 1 < argc) {
       compile_options.tile_row_multiple = int32_t(std::stoi(argv[++i]));
+    } else if (arg == "--max-task-mb" && i + 1 < argc) {
+      // The most weight bytes a linear's task streams (CompileOptions::max_task_weight_bytes):
+      // only lm_head's tiles reach the default's 4 MB on these models.
+      compile_options.max_task_weight_bytes = std::max<int64_t>(1, std::stoll(argv[++i])) << 20;
     } else if (arg == "--attention-workers" && i + 1 < argc) {
       compile_options.attention_workers = int32_t(std::stoi(argv[++i]));
     } else if (arg == "--tiles") {
