@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A/B of branch builds against main's in one device call: unpacks every build/carry-*.tgz (main's
+# from `scripts/gpu/pack.sh 90a`, each branch's from `scripts/gpu/pack.sh 90a NAME`, slimmed as
+# docs/performance.md says), runs each branch's GPU tests, then ab_bench.sh with main's bench
+# first. A variant is a carry's NAME, optionally with megalith_gpu_bench flags in the same
+# quoted word ("gpu90a --max-task-mb 16" is main's build with a flag). The ab_bench logs come
+# back as one tarball, $OUT/ab.tgz.
+#   scripts/gpu/ab_carries.sh ROUNDS VARIANT...
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+rounds=$1
+shift
+for t in build/carry-*.tgz; do tar xzf "$t" -C build; done
+source scripts/gpu/carry_env.sh build/carry-gpu90a
+bench=tests/gpu/megalith_gpu_bench
+variants=("build/carry-gpu90a/$bench")
+for variant in "$@"; do
+  read -r name flags <<<"$variant"
+  if [[ $name != gpu90a ]]; then
+    echo "== GPU tests of $name ($(cat "build/carry-$name/COMMIT"))"
+    timeout 120 "build/carry-$name/tests/gpu/megalith_gpu_tests" >"$OUT/tests_$name.log" 2>&1
+    tail -1 "$OUT/tests_$name.log"
+  fi
+  variants+=("build/carry-$name/$bench${flags:+ $flags}")
+done
+scripts/gpu/ab_bench.sh "$rounds" "${variants[@]}" | grep -v "^qwen3:\|^llama:"
+tar -czf "$OUT/ab.tgz" -C "$OUT" ab && rm -rf "$OUT/ab"
