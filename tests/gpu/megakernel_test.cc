@@ -865,7 +865,11 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
     for (int64_t p = first; p < end; ++p) {
       if ((*gpu)->token(p) != (*cpu)->token(p)) {
         const double gap = std::abs(double((*gpu)->logprob(p)) - double((*cpu)->logprob(p)));
-        (gap <= kTieLogprob ? tied : diverged) = p;
+        if (gap <= kTieLogprob) {
+          tied = p;
+        } else {
+          diverged = p;
+        }
         break;
       }
       worst_logprob = std::max(worst_logprob, double(std::abs((*gpu)->logprob(p) - (*cpu)->logprob(p))));
