@@ -2,8 +2,9 @@
 # A/B of megakernel step times in one run: each round runs every variant on the three
 # models, alternating, so clock and thermal drift hit them alike. A variant is a quoted
 # command line of megalith_gpu_bench (plus its flags). Full outputs under $OUT/ab/; the
-# headline per variant and model is printed.
-#   scripts/gpu/ab_bench.sh ROUNDS "BENCH [FLAGS]" ["BENCH [FLAGS]" ...]
+# headline per variant and model is printed. AB_STEPS sets the timed steps (default 32: positions
+# 32-64; 128 decodes to position 160, as `megalith bench` does).
+#   [AB_STEPS=N] scripts/gpu/ab_bench.sh ROUNDS "BENCH [FLAGS]" ["BENCH [FLAGS]" ...]
 set -uo pipefail
 rounds=$1
 shift
@@ -16,7 +17,7 @@ for round in $(seq "$rounds"); do
     v=$((v + 1))
     log="$out/round${round}_variant$v.txt"
     # shellcheck disable=SC2086  # a variant is a command line
-    timeout 240 $variant --steps 32 $models >"$log" 2>&1 || echo "variant $v failed: see $log"
+    timeout 240 $variant --steps "${AB_STEPS:-32}" $models >"$log" 2>&1 || echo "variant $v failed: see $log"
     echo "== round $round, variant $v: $variant"
     grep -E "^[a-z0-9]+:[a-z0-9.-]+ \(|us/step" "$log" | grep -v traced
   done
