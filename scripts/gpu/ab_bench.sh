@@ -3,8 +3,8 @@
 # models, alternating, so clock and thermal drift hit them alike. A variant is a quoted
 # command line of megalith_gpu_bench (plus its flags). Full outputs under $OUT/ab/; the
 # headline per variant and model is printed. AB_STEPS sets the steps of each timed run (default
-# 32); the headline is the median of three runs in a row, the second: positions 44-76 with 32
-# steps, 76-140 with 64 (about where `megalith bench`, positions 32-160, decodes).
+# 32); the headline is the median of three runs after 8 warm-up steps, the second: positions
+# 40-72 with 32 steps, 72-136 with 64 (about where `megalith bench`, positions 32-160, decodes).
 #   [AB_STEPS=N] scripts/gpu/ab_bench.sh ROUNDS "BENCH [FLAGS]" ["BENCH [FLAGS]" ...]
 set -uo pipefail
 rounds=$1
