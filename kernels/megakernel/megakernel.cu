@@ -29,32 +29,30 @@ __device__ bool wait_events(const MegakernelArgs& args, const QueueEntry& e, int
   return true;
 }
 
+template <KernelPaths P>
 __device__ __forceinline__ void run_task(TaskEnv& env, const abi::TaskDesc& t) {
   // Every kind listed (no default): a kind added to tasks.def without a case here warns.
   switch (t.kind) {
     case abi::TaskKind::kRmsNormLinear:
     case abi::TaskKind::kLinearResidual:
     case abi::TaskKind::kRmsNormGateUpSilu:
-    case abi::TaskKind::kLmHead: run_linear(env, t); return;  // one body for the four
+    case abi::TaskKind::kLmHead: run_linear<P>(env, t); return;  // one body for the four
     case abi::TaskKind::kEmbedding: run_embedding(env, t); return;
-    case abi::TaskKind::kAttentionPartial: run_attention_partial(env, t); return;
+    case abi::TaskKind::kAttentionPartial: run_attention_partial<P>(env, t); return;
     case abi::TaskKind::kAttentionMerge: run_attention_merge(env, t); return;
     case abi::TaskKind::kSample: run_sample(env, t); return;
   }
-  env.failed = true;
-  if (env.tid == 0) {
-    report_fault(env.args, MegakernelFault::kUnsupportedTask, env.task, env.step, abi::kNoEvent, 0,
-                 0);
-  }
+  fail_unsupported(env);
 }
 
 // What a task can do before its events fire, on every consumer thread while thread 0 waits:
 // load the inputs that do not depend on them.
+template <KernelPaths P>
 __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& t) {
   const abi::LinearForm form = abi::linear_form(t.kind);
   if (form.weights > 0) {
     if (form.norm) start_norm_weight_copy(env, t);
-    if (claims_rows(env.args, t)) start_claimed_op_copy(env, t);
+    if (claims_rows<P>(env.args, t)) start_claimed_op_copy(env, t);
   } else if (t.kind == abi::TaskKind::kAttentionPartial) {
     env.staged_rows = 0;
     if (t.params.attention.stage_cache != 0) start_cache_staging(env, t);
@@ -76,7 +74,7 @@ __device__ __forceinline__ bool run_dispatched(TaskEnv& env, const QueueEntry& e
                                                int64_t step, ConsumerShared* shared) {
   const MegakernelArgs& args = env.args;
   TaskTrace trace{};
-  prepare_task(env, e.task);
+  prepare_task<KernelPaths::kGeneral>(env, e.task);
   if (env.tid == 0) {
     if (args.trace) trace.wait_ns = global_timer_ns();
     shared->stop = wait_events(args, e, step) ? 0u : 1u;
@@ -90,7 +88,7 @@ __device__ __forceinline__ bool run_dispatched(TaskEnv& env, const QueueEntry& e
   env.step = step;
   env.task = e.task_index;
   env.stream_begin_ns = env.stream_end_ns = 0;
-  run_task(env, e.task);
+  run_task<KernelPaths::kGeneral>(env, e.task);
   if (env.failed) return false;
   consumer_sync();  // as in static mode: the task's writes before the release
   if (env.tid == 0 && e.task.signal != abi::kNoEvent) signal_and_activate(args, e, step);
@@ -106,6 +104,7 @@ __device__ __forceinline__ bool run_dispatched(TaskEnv& env, const QueueEntry& e
 
 // Static mode: the worker's queue in order, step after step (the loop as it was measured: a
 // shared helper with dynamic mode cost its registers, ptxas spills 488/520 -> 652/616 B).
+template <KernelPaths P>
 __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, const Ring& ring,
                                                     uint8_t* smem, volatile uint32_t* stop) {
   TaskEnv env = consumer_env(args, ring, smem);
@@ -126,7 +125,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
       uint4 staged{};
       if (env.tid < ENTRY_VECTORS) staged = entries[size_t(next) * ENTRY_VECTORS + env.tid];
       TaskTrace trace{};
-      prepare_task(env, e.task);
+      prepare_task<P>(env, e.task);
       if (env.tid == 0) {
         if (args.trace) trace.wait_ns = global_timer_ns();
         *stop = wait_events(args, e, step) ? 0u : 1u;
@@ -140,7 +139,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
       env.step = step;
       env.task = e.task_index;
       env.stream_begin_ns = env.stream_end_ns = 0;
-      run_task(env, e.task);
+      run_task<P>(env, e.task);
       if (env.failed) return;
       if (env.tid < ENTRY_VECTORS) slots[(slot ^ 1) * ENTRY_VECTORS + env.tid] = staged;
       // Every consumer thread's writes happen before thread 0's release (the barrier orders
@@ -205,6 +204,7 @@ __device__ __noinline__ void run_dynamic_cta(const MegakernelArgs& args, uint8_t
 // Kernel-per-op mode: static mode's worker loop, producer and consumers, for one step
 // (*args.device_step) of the CTA's queue, its share of one fused op's tasks. The launches
 // before it in the stream ran every task it waits on, so its waits pass at once.
+template <KernelPaths P>
 __global__ void __launch_bounds__(WORKER_THREADS, 1) op_kernel(const MegakernelArgs args) {
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ ConsumerShared shared;
@@ -213,58 +213,79 @@ __global__ void __launch_bounds__(WORKER_THREADS, 1) op_kernel(const MegakernelA
   one_step.end_step = one_step.first_step + 1;
   const Ring ring = setup_ring(one_step, smem);
   if (threadIdx.x / 32 == PRODUCER_WARP) {
-    if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer(one_step, ring);
+    if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer<P>(one_step, ring);
     return;
   }
-  run_static_consumer(one_step, ring, smem, &shared.stop);
+  run_static_consumer<P>(one_step, ring, smem, &shared.stop);
 }
 
 // Kernel-per-op mode: the last node of a step's graph moves every launch on to the next step.
 __global__ void advance_step(int64_t* step) { *step += 1; }
 
-// Worker CTAs first; in dynamic mode one more CTA, whose first warps are the schedulers.
-__global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel(const MegakernelArgs args) {
+// Worker CTAs first; in dynamic mode one more CTA, whose first warps are the schedulers
+// (kGeneral only: the host launches kBf16Decode in static mode). The arguments stay in the
+// parameter space (__grid_constant__): a TaskEnv refers to them, and a reference to an
+// ordinary kernel parameter makes a copy of the whole struct in every thread's local memory.
+template <KernelPaths P>
+__global__ void __launch_bounds__(WORKER_THREADS, 1)
+    megakernel(const __grid_constant__ MegakernelArgs args) {
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ ConsumerShared shared;
-  if (dynamic_mode(args)) {
-    run_dynamic_cta(args, smem, &shared);
-    return;
+  if constexpr (P == KernelPaths::kGeneral) {
+    if (dynamic_mode(args)) {
+      run_dynamic_cta(args, smem, &shared);
+      return;
+    }
   }
   const Ring ring = setup_ring(args, smem);
   if (threadIdx.x / 32 == PRODUCER_WARP) {
-    if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer(args, ring);
+    if (int(threadIdx.x % 32) < PRODUCER_LANES) run_producer<P>(args, ring);
     return;
   }
-  run_static_consumer(args, ring, smem, &shared.stop);
+  run_static_consumer<P>(args, ring, smem, &shared.stop);
+}
+
+// The kernels of `paths`.
+const void* megakernel_for(KernelPaths paths) {
+  return paths == KernelPaths::kBf16Decode
+             ? reinterpret_cast<const void*>(&megakernel<KernelPaths::kBf16Decode>)
+             : reinterpret_cast<const void*>(&megakernel<KernelPaths::kGeneral>);
+}
+const void* op_kernel_for(KernelPaths paths) {
+  return paths == KernelPaths::kBf16Decode
+             ? reinterpret_cast<const void*>(&op_kernel<KernelPaths::kBf16Decode>)
+             : reinterpret_cast<const void*>(&op_kernel<KernelPaths::kGeneral>);
 }
 
 }  // namespace
 
-cudaError_t megakernel_max_workers(size_t smem_bytes, int* workers) {
-  cudaError_t e = cudaFuncSetAttribute(megakernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(smem_bytes));
+cudaError_t megakernel_max_workers(size_t smem_bytes, KernelPaths paths, int* workers) {
+  const void* kernel = megakernel_for(paths);
+  cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes));
   if (e != cudaSuccess) return e;
   int device = 0, sms = 0, per_sm = 0;
   if ((e = cudaGetDevice(&device)) != cudaSuccess) return e;
   if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess) {
     return e;
   }
-  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, megakernel, WORKER_THREADS,
-                                                    smem_bytes);
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, WORKER_THREADS, smem_bytes);
   if (e != cudaSuccess) return e;
   *workers = sms * per_sm;
   return cudaSuccess;
 }
 
-cudaError_t configure_op_kernel(size_t smem_bytes) {
-  return cudaFuncSetAttribute(op_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+cudaError_t configure_op_kernel(size_t smem_bytes, KernelPaths paths) {
+  return cudaFuncSetAttribute(op_kernel_for(paths), cudaFuncAttributeMaxDynamicSharedMemorySize,
                               int(smem_bytes));
 }
 
-cudaError_t launch_op_kernel(const MegakernelArgs& args, int ctas, cudaStream_t stream) {
-  op_kernel<<<ctas, WORKER_THREADS, megakernel_smem_bytes(args.scratch_floats, args.num_stages),
-              stream>>>(args);
-  return cudaGetLastError();
+cudaError_t launch_op_kernel(const MegakernelArgs& args, KernelPaths paths, int ctas,
+                             cudaStream_t stream) {
+  MegakernelArgs copy = args;
+  void* params[] = {&copy};
+  return cudaLaunchKernel(op_kernel_for(paths), dim3(ctas), dim3(WORKER_THREADS), params,
+                          megakernel_smem_bytes(args.scratch_floats, args.num_stages), stream);
 }
 
 cudaError_t launch_advance_step(int64_t* step, cudaStream_t stream) {
@@ -272,16 +293,16 @@ cudaError_t launch_advance_step(int64_t* step, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t launch_megakernel(const MegakernelArgs& args, cudaStream_t stream) {
+cudaError_t launch_megakernel(const MegakernelArgs& args, KernelPaths paths, cudaStream_t stream) {
+  const void* kernel = megakernel_for(paths);
   const size_t smem = megakernel_smem_bytes(args.scratch_floats, args.num_stages);
   cudaError_t e =
-      cudaFuncSetAttribute(megakernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (e != cudaSuccess) return e;
   MegakernelArgs copy = args;
   void* params[] = {&copy};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&megakernel),
-                                     dim3(megakernel_ctas(args)), dim3(WORKER_THREADS), params,
-                                     smem, stream);
+  return cudaLaunchCooperativeKernel(kernel, dim3(megakernel_ctas(args)), dim3(WORKER_THREADS),
+                                     params, smem, stream);
 }
 
 }  // namespace megalith::kernels

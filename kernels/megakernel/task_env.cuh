@@ -41,6 +41,16 @@ struct TaskEnv {
   }
 };
 
+// A task the launch's kernel paths do not cover (the host picks the paths that cover the
+// graph, so only a bug gets here): the launch ends with an error naming it.
+__device__ inline void fail_unsupported(TaskEnv& env) {
+  env.failed = true;
+  if (env.tid == 0) {
+    report_fault(env.args, MegakernelFault::kUnsupportedTask, env.task, env.step, abi::kNoEvent, 0,
+                 0);
+  }
+}
+
 // A consumer thread's environment in the shared memory of layout.h, reading `ring`.
 __device__ inline TaskEnv consumer_env(const MegakernelArgs& args, const Ring& ring, uint8_t* smem) {
   return {args,

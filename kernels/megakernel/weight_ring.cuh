@@ -224,8 +224,11 @@ __device__ inline bool stream_task_weights(const MegakernelArgs& args, const Rin
   return true;
 }
 
-// Whether the task claims its rows in this launch (compiler/claimed_rows.h).
+// Whether the task claims its rows in this launch (compiler/claimed_rows.h); never on the
+// kBf16Decode paths, whose launches have no claimed ops.
+template <KernelPaths P = KernelPaths::kGeneral>
 __device__ __forceinline__ bool claims_rows(const MegakernelArgs& args, const abi::TaskDesc& t) {
+  if constexpr (P == KernelPaths::kBf16Decode) return false;
   return args.claims.counters != nullptr && abi::claims_rows(t.kind, t.params);
 }
 
@@ -372,6 +375,7 @@ __device__ inline void drain_producer(const Ring& ring, const ProducerState& p) 
 
 // The producer, static mode: PRODUCER_LANES threads of the producer warp stream every chunk
 // of the worker's queue, in queue order, for the launch's steps.
+template <KernelPaths P = KernelPaths::kGeneral>
 __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring) {
   const uint32_t q_begin = args.queue_begin[blockIdx.x], q_end = args.queue_begin[blockIdx.x + 1];
   const uint64_t policy = l2_evict_first_policy();
@@ -381,7 +385,7 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
     for (uint32_t q = q_begin; q < q_end; ++q) {
       const QueueEntry& e = args.entries[q];
       const bool ok =
-          claims_rows(args, e.task)
+          claims_rows<P>(args, e.task)
               ? stream_claimed_groups(args, ring, e.task, e.task_index, step, policy, p, reset_step)
               : stream_task_weights(args, ring, e.task, e.task_index, step, policy, p);
       if (!ok) {

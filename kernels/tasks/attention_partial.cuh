@@ -558,6 +558,7 @@ __device__ __noinline__ void attention_partial_wide(TaskEnv& env, const abi::Tas
   attention_partial_scalar<8>(env, t, tok, scratch);
 }
 
+template <KernelPaths P>
 __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& t) {
   static_assert(MAX_HEAD_DIM == 256, "head dims per lane: 4 or 8");
   static_assert(SMEM_SCRATCH_OFFSET % 16 == 0, "the vector pass reads its scratch in vectors");
@@ -570,7 +571,12 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
   // After the token's area, a multiple of 4 floats: the passes' vectors stay aligned.
   float* scratch = env.scratch + attention_token_floats(uint32_t(p.group), uint32_t(hd));
   const Ref k = env.ref(t, 7), v = env.ref(t, 8);
-  if (attention_vector_fits(k, v, hd)) {
+  if constexpr (P == KernelPaths::kBf16Decode) {
+    if (!attention_vector_fits(k, v, hd) || k.type != abi::RefType::kBF16) {
+      return fail_unsupported(env);
+    }
+    attention_partial_vector(env, t, tok, scratch, false);
+  } else if (attention_vector_fits(k, v, hd)) {
     attention_partial_vector(env, t, tok, scratch, k.type == abi::RefType::kF16);
   } else if (hd <= 128) {
     attention_partial_narrow(env, t, tok, scratch);

@@ -16,8 +16,9 @@
 
 namespace megalith::kernels {
 
+template <KernelPaths P>
 __device__ inline void run_linear(TaskEnv& env, const abi::TaskDesc& t) {
-  if (claims_rows(env.args, t)) return run_claimed_linear(env, t);
+  if (claims_rows<P>(env.args, t)) return run_claimed_linear(env, t);
   const abi::LinearForm form = abi::linear_form(t.kind);
   const int32_t rows = t.refs[form.weight[0]].rows, slots = t.refs[0].rows;
   const uint32_t x_floats = linear_x_floats(t.refs[0].cols);
@@ -29,7 +30,7 @@ __device__ inline void run_linear(TaskEnv& env, const abi::TaskDesc& t) {
   // Not unrolled: a second copy of the product loop is what this body exists to avoid.
 #pragma unroll 1
   for (int i = 0; i < form.weights; ++i) {
-    if (!stream_matvec(env, t.refs[form.weight[i]], xs, acc + i * slots * rows, part, slots,
+    if (!stream_matvec<P>(env, t.refs[form.weight[i]], xs, acc + i * slots * rows, part, slots,
                        x_floats)) {
       return;
     }

@@ -482,6 +482,8 @@ __device__ inline float* load_slot_rows(TaskEnv& env, const abi::TaskDesc& t, bo
 // tasks/linear.cuh): one copy of the loop, already in the instruction caches whichever linear
 // kind runs, and no call's cost (measured: with a copy per kind Qwen3-0.6B's step was about
 // 17% longer, with one out-of-line copy about 5%).
+// On the kBf16Decode paths only bf16's inlined loop is there.
+template <KernelPaths P = KernelPaths::kGeneral>
 __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, const float* xs,
                                      float* acc, float* part, int slots = 1,
                                      uint32_t x_floats = 0) {
@@ -489,7 +491,13 @@ __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, cons
     env.stream_begin_ns = global_timer_ns();
   }
   bool ok;
-  if (slots > 1) {
+  if constexpr (P == KernelPaths::kBf16Decode) {
+    if (slots > 1 || w.type != abi::RefType::kBF16) {
+      fail_unsupported(env);
+      return false;
+    }
+    ok = stream_matvec_typed<__nv_bfloat16>(env, w, xs, acc, part);
+  } else if (slots > 1) {
     switch (w.type) {
       case abi::RefType::kBF16:
         ok = stream_matvec_slots<__nv_bfloat16>(env, w, xs, x_floats, slots, acc, part);

@@ -3,7 +3,8 @@
 // same GPU in the same run. A traced launch then splits each task kind's time into waiting
 // for its inputs and running.
 //
-//   megalith_gpu_bench [--steps N] [--max-stages S] [--per-thread-release] [--dynamic]
+//   megalith_gpu_bench [--steps N] [--max-stages S] [--general-paths] [--per-thread-release]
+//                      [--dynamic]
 //                      [--kernel-per-op] [--claim-rows [--tiles]] [--keys-per-split K]
 //                      [--attention-workers N]
 //                      [--tile-row-multiple M] [--max-task-mb MB]
@@ -104,11 +105,12 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
 
   const uint64_t bytes = step_weight_bytes(tg);
   const double floor_us = double(bytes) / bandwidth * 1e6, measured = median(us_per_step);
-  fmt::print("\n{} ({} {}, {} tasks on {} workers, {} mode, {} ring stages, {:.1f} MB of "
-             "weights a step; set-up {:.1f} s)\n", spec, dtype_short_name(cfg.dtype),
+  fmt::print("\n{} ({} {}, {} tasks on {} workers, {} mode, {} kernel, {} ring stages, {:.1f} MB "
+             "of weights a step; set-up {:.1f} s)\n", spec, dtype_short_name(cfg.dtype),
              architecture_short_name(arch), tg.tasks.size(), tg.num_workers,
              options.kernel_per_op ? "kernel-per-op" : scheduling_mode_name(options.mode),
-             exec->ring_stages(), double(bytes) / 1e6,
+             exec->bf16_decode_kernel() ? "bf16-decode" : "general", exec->ring_stages(),
+             double(bytes) / 1e6,
              setup_s);
   fmt::print("  {:.1f} us/step (runs {:.1f} {:.1f} {:.1f}), floor {:.1f} us: {:.1f}% of the floor\n",
              measured, us_per_step[0], us_per_step[1], us_per_step[2], floor_us,
@@ -135,6 +137,8 @@ int run_bench(int argc, char** argv) {
       steps = std::max<int64_t>(1, std::stoll(argv[++i]));
     } else if (arg == "--max-stages" && i + 1 < argc) {
       options.max_stages = uint32_t(std::stoul(argv[++i]));
+    } else if (arg == "--general-paths") {
+      options.general_paths = true;  // bf16 decode on the general kernel
     } else if (arg == "--per-thread-release") {
       options.per_thread_release = true;
     } else if (arg == "--dynamic") {

@@ -774,14 +774,24 @@ struct ModelCase {
   // Workers that run only attention, which then stages the cache in their idle weight rings
   // (CompileOptions::attention_workers); 0: shared.
   int32_t attention_workers = 0;
+  // A bf16 model on the general kernel instead of the one compiled for bf16 decode.
+  bool general_paths = false;
 };
+
+// Which kernel a case's launches run: the bf16 decode one wherever it covers the graph.
+bool runs_bf16_decode_kernel(const ModelCase& mc) {
+  return mc.dtype == DType::kBF16 && mc.mode == SchedulingMode::kStatic && !mc.wide &&
+         !mc.general_paths;
+}
 
 // A case's test name: llama_bf16_dynamic_wide, ...
 std::string case_name(const ModelCase& mc) {
-  return fmt::format("{}_{}{}{}{}{}", architecture_short_name(mc.arch), dtype_short_name(mc.dtype),
+  return fmt::format("{}_{}{}{}{}{}{}", architecture_short_name(mc.arch),
+                     dtype_short_name(mc.dtype),
                      mc.mode == SchedulingMode::kDynamic ? "_dynamic" : "",
                      mc.kernel_per_op ? "_kernel_per_op" : "", mc.wide ? "_wide" : "",
-                     mc.attention_workers > 0 ? "_attention_workers" : "");
+                     mc.attention_workers > 0 ? "_attention_workers" : "",
+                     mc.general_paths ? "_general_paths" : "");
 }
 
 // All SMs work in static mode; dynamic mode's schedulers take one.
@@ -807,6 +817,7 @@ CudaExecutorOptions executor_options(const ModelCase& mc) {
   CudaExecutorOptions options;
   options.mode = mc.mode;
   options.kernel_per_op = mc.kernel_per_op;
+  options.general_paths = mc.general_paths;
   return options;
 }
 
@@ -846,6 +857,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
   auto gpu = CudaExecutor::create(*tg, **ckpt, executor_options(mc));
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+  EXPECT_EQ((*gpu)->bf16_decode_kernel(), runs_bf16_decode_kernel(mc));
   fs::remove_all(dir);
 
   std::mt19937_64 rng(seed);
@@ -1139,7 +1151,13 @@ INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
                                            ModelCase{Architecture::kLlama, DType::kBF16,
                                                      SchedulingMode::kDynamic, false, false, 3, 2},
                                            ModelCase{Architecture::kQwen2, DType::kF16,
-                                                     SchedulingMode::kStatic, true, false, 3, 2}),
+                                                     SchedulingMode::kStatic, true, false, 3, 2},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, false, 3, 0,
+                                                     true},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, true, false, 3, 0,
+                                                     true}),
                          [](const auto& info) { return case_name(info.param); });
 
 }  // namespace

@@ -47,6 +47,9 @@ struct CudaExecutorOptions {
   // Static mode: the linear ops the compiler marked deal their rows out at run time
   // (compiler/claimed_rows.h); false runs every task on its own tile.
   bool claim_rows = true;
+  // Runs bf16 decode graphs on the general kernel too, not the one compiled for them alone
+  // (for A/B runs and tests of the general kernel).
+  bool general_paths = false;
   // Called as create() uploads a checkpoint's weights: bytes done so far and in all, after
   // each weight (a progress bar's feed).
   std::function<void(uint64_t done, uint64_t total)> on_upload;
@@ -77,6 +80,9 @@ class CudaExecutor : public Executor {
 
   const TaskGraph& task_graph() const override { return tg_; }
   uint32_t ring_stages() const;  // the weight ring's shared-memory stages per worker
+  // Whether launches run the kernel compiled for bf16 decode alone (bf16 weights and caches,
+  // batch 1, static mode, unclaimed tiles) rather than the general one.
+  bool bf16_decode_kernel() const;
 
  protected:
   Status launch(std::span<const abi::StepControl> controls, std::span<const int32_t> prompts,

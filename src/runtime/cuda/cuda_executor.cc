@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "device_program.h"
+#include "megakernel/layout.h"
 #include "megalith/model/model_graph.h"
 #include "megalith/model/random_checkpoint.h"
 
@@ -30,7 +31,7 @@ StatusOr<std::unique_ptr<CudaExecutor>> CudaExecutor::create_program(
       cuda::DeviceProgram::create(
           tg, {options.device, options.watchdog_timeout_s, options.per_thread_release,
                options.max_stages, options.mode == SchedulingMode::kDynamic,
-               options.kernel_per_op, options.claim_rows}));
+               options.kernel_per_op, options.claim_rows, options.general_paths}));
   auto exec = std::unique_ptr<CudaExecutor>(new CudaExecutor(tg, std::move(program)));
   exec->on_token_ = options.on_token;
   return exec;
@@ -74,6 +75,9 @@ StatusOr<const WeightSpec*> find_weight(const std::vector<WeightSpec>& specs, co
 }  // namespace
 
 uint32_t CudaExecutor::ring_stages() const { return program_->num_stages(); }
+bool CudaExecutor::bf16_decode_kernel() const {
+  return program_->kernel_paths() == kernels::KernelPaths::kBf16Decode;
+}
 
 Status CudaExecutor::bind(const Checkpoint& ckpt,
                           const std::function<void(uint64_t, uint64_t)>& on_upload) {

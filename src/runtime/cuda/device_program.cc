@@ -228,6 +228,15 @@ Status DeviceProgram::validate_and_plan() {
     }
   }
 
+  // The kernel compiled for bf16 decode alone where it covers the graph (its tasks, static
+  // mode, no claimed rows); the buffers start on kArenaAlignment, so the refs' relative
+  // offsets give bf16_decode_covers() the alignment the launch's addresses will have.
+  static_assert(kArenaAlignment % 16 == 0);
+  const bool bf16_decode =
+      !options_.general_paths && !options_.dynamic && claimed_.empty() &&
+      std::all_of(tg.tasks.begin(), tg.tasks.end(), kernels::bf16_decode_covers);
+  paths_ = bf16_decode ? kernels::KernelPaths::kBf16Decode : kernels::KernelPaths::kGeneral;
+
   int limit = 0;
   MEGALITH_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, options_.device));
@@ -246,7 +255,7 @@ Status DeviceProgram::validate_and_plan() {
   }
   smem_bytes_ = kernels::megakernel_smem_bytes(scratch_floats_, num_stages_);
   int fit = 0;
-  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::megakernel_max_workers(smem_bytes_, &fit));
+  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::megakernel_max_workers(smem_bytes_, paths_, &fit));
   const int workers_fit = options_.dynamic ? fit - 1 : fit;  // the schedulers take one CTA
   if (tg.num_workers > workers_fit) {
     return invalid_argument("the task graph has {} workers; this GPU runs at most {} at once{}",
@@ -453,7 +462,7 @@ Status DeviceProgram::allocate_and_upload() {
 Status DeviceProgram::capture_op_graph(const kernels::QueueEntry* entries,
                                        const uint32_t* queue_begin) {
   Device& d = *dev_;
-  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::configure_op_kernel(smem_bytes_));
+  MEGALITH_CUDA_RETURN_IF_ERROR(kernels::configure_op_kernel(smem_bytes_, paths_));
   MEGALITH_CUDA_RETURN_IF_ERROR(cudaHostAlloc(
       &d.published, 16 + size_t(tg_.max_seq_len) * sizeof(kernels::PublishedToken), cudaHostAllocMapped));
   kernels::MegakernelArgs a = d.args;
@@ -472,7 +481,7 @@ Status DeviceProgram::capture_op_graph(const kernels::QueueEntry* entries,
     if (ctas == 0) continue;
     a.queue_begin = queue_begin + cta;
     cta += ctas;
-    if ((e = kernels::launch_op_kernel(a, int(ctas), d.stream)) != cudaSuccess) break;
+    if ((e = kernels::launch_op_kernel(a, paths_, int(ctas), d.stream)) != cudaSuccess) break;
   }
   if (e == cudaSuccess) e = kernels::launch_advance_step(d.device_step, d.stream);
   const cudaError_t ended = cudaStreamEndCapture(d.stream, &graph);
@@ -611,7 +620,7 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
       MEGALITH_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(d.op_graph, d.stream));
     }
   } else {
-    MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, d.stream));
+    MEGALITH_CUDA_RETURN_IF_ERROR(kernels::launch_megakernel(args, paths_, d.stream));
   }
   if (on_token) {
     // Hands over what the kernel has published until the launch is over, then the rest.

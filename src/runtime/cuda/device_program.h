@@ -24,6 +24,7 @@
 namespace megalith::kernels {
 struct MegakernelArgs;
 struct QueueEntry;
+enum class KernelPaths : uint32_t;
 }
 
 namespace megalith::cuda {
@@ -48,6 +49,9 @@ struct DeviceProgramOptions {
   // Static mode: the linear ops the compiler marked deal their rows out at run time
   // (compiler/claimed_rows.h); false runs every task on its own tile, as the other modes do.
   bool claim_rows = true;
+  // Runs bf16 decode graphs on the general kernel too (kernels::KernelPaths; for A/B runs and
+  // tests of that kernel): by default they take the kernel compiled for them alone.
+  bool general_paths = false;
 };
 
 class DeviceProgram {
@@ -79,6 +83,7 @@ class DeviceProgram {
              const TokenCallback& on_token = nullptr, int64_t first_position = 0);
 
   uint32_t num_stages() const { return num_stages_; }
+  kernels::KernelPaths kernel_paths() const { return paths_; }
   uint64_t shared_memory_bytes() const { return smem_bytes_; }
   const TaskGraph& task_graph() const { return tg_; }
 
@@ -101,6 +106,7 @@ class DeviceProgram {
   std::vector<std::pair<uint32_t, uint32_t>> dynamic_seeds_;
   uint32_t scratch_floats_ = 0, num_stages_ = 0;
   uint64_t smem_bytes_ = 0;
+  kernels::KernelPaths paths_{};  // kGeneral until validate_and_plan()
   bool broken_ = false;
 };
 
