@@ -36,7 +36,7 @@ model='Architectures/GpuModelTest.SameTokensAsTheCpuExecutor/llama_bf16*'
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck; do
     release=0 filter=$model  # static, dynamic and kernel-per-op
-    [[ $tool == racecheck ]] && release=1 filter="$model:-*kernel_per_op"
+    [[ $tool == racecheck ]] && release=1 filter="$model:-*kernel_per_op*"
     MEGALITH_PER_THREAD_RELEASE=$release \
       compute-sanitizer --tool "$tool" --error-exitcode 1 "$tests" --gtest_color=no \
       --gtest_filter="$filter" >"$out/$tool.log" 2>&1 || status=1
