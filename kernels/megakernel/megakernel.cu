@@ -222,13 +222,10 @@ __global__ void __launch_bounds__(WORKER_THREADS, 1) op_kernel(const MegakernelA
 // Kernel-per-op mode: the last node of a step's graph moves every launch on to the next step.
 __global__ void advance_step(int64_t* step) { *step += 1; }
 
-// Worker CTAs first; in dynamic mode one more CTA, whose first warps are the schedulers
-// (kGeneral only: the host launches kBf16Decode in static mode). The arguments stay in the
-// parameter space (__grid_constant__): a TaskEnv refers to them, and a reference to an
-// ordinary kernel parameter makes a copy of the whole struct in every thread's local memory.
+// A worker CTA; in dynamic mode (kGeneral only: the host launches kBf16Decode in static mode)
+// the one after the workers holds the schedulers.
 template <KernelPaths P>
-__global__ void __launch_bounds__(WORKER_THREADS, 1)
-    megakernel(const __grid_constant__ MegakernelArgs args) {
+__device__ __forceinline__ void run_cta(const MegakernelArgs& args) {
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ ConsumerShared shared;
   if constexpr (P == KernelPaths::kGeneral) {
@@ -245,11 +242,25 @@ __global__ void __launch_bounds__(WORKER_THREADS, 1)
   run_static_consumer<P>(args, ring, smem, &shared.stop);
 }
 
+// The bf16 decode kernel takes its arguments as __grid_constant__, in the parameter space: a
+// TaskEnv refers to them, and a reference to an ordinary kernel parameter is a copy of the
+// whole struct in every thread's local memory. The general kernel keeps that copy: with
+// __grid_constant__ its dynamic mode, whose out-of-line CTA then reads the arguments through
+// a generic pointer into the parameter space, measured 6.75 ms a token on Qwen3-8B against
+// 6.16-6.26 without (docs/performance.md, twenty-first session).
+__global__ void __launch_bounds__(WORKER_THREADS, 1) megakernel_general(const MegakernelArgs args) {
+  run_cta<KernelPaths::kGeneral>(args);
+}
+__global__ void __launch_bounds__(WORKER_THREADS, 1)
+    megakernel_bf16_decode(const __grid_constant__ MegakernelArgs args) {
+  run_cta<KernelPaths::kBf16Decode>(args);
+}
+
 // The kernels of `paths`.
 const void* megakernel_for(KernelPaths paths) {
   return paths == KernelPaths::kBf16Decode
-             ? reinterpret_cast<const void*>(&megakernel<KernelPaths::kBf16Decode>)
-             : reinterpret_cast<const void*>(&megakernel<KernelPaths::kGeneral>);
+             ? reinterpret_cast<const void*>(&megakernel_bf16_decode)
+             : reinterpret_cast<const void*>(&megakernel_general);
 }
 const void* op_kernel_for(KernelPaths paths) {
   return paths == KernelPaths::kBf16Decode
