@@ -3,7 +3,7 @@
 // streaming rate can be measured alone (tests/gpu/weight_stream_bench.cc).
 //
 //   MegakernelArgs args = {...};   // entries: tasks whose refs[2] is the weight tile
-//   megalith::kernels::launch_weight_stream(args, /*matvec=*/true, workers, stream);
+//   megalith::kernels::launch_weight_stream(args, WeightStreamMode::kMatvec, sum, workers, stream);
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,11 +12,17 @@
 
 namespace megalith::kernels {
 
+// What the probe's consumers do with each task's weight tile (refs[2]):
+enum class WeightStreamMode {
+  kCopiesOnly,    // take and free its chunks as the ring fills them
+  kMatvec,        // multiply it with an input row of ones, counting the rows whose result is
+                  // not expected_row_sum into args.counters[0]
+  kProductsOnly,  // the same products on stages the producer hands over without copying
+                  // into them: the consumers' own rate (results not checked)
+};
+
 // One worker CTA per queue of args (queue_begin/entries; scratch_floats and num_stages set).
-// Every task's weight tile (refs[2]) streams through the ring; with `matvec` the consumers
-// multiply it with an input row of ones and count the rows whose result is not
-// expected_row_sum into args.counters[0]; without it they only take and free the chunks.
-cudaError_t launch_weight_stream(const MegakernelArgs& args, bool matvec, float expected_row_sum,
-                                 int workers, cudaStream_t stream);
+cudaError_t launch_weight_stream(const MegakernelArgs& args, WeightStreamMode mode,
+                                 float expected_row_sum, int workers, cudaStream_t stream);
 
 }  // namespace megalith::kernels

@@ -1,8 +1,9 @@
 // The weight ring and the linear consumers alone: every SM streams synthetic weight tiles
-// (bf16, all 0x3c3c) through the megakernel's own producer and stream_matvec, with no events,
-// and the rate per SM is printed beside a run whose consumers only take and free the chunks
-// (what the copies alone reach). docs/performance.md: this is how the consumers were found to
-// be the limit. With --sms N only N SMs stream (the same tiles each): whether one SM can take
+// (bf16, all 0x3c3c) through the megakernel's own producer and the bf16 decode kernel's
+// stream_matvec, with no events, and the rate per SM is printed beside a run whose consumers
+// only take and free the chunks (what the copies alone reach) and one whose producer hands
+// over stages without copying into them (what the products alone reach). docs/performance.md:
+// this is how the consumers were found to be the limit. With --sms N only N SMs stream (the same tiles each): whether one SM can take
 // more than its fair share of the bandwidth when the others are idle. --scale K streams K times
 // the tiles per launch (1.2 GB on 132 SMs at K = 1, about 0.3 ms), so that a launch's own
 // start and its last SMs' tail weigh less in the rate.
@@ -77,8 +78,8 @@ int run(int argc, char** argv) {
   CHECK_CUDA(cudaEventCreate(&stop));
   fmt::print("{} SMs streaming, {} ring stages of {} KB, {:.1f} MB per SM a launch\n", sms,
              stages, kernels::STAGE_BYTES / 1024, double(most) / sms / 1e6);
-  fmt::print("  {:>6} {:>6} {:>16} {:>16} {:>10}\n", "cols", "rows", "copies GB/s/SM",
-             "matvec GB/s/SM", "bad rows");
+  fmt::print("  {:>6} {:>6} {:>16} {:>16} {:>18} {:>10}\n", "cols", "rows", "copies GB/s/SM",
+             "matvec GB/s/SM", "products GB/s/SM", "bad rows");
   int status = 0;
   for (const Shape& s : shapes) {
     const int tasks_per_sm = s.tasks_per_sm * scale;
@@ -116,26 +117,31 @@ int run(int argc, char** argv) {
                           kernels::matvec_partial_floats(s.rows_per_task);
     args.num_stages = stages;
     const float expected = float(s.cols) * 0.011474609375f;
-    double gbps[2] = {0, 0};
-    for (int matvec = 0; matvec < 2; ++matvec) {
-      CHECK_CUDA(kernels::launch_weight_stream(args, matvec, expected, sms, nullptr));  // warm-up
+    using kernels::WeightStreamMode;
+    const WeightStreamMode modes[] = {WeightStreamMode::kCopiesOnly, WeightStreamMode::kMatvec,
+                                      WeightStreamMode::kProductsOnly};
+    double gbps[3] = {0, 0, 0};
+    uint64_t bad = 0;
+    for (int m = 0; m < 3; ++m) {
+      CHECK_CUDA(kernels::launch_weight_stream(args, modes[m], expected, sms, nullptr));  // warm-up
       CHECK_CUDA(cudaMemset(counters, 0, 8));
       CHECK_CUDA(cudaEventRecord(start));
       constexpr int kRuns = 5;
       for (int r = 0; r < kRuns; ++r) {
-        CHECK_CUDA(kernels::launch_weight_stream(args, matvec, expected, sms, nullptr));
+        CHECK_CUDA(kernels::launch_weight_stream(args, modes[m], expected, sms, nullptr));
       }
       CHECK_CUDA(cudaEventRecord(stop));
       CHECK_CUDA(cudaEventSynchronize(stop));
       float ms = 0;
       CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-      gbps[matvec] = double(tile_bytes) * tasks * kRuns / (double(ms) * 1e6);
+      gbps[m] = double(tile_bytes) * tasks * kRuns / (double(ms) * 1e6);
+      if (modes[m] == WeightStreamMode::kMatvec) {
+        CHECK_CUDA(cudaMemcpy(&bad, counters, 8, cudaMemcpyDeviceToHost));
+      }
     }
-    uint64_t bad = 0;
-    CHECK_CUDA(cudaMemcpy(&bad, counters, 8, cudaMemcpyDeviceToHost));
     if (bad != 0) status = 1;
-    fmt::print("  {:>6} {:>6} {:>16.1f} {:>16.1f} {:>10}\n", s.cols, s.rows_per_task,
-               gbps[0] / sms, gbps[1] / sms, bad);
+    fmt::print("  {:>6} {:>6} {:>16.1f} {:>16.1f} {:>18.1f} {:>10}\n", s.cols, s.rows_per_task,
+               gbps[0] / sms, gbps[1] / sms, gbps[2] / sms, bad);
   }
   return status;
 }
