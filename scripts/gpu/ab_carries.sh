@@ -4,8 +4,10 @@
 # docs/performance.md says), runs each branch's GPU tests, then ab_bench.sh with main's bench
 # first. A variant is a carry's NAME, optionally with megalith_gpu_bench flags in the same
 # quoted word ("gpu90a --max-task-mb 16" is main's build with a flag). The ab_bench logs come
-# back as one tarball, $OUT/ab.tgz.
-#   scripts/gpu/ab_carries.sh ROUNDS VARIANT...
+# back as one tarball, $OUT/ab.tgz. With AB_PROBE=1 each build's megalith_gpu_weight_stream runs
+# first on one SM (copies only, products with copies, products only: GB/s per SM), so a change
+# to the product loop is seen alone before the models.
+#   [AB_PROBE=1] scripts/gpu/ab_carries.sh ROUNDS VARIANT...
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 rounds=$1
@@ -14,6 +16,14 @@ for t in build/carry-*.tgz; do tar xzf "$t" -C build; done
 source scripts/gpu/carry_env.sh build/carry-gpu90a
 bench=tests/gpu/megalith_gpu_bench
 variants=("build/carry-gpu90a/$bench")
+probed=()
+probe() {
+  [[ ${AB_PROBE:-0} == 1 && " ${probed[*]} " != *" $1 "* ]] || return 0
+  probed+=("$1")
+  echo "== weight stream probe of $1 ($(cat "build/carry-$1/COMMIT")), one SM"
+  timeout 120 "build/carry-$1/tests/gpu/megalith_gpu_weight_stream" --sms 1 --scale 4 | tail -7
+}
+probe gpu90a
 for variant in "$@"; do
   read -r name flags <<<"$variant"
   if [[ $name != gpu90a ]]; then
@@ -21,6 +31,7 @@ for variant in "$@"; do
     timeout 120 "build/carry-$name/tests/gpu/megalith_gpu_tests" >"$OUT/tests_$name.log" 2>&1
     tail -1 "$OUT/tests_$name.log"
   fi
+  probe "$name"
   variants+=("build/carry-$name/$bench${flags:+ $flags}")
 done
 scripts/gpu/ab_bench.sh "$rounds" "${variants[@]}" | grep -v "^qwen3:\|^llama:"
