@@ -1,0 +1,74 @@
+#include "probe/event_latency.h"
+
+#include "common/sync.cuh"
+
+namespace megalith::kernels {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kLoadsInFlight = 4;  // 16-byte loads per thread, as a task's load_row
+
+// The value CTA `cta`'s float `i` holds in round `round`.
+__device__ __forceinline__ float round_value(int round, int cta, int i) {
+  return float(round * 8192 + cta * 97 + i);
+}
+
+__global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventLatencyArgs args) {
+  extern __shared__ __align__(16) float row[];
+  const int ctas = int(gridDim.x), per = args.floats_per_cta, total = ctas * per;
+  uint32_t wrong = 0;
+  for (int r = 0; r < args.rounds; ++r) {
+    // Two vectors: a CTA writes round r + 1's only after every CTA signalled round r, that
+    // is, finished loading round r - 1's from the same vector.
+    float* vector = args.vectors + size_t(r % 2) * size_t(total);
+    for (int i = int(threadIdx.x); i < per; i += kThreads) {
+      vector[blockIdx.x * per + i] = round_value(r, int(blockIdx.x), i);
+    }
+    __syncthreads();  // the CTA's writes before its release, as a task's tail
+    if (threadIdx.x == 0) {
+      red_release_gpu_add(args.counter, 1);
+      const uint64_t target = uint64_t(ctas) * uint64_t(r + 1);
+      while (ld_acquire_gpu(args.counter) < target) {
+      }
+    }
+    __syncthreads();
+    const float4* src = reinterpret_cast<const float4*>(vector);
+    for (int base = 0; base < total / 4; base += kLoadsInFlight * kThreads) {
+      float4 v[kLoadsInFlight];
+#pragma unroll
+      for (int j = 0; j < kLoadsInFlight; ++j) {
+        const int k = base + j * kThreads + int(threadIdx.x);
+        if (k < total / 4) v[j] = src[k];
+      }
+#pragma unroll
+      for (int j = 0; j < kLoadsInFlight; ++j) {
+        const int k = base + j * kThreads + int(threadIdx.x);
+        if (k < total / 4) reinterpret_cast<float4*>(row)[k] = v[j];
+      }
+    }
+    __syncthreads();  // the row is the task's input from here on
+    if (per > 0) {
+      const int k = (r * 131 + int(blockIdx.x) * 7 + int(threadIdx.x)) % total;
+      wrong += row[k] != round_value(r, k / per, k % per) ? 1u : 0u;
+    }
+  }
+  if (wrong != 0) atomicAdd(args.errors, wrong);
+}
+
+}  // namespace
+
+cudaError_t launch_event_latency(const EventLatencyArgs& args, int ctas, cudaStream_t stream) {
+  if (args.floats_per_cta < 0 || args.floats_per_cta % 4 != 0 || args.floats_per_cta > 96 ||
+      args.rounds < 1 || ctas < 1) {
+    return cudaErrorInvalidValue;
+  }
+  const size_t smem = event_latency_smem(ctas, args.floats_per_cta);
+  cudaError_t e = cudaFuncSetAttribute(event_latency_kernel,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (e != cudaSuccess) return e;
+  event_latency_kernel<<<ctas, kThreads, smem, stream>>>(args);
+  return cudaGetLastError();
+}
+
+}  // namespace megalith::kernels

@@ -1,0 +1,33 @@
+// The host's entry point into the event-latency probe (event_latency.cu): what one phase
+// boundary of the megakernel costs with nothing else running, its floor. Every CTA writes its
+// share of a vector, signals one counter with the megakernel's release, waits with its
+// acquire until every CTA has signalled, and loads the whole vector as a task loads its
+// input row (tests/gpu/event_latency_bench.cc).
+//
+//   EventLatencyArgs a = {counter, vectors, errors, rounds, floats_per_cta};
+//   megalith::kernels::launch_event_latency(a, ctas, stream);
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace megalith::kernels {
+
+struct EventLatencyArgs {
+  uint64_t* counter;        // one word, zero before the launch
+  float* vectors;           // two vectors of ctas * floats_per_cta (rounds alternate)
+  uint32_t* errors;         // one word, zero before the launch: values loaded wrong
+  int32_t rounds;
+  int32_t floats_per_cta;   // 0: the barrier alone; a multiple of 4, at most 96
+};
+
+// The vector's floats a CTA loads after each barrier, so the dynamic shared memory it takes.
+inline size_t event_latency_smem(int ctas, int floats_per_cta) {
+  return size_t(ctas) * size_t(floats_per_cta) * sizeof(float);
+}
+
+// `ctas` CTAs (at most one per SM, so all run at once) of 256 threads run `rounds` rounds.
+cudaError_t launch_event_latency(const EventLatencyArgs& args, int ctas, cudaStream_t stream);
+
+}  // namespace megalith::kernels

@@ -1,0 +1,81 @@
+// What a phase boundary of the megakernel costs at the least (docs/performance.md): CTAs, one
+// per SM, run rounds of the boundary alone, with the megakernel's primitives. Each writes its
+// share of a vector (its "tile's rows"), thread 0 signals one counter with a release and waits
+// with acquires until every CTA has signalled, and then all 256 threads load the whole
+// vector into shared memory, four 16-byte loads in flight each, as a task loads its input
+// row. Printed: the microseconds a round, for 2 CTAs and for every SM, with no vector and
+// with vectors of 32 and 96 floats per CTA (4096- and 12288-wide rows on 128 SMs). The
+// loaded values are checked; a wrong one fails the run.
+//
+//   megalith_gpu_event_latency [--rounds N]
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <cstring>
+#include <string>
+
+#include "check_cuda.h"
+#include "probe/event_latency.h"
+
+namespace {
+
+using namespace megalith::kernels;
+
+int run(int argc, char** argv) {
+  int rounds = 2000;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+      rounds = std::stoi(argv[++i]);
+    } else {
+      fmt::print(stderr, "usage: megalith_gpu_event_latency [--rounds N]\n");
+      return 2;
+    }
+  }
+  if (rounds < 1 || rounds > 100000) {
+    fmt::print(stderr, "--rounds must be 1..100000\n");
+    return 2;
+  }
+  int sms = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  constexpr int kMostFloats = 96;
+  uint64_t* counter = nullptr;
+  uint32_t* errors = nullptr;
+  float* vectors = nullptr;
+  CHECK_CUDA(cudaMalloc(&counter, 8));
+  CHECK_CUDA(cudaMalloc(&errors, 4));
+  CHECK_CUDA(cudaMalloc(&vectors, size_t(2) * size_t(sms) * kMostFloats * sizeof(float)));
+  CHECK_CUDA(cudaMemset(errors, 0, 4));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  fmt::print("{} rounds a launch; us a round (the best of 3 launches after a warm-up)\n", rounds);
+  fmt::print("  {:>5} {:>14} {:>10}\n", "CTAs", "floats a CTA", "us");
+  for (const int ctas : {2, sms}) {
+    for (const int floats : {0, 32, kMostFloats}) {
+      const EventLatencyArgs args{counter, vectors, errors, rounds, floats};
+      float best = 0;
+      for (int launch = 0; launch < 4; ++launch) {
+        CHECK_CUDA(cudaMemset(counter, 0, 8));
+        CHECK_CUDA(cudaEventRecord(start));
+        CHECK_CUDA(launch_event_latency(args, ctas, nullptr));
+        CHECK_CUDA(cudaEventRecord(stop));
+        CHECK_CUDA(cudaEventSynchronize(stop));
+        float ms = 0;
+        CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+        if (launch > 0 && (best == 0 || ms < best)) best = ms;
+      }
+      fmt::print("  {:>5} {:>14} {:>10.3f}\n", ctas, floats, double(best) * 1e3 / rounds);
+    }
+  }
+  uint32_t wrong = 0;
+  CHECK_CUDA(cudaMemcpy(&wrong, errors, 4, cudaMemcpyDeviceToHost));
+  if (wrong != 0) {
+    fmt::print(stderr, "{} loaded values were wrong\n", wrong);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }
