@@ -26,13 +26,29 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
       vector[blockIdx.x * per + i] = round_value(r, int(blockIdx.x), i);
     }
     __syncthreads();  // the CTA's writes before its release, as a task's tail
+    __shared__ uint32_t stuck;
     if (threadIdx.x == 0) {
       red_release_gpu_add(args.counter, 1);
       const uint64_t target = uint64_t(ctas) * uint64_t(r + 1);
-      while (ld_acquire_gpu(args.counter) < target) {
+      // A CTA that never runs (the GPU shared with other work) would leave the rest spinning:
+      // a second without progress ends the launch with an error instead of a hang.
+      uint64_t since = 0;
+      stuck = 0;
+      for (uint32_t spins = 1; ld_acquire_gpu(args.counter) < target; ++spins) {
+        if (spins % 64 != 0) continue;
+        const uint64_t now = global_timer_ns();
+        if (since == 0) since = now;
+        if (now - since > 1000000000ull) {
+          stuck = 1;
+          break;
+        }
       }
     }
     __syncthreads();
+    if (stuck != 0) {
+      if (threadIdx.x == 0) atomicAdd(args.errors, 1u);
+      return;
+    }
     const float4* src = reinterpret_cast<const float4*>(vector);
     for (int base = 0; base < total / 4; base += kLoadsInFlight * kThreads) {
       float4 v[kLoadsInFlight];

@@ -17,7 +17,8 @@ namespace megalith::kernels {
 struct EventLatencyArgs {
   uint64_t* counter;        // one word, zero before the launch
   float* vectors;           // two vectors of ctas * floats_per_cta (rounds alternate)
-  uint32_t* errors;         // one word, zero before the launch: values loaded wrong
+  uint32_t* errors;         // one word, zero before the launch: values loaded wrong, and
+                            // waits given up after a second
   int32_t rounds;
   int32_t floats_per_cta;   // 0: the barrier alone; a multiple of 4, at most 96
 };

@@ -70,7 +70,7 @@ int run(int argc, char** argv) {
   uint32_t wrong = 0;
   CHECK_CUDA(cudaMemcpy(&wrong, errors, 4, cudaMemcpyDeviceToHost));
   if (wrong != 0) {
-    fmt::print(stderr, "{} loaded values were wrong\n", wrong);
+    fmt::print(stderr, "{} loaded values were wrong or waits gave up\n", wrong);
     return 1;
   }
   return 0;
