@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# Builds the carries of an A/B in one go, for scripts/gpu/ab_carries.sh: main's (build/carry-gpu90a)
-# and one per branch (build/carry-NAME), all in the one sm_90a build directory, so that each
-# branch rebuilds only what it changes. Checks the branches out in turn and returns to the one
-# it started on; refuses to start with uncommitted changes.
+# Builds the carries of an A/B in one go, for scripts/gpu/ab_carries.sh: one per branch
+# (build/carry-NAME.tgz, slimmed to what ab_carries.sh runs: the bench, the GPU tests and the
+# weight-stream probe, so that five fit in what the device tool carries) and main's
+# (build/carry-gpu90a.tgz, whole), all in the one sm_90a build directory, so that each
+# branch rebuilds only what it changes. Checks the branches out in turn and returns to the
+# one it started on; refuses to start with uncommitted changes.
 #   scripts/gpu/pack_branches.sh NAME=BRANCH...   (e.g. overheads=exp/consumer-overheads)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-if ! git diff --quiet HEAD; then
-  echo "pack_branches: commit or stash the working tree's changes first" >&2
-  exit 1
-fi
-start=$(git rev-parse --abbrev-ref HEAD)
-trap 'git checkout -q "$start"' EXIT
-for spec in "$@"; do
-  name=${spec%%=*} branch=${spec#*=}
-  if [[ $name == "$spec" || -z $name || -z $branch ]]; then
-    echo "pack_branches: expected NAME=BRANCH, got '$spec'" >&2
+
+# All in one function: bash has read it whole before the first checkout changes this file.
+main() {
+  cd "$(dirname "$0")/../.."
+  if ! git diff --quiet HEAD; then
+    echo "pack_branches: commit or stash the working tree's changes first" >&2
     exit 1
   fi
-  git checkout -q "$branch"
-  echo "== $name: $branch ($(git rev-parse --short HEAD))"
-  scripts/gpu/pack.sh 90a "$name" | tail -1
-done
-git checkout -q main
-echo "== gpu90a: main ($(git rev-parse --short HEAD))"
-scripts/gpu/pack.sh 90a | tail -1
+  local start spec name branch
+  start=$(git rev-parse --abbrev-ref HEAD)
+  trap 'git checkout -q "$start"' EXIT
+  for spec in "$@"; do
+    name=${spec%%=*} branch=${spec#*=}
+    if [[ $name == "$spec" || -z $name || -z $branch ]]; then
+      echo "pack_branches: expected NAME=BRANCH, got '$spec'" >&2
+      exit 1
+    fi
+    git checkout -q "$branch"
+    echo "== $name: $branch ($(git rev-parse --short HEAD))"
+    scripts/gpu/pack.sh 90a "$name" >/dev/null
+    tar -czf "build/carry-$name.tgz" -C build "carry-$name/COMMIT" "carry-$name/lib" \
+      "carry-$name/tests/gpu/megalith_gpu_bench" "carry-$name/tests/gpu/megalith_gpu_tests" \
+      "carry-$name/tests/gpu/megalith_gpu_weight_stream"
+    du -h "build/carry-$name.tgz"
+  done
+  git checkout -q main
+  echo "== gpu90a: main ($(git rev-parse --short HEAD))"
+  scripts/gpu/pack.sh 90a | tail -1
+}
+
+main "$@"
+exit
