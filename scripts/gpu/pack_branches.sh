@@ -15,8 +15,8 @@ main() {
     echo "pack_branches: commit or stash the working tree's changes first" >&2
     exit 1
   fi
-  local start spec name branch
-  start=$(git rev-parse --abbrev-ref HEAD)
+  local spec name branch
+  start=$(git rev-parse --abbrev-ref HEAD)  # global: the EXIT trap runs after main returns
   trap 'git checkout -q "$start"' EXIT
   for spec in "$@"; do
     name=${spec%%=*} branch=${spec#*=}
