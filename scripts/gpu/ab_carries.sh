@@ -2,8 +2,9 @@
 # A/B of branch builds against main's in one device call: unpacks every build/carry-*.tgz (main's
 # from `scripts/gpu/pack.sh 90a`, each branch's from `scripts/gpu/pack.sh 90a NAME`, slimmed as
 # docs/performance.md says), runs each branch's GPU tests, then ab_bench.sh with main's bench
-# first. A variant is a carry's NAME, optionally with megalith_gpu_bench flags in the same
-# quoted word ("gpu90a --max-task-mb 16" is main's build with a flag). The ab_bench logs come
+# first. A variant is a carry's NAME, optionally with megalith_gpu_bench flags and environment
+# settings in the same quoted word ("gpu90a --max-task-mb 16" is main's build with a flag,
+# "bubble MEGALITH_BUBBLE_PREFETCH_KB=160" a branch's build with a setting). The ab_bench logs come
 # back as one tarball, $OUT/ab.tgz. With AB_PROBE=1 each build's megalith_gpu_weight_stream runs
 # first on one SM (copies only, products with copies, products only: GB/s per SM), so a change
 # to the product loop is seen alone before the models.
@@ -32,7 +33,11 @@ for variant in "$@"; do
     tail -1 "$OUT/tests_$name.log"
   fi
   probe "$name"
-  variants+=("build/carry-$name/$bench${flags:+ $flags}")
+  settings="" options=""
+  for word in $flags; do
+    if [[ $word == [A-Z]*=* ]]; then settings+=" $word"; else options+=" $word"; fi
+  done
+  variants+=("${settings:+env$settings }build/carry-$name/$bench$options")
 done
 scripts/gpu/ab_bench.sh "$rounds" "${variants[@]}" | grep -v "^qwen3:\|^llama:"
 tar -czf "$OUT/ab.tgz" -C "$OUT" ab && rm -rf "$OUT/ab"
