@@ -1,6 +1,7 @@
 #include "probe/event_latency.h"
 
 #include "common/sync.cuh"
+#include "megakernel/watchdog.cuh"
 
 namespace megalith::kernels {
 
@@ -30,15 +31,14 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
     if (threadIdx.x == 0) {
       red_release_gpu_add(args.counter, 1);
       const uint64_t target = uint64_t(ctas) * uint64_t(r + 1);
-      // A CTA that never runs (the GPU shared with other work) would leave the rest spinning:
-      // a second without progress ends the launch with an error instead of a hang.
-      uint64_t since = 0;
+      // The megakernel's own wait loop (wait_target's). A CTA that never runs (the GPU shared
+      // with other work) would leave the rest spinning: a second without progress ends the
+      // launch with an error instead of a hang. No abort flag is watched.
+      const MegakernelArgs no_launch{};
+      Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
       stuck = 0;
-      for (uint32_t spins = 1; ld_acquire_gpu(args.counter) < target; ++spins) {
-        if (spins % 64 != 0) continue;
-        const uint64_t now = global_timer_ns();
-        if (since == 0) since = now;
-        if (now - since > 1000000000ull) {
+      while (ld_acquire_gpu(args.counter) < target) {
+        if (spin.poll() == SpinState::kExpired) {
           stuck = 1;
           break;
         }
