@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of branch builds against main's in one device call: unpacks every build/carry-*.tgz (main's
+# A/B of branch builds against main's in one device call: unpacks every build/carry-*.txz (main's
 # from `scripts/gpu/pack.sh 90a`, each branch's from `scripts/gpu/pack.sh 90a NAME`, slimmed as
 # docs/performance.md says), runs each branch's GPU tests, then ab_bench.sh with main's bench
 # first. A variant is a carry's NAME, optionally with megalith_gpu_bench flags and environment
@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 rounds=$1
 shift
-for t in build/carry-*.tgz; do tar xzf "$t" -C build; done
+scripts/gpu/unpack.sh
 source scripts/gpu/carry_env.sh build/carry-gpu90a
 bench=tests/gpu/megalith_gpu_bench
 variants=("build/carry-gpu90a/$bench")

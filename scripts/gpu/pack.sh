@@ -5,9 +5,9 @@
 # list, device code for those only, in build/gpuARCHS and build/carry-gpuARCHS (80: the
 # Ampere path, which runs on Hopper too: scripts/gpu/check_megakernel.sh build/carry-gpu80).
 # The dual-architecture binaries outgrow what the device tool carries (64 MiB), so the carry
-# also goes as a gzip tarball: carry build/carry-gpu.tgz and start the GPU command with
-# `tar xzf build/carry-gpu.tgz -C build`. With a NAME, the carry is build/carry-NAME: a variant
-# (another branch, built in the same build directory) to set beside main's in one call of
+# also goes as an xz tarball (a third of gzip's size, so that an A/B's six carries fit with the
+# tree): carry build/carry-gpu.txz and start the GPU command with `scripts/gpu/unpack.sh`. With
+# a NAME, the carry is build/carry-NAME: a variant (another branch, built in the same build directory) to set beside main's in one call of
 # scripts/gpu/ab_bench.sh.
 #   scripts/gpu/pack.sh [ARCHS [NAME]]
 set -euo pipefail
@@ -31,5 +31,5 @@ for lib in libspdlog.so.1.10 libfmt.so.9 libgomp.so.1; do
 done
 git rev-parse --short HEAD >$carry/COMMIT
 git diff --quiet HEAD || echo "$(cat $carry/COMMIT)+dirty" >$carry/COMMIT
-tar -czf $carry.tgz -C build "${carry#build/}"
-du -sh $carry $carry.tgz
+XZ_OPT=-9 tar -cJf $carry.txz -C build "${carry#build/}"
+du -sh $carry $carry.txz

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the carries of an A/B in one go, for scripts/gpu/ab_carries.sh: one per branch
-# (build/carry-NAME.tgz, slimmed to what ab_carries.sh runs: the bench, the GPU tests and the
+# (build/carry-NAME.txz, slimmed to what ab_carries.sh runs: the bench, the GPU tests and the
 # weight-stream probe, so that five fit in what the device tool carries) and main's
-# (build/carry-gpu90a.tgz, whole), all in the one sm_90a build directory, so that each
+# (build/carry-gpu90a.txz, whole), all in the one sm_90a build directory, so that each
 # branch rebuilds only what it changes. Checks the branches out in turn and returns to the
 # one it started on; refuses to start with uncommitted changes.
 #   scripts/gpu/pack_branches.sh NAME=BRANCH...   (e.g. overheads=exp/consumer-overheads)
@@ -27,10 +27,10 @@ main() {
     git checkout -q "$branch"
     echo "== $name: $branch ($(git rev-parse --short HEAD))"
     scripts/gpu/pack.sh 90a "$name" >/dev/null
-    tar -czf "build/carry-$name.tgz" -C build "carry-$name/COMMIT" "carry-$name/lib" \
+    XZ_OPT=-9 tar -cJf "build/carry-$name.txz" -C build "carry-$name/COMMIT" "carry-$name/lib" \
       "carry-$name/tests/gpu/megalith_gpu_bench" "carry-$name/tests/gpu/megalith_gpu_tests" \
       "carry-$name/tests/gpu/megalith_gpu_weight_stream"
-    du -h "build/carry-$name.tgz"
+    du -h "build/carry-$name.txz"
   done
   git checkout -q main
   echo "== gpu90a: main ($(git rev-parse --short HEAD))"
