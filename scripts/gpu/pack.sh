@@ -7,8 +7,8 @@
 # The dual-architecture binaries outgrow what the device tool carries (64 MiB), so the carry
 # also goes as an xz tarball (a third of gzip's size, so that an A/B's six carries fit with the
 # tree): carry build/carry-gpu.txz and start the GPU command with `scripts/gpu/unpack.sh`. With
-# a NAME, the carry is build/carry-NAME: a variant (another branch, built in the same build directory) to set beside main's in one call of
-# scripts/gpu/ab_bench.sh.
+# a NAME, the carry is build/carry-NAME: a variant (another branch, built in the same build
+# directory) to set beside main's in one call of scripts/gpu/ab_bench.sh.
 #   scripts/gpu/pack.sh [ARCHS [NAME]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
