@@ -159,11 +159,21 @@ template <class W>
 using RawQuad = std::conditional_t<sizeof(W) == 4, uint4, uint2>;
 template <class W>
 __device__ __forceinline__ float quad_dot(const RawQuad<W>& raw, const float4& x, float acc) {
-  const W* e = reinterpret_cast<const W*>(&raw);
-  acc = fmaf(to_float(e[0]), x.x, acc);
-  acc = fmaf(to_float(e[1]), x.y, acc);
-  acc = fmaf(to_float(e[2]), x.z, acc);
-  return fmaf(to_float(e[3]), x.w, acc);
+  if constexpr (std::is_same_v<W, __nv_bfloat16>) {
+    // A bf16 is the upper half of the float it stands for: the lower element of a 32-bit word
+    // converts with one shift, the upper with one mask (__bfloat162float on it costs a byte
+    // permute and a shift).
+    acc = fmaf(__uint_as_float(raw.x << 16), x.x, acc);
+    acc = fmaf(__uint_as_float(raw.x & 0xffff0000u), x.y, acc);
+    acc = fmaf(__uint_as_float(raw.y << 16), x.z, acc);
+    return fmaf(__uint_as_float(raw.y & 0xffff0000u), x.w, acc);
+  } else {
+    const W* e = reinterpret_cast<const W*>(&raw);
+    acc = fmaf(to_float(e[0]), x.x, acc);
+    acc = fmaf(to_float(e[1]), x.y, acc);
+    acc = fmaf(to_float(e[2]), x.z, acc);
+    return fmaf(to_float(e[3]), x.w, acc);
+  }
 }
 
 // Adds each of the R rows' per-lane sums over the warp and accumulates row r's total into
@@ -251,17 +261,26 @@ __device__ __forceinline__ bool matvec_chunks(TaskEnv& env, const ChunkPlan& pla
   constexpr uint32_t ITEM_BYTES = UNIT_COLS<W> * sizeof(W);
   constexpr int ITEM_QUADS = UNIT_COLS<W> / 4;
   int32_t row0 = 0, col0 = 0;  // chunk_at(plan, c), advanced chunk by chunk
+  // The warp's run in a chunk depends only on the chunk's shape, the same for every chunk but
+  // a tile's last row block and last segment: worked out (a division) when the shape changes.
+  int shape_rows = -1, shape_cols = -1, items_per_row = 0, begin = 0, end = 0, group0 = 0;
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const int rows = min(plan.rows_per_chunk, plan.rows - row0);
     const int cols = min(plan.seg_cols, plan.cols - col0);
+    if (rows != shape_rows || cols != shape_cols) {
+      shape_rows = rows;
+      shape_cols = cols;
+      items_per_row = cols / UNIT_COLS<W>;
+      const int items = (rows + R - 1) / R * items_per_row;
+      const int per_warp = (items + CONSUMER_WARPS - 1) / CONSUMER_WARPS;
+      begin = min(items, env.warp * per_warp);
+      end = min(items, begin + per_warp);
+      group0 = begin < end ? begin / items_per_row : 0;
+    }
     const uint8_t* stage = env.next_stage();
     if (stage == nullptr) return false;
-    const int items_per_row = cols / UNIT_COLS<W>;
-    const int items = (rows + R - 1) / R * items_per_row;
-    const int per_warp = (items + CONSUMER_WARPS - 1) / CONSUMER_WARPS;
-    const int begin = min(items, env.warp * per_warp), end = min(items, begin + per_warp);
     for (int g = 0; g < (GROUPS ? slot_groups : 1); ++g) {
-      int group = begin < end ? begin / items_per_row : 0;
+      int group = group0;
       int first = begin - group * items_per_row;  // the run's first item within its group
       // Group by group of the warp's run: the inner loop has no shuffles or branches, so the
       // loads of several items are in flight together.
