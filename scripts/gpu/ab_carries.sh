@@ -17,7 +17,7 @@ scripts/gpu/unpack.sh
 source scripts/gpu/carry_env.sh build/carry-gpu90a
 bench=tests/gpu/megalith_gpu_bench
 variants=("build/carry-gpu90a/$bench")
-probed=()
+probed=() tested=()
 probe() {
   [[ ${AB_PROBE:-0} == 1 && " ${probed[*]} " != *" $1 "* ]] || return 0
   probed+=("$1")
@@ -27,7 +27,8 @@ probe() {
 probe gpu90a
 for variant in "$@"; do
   read -r name flags <<<"$variant"
-  if [[ $name != gpu90a ]]; then
+  if [[ $name != gpu90a && " ${tested[*]} " != *" $name "* ]]; then
+    tested+=("$name")
     echo "== GPU tests of $name ($(cat "build/carry-$name/COMMIT"))"
     timeout 120 "build/carry-$name/tests/gpu/megalith_gpu_tests" >"$OUT/tests_$name.log" 2>&1
     tail -1 "$OUT/tests_$name.log"
