@@ -14,7 +14,8 @@ namespace {
 __device__ void run_copyless_producer(const MegakernelArgs& args, const Ring& ring) {
   ProducerState p;
   for (uint32_t q = args.queue_begin[blockIdx.x]; q < args.queue_begin[blockIdx.x + 1]; ++q) {
-    for (int32_t c = 0; c < plan_chunks(args.entries[q].task.refs[2]).num_chunks; ++c) {
+    const int32_t chunks = plan_chunks(args.entries[q].task.refs[2]).num_chunks;
+    for (int32_t c = 0; c < chunks; ++c) {
       if (!wait_free_stage(args, ring, p, 0, 0)) return;
       mbarrier_arrive(&ring.full[p.stage]);
       advance(ring, p);
@@ -44,7 +45,8 @@ __global__ void __launch_bounds__(WORKER_THREADS, 1)
     float* xs = env.scratch;
     float* acc = xs + linear_x_floats(w.cols);
     if (mode == WeightStreamMode::kCopiesOnly) {
-      for (int32_t c = 0; c < plan_chunks(w).num_chunks; ++c) {
+      const int32_t chunks = plan_chunks(w).num_chunks;
+      for (int32_t c = 0; c < chunks; ++c) {
         if (env.ring.wait(args, 0, 0) == nullptr) return;
         env.ring.release();
       }
