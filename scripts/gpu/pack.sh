@@ -8,8 +8,9 @@
 # also goes as an xz tarball (a third of gzip's size, so that an A/B's six carries fit with the
 # tree): carry build/carry-gpu.txz and start the GPU command with `scripts/gpu/unpack.sh`. With
 # a NAME, the carry is build/carry-NAME: a variant (another branch, built in the same build
-# directory) to set beside main's in one call of scripts/gpu/ab_bench.sh.
-#   scripts/gpu/pack.sh [ARCHS [NAME]]
+# directory) to set beside main's in one call of scripts/gpu/ab_bench.sh. CARRY_FILES (paths in
+# the carry, space-separated) puts only those in the tarball (scripts/gpu/pack_branches.sh).
+#   [CARRY_FILES="..."] scripts/gpu/pack.sh [ARCHS [NAME]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 archs=${1:-}
@@ -31,5 +32,10 @@ for lib in libspdlog.so.1.10 libfmt.so.9 libgomp.so.1; do
 done
 git rev-parse --short HEAD >$carry/COMMIT
 git diff --quiet HEAD || echo "$(cat $carry/COMMIT)+dirty" >$carry/COMMIT
-XZ_OPT=-9 tar -cJf $carry.txz -C build "${carry#build/}"
+files=("${carry#build/}")
+if [[ -n ${CARRY_FILES:-} ]]; then
+  files=()
+  for f in $CARRY_FILES; do files+=("${carry#build/}/$f"); done
+fi
+XZ_OPT=-9 tar -cJf $carry.txz -C build "${files[@]}"
 du -sh $carry $carry.txz

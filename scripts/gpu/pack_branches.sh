@@ -26,10 +26,8 @@ main() {
     fi
     git checkout -q "$branch"
     echo "== $name: $branch ($(git rev-parse --short HEAD))"
-    scripts/gpu/pack.sh 90a "$name" >/dev/null
-    XZ_OPT=-9 tar -cJf "build/carry-$name.txz" -C build "carry-$name/COMMIT" "carry-$name/lib" \
-      "carry-$name/tests/gpu/megalith_gpu_bench" "carry-$name/tests/gpu/megalith_gpu_tests" \
-      "carry-$name/tests/gpu/megalith_gpu_weight_stream"
+    CARRY_FILES="COMMIT lib tests/gpu/megalith_gpu_bench tests/gpu/megalith_gpu_tests
+      tests/gpu/megalith_gpu_weight_stream" scripts/gpu/pack.sh 90a "$name" >/dev/null
     du -h "build/carry-$name.txz"
   done
   git checkout -q main
