@@ -1,8 +1,9 @@
 // The host's entry point into the event-latency probe (event_latency.cu): what one phase
 // boundary of the megakernel costs with nothing else running, its floor. Every CTA writes its
-// share of a vector, signals one counter with the megakernel's release, waits with its
-// acquire until every CTA has signalled, and loads the whole vector as a task loads its
-// input row (tests/gpu/event_latency_bench.cc).
+// share of a vector, signals a counter with the megakernel's release, waits with its acquire
+// until every CTA has signalled, and loads the whole vector as a task loads its input row
+// (tests/gpu/event_latency_bench.cc). The signal's alternatives: relaxed polls and one acquire
+// fence, and the releases spread over several counters that the waiting warp polls together.
 //
 //   EventLatencyArgs a = {counter, vectors, errors, rounds, floats_per_cta};
 //   megalith::kernels::launch_event_latency(a, ctas, stream);
@@ -14,13 +15,21 @@
 
 namespace megalith::kernels {
 
+// A round's counters are `counters` words EVENT_COUNTER_STRIDE apart (a 128-byte line each),
+// CTA c signalling word c % counters: with one, every release and every poll goes to one line
+// of one L2 slice, as the megakernel's events do.
+constexpr int EVENT_COUNTER_STRIDE = 16;
+constexpr int EVENT_MAX_COUNTERS = 32;
+
 struct EventLatencyArgs {
-  uint64_t* counter;        // one word, zero before the launch
+  uint64_t* counter;        // EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE words, zero before the launch
   float* vectors;           // two vectors of ctas * floats_per_cta (rounds alternate)
   uint32_t* errors;         // one word, zero before the launch: values loaded wrong, and
                             // waits given up after a second
   int32_t rounds;
   int32_t floats_per_cta;   // 0: the barrier alone; a multiple of 4, at most 96
+  int32_t counters = 1;     // 1..EVENT_MAX_COUNTERS; the waiter's lanes poll one each and add up
+  int32_t relaxed_poll = 0; // 1: relaxed loads, then one acquire fence once the target is seen
 };
 
 // The vector's floats a CTA loads after each barrier, so the dynamic shared memory it takes.
