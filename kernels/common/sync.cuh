@@ -54,7 +54,9 @@ __device__ __forceinline__ uint64_t ld_relaxed_gpu(const uint64_t* p) {
 
 // After a relaxed load saw a release's value: the acquire half, so that later loads see the
 // releasing side's writes (a strong read followed by this fence is an acquire pattern).
-__device__ __forceinline__ void fence_acq_rel_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }
+__device__ __forceinline__ void fence_acq_rel_gpu() {
+  asm volatile("fence.acq_rel.gpu;" ::: "memory");
+}
 
 // The SM this thread runs on (the trace records it: which SMs stream slower).
 __device__ __forceinline__ uint32_t sm_id() {

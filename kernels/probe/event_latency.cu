@@ -28,7 +28,8 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
     }
     __syncthreads();  // the CTA's writes before its release, as a task's tail
     __shared__ uint32_t stuck;
-    if (threadIdx.x == 0 && args.counters == 1 && args.relaxed_poll == 0) {
+    const bool alternative = args.counters > 1 || args.relaxed_poll != 0 || args.flags != 0;
+    if (threadIdx.x == 0 && !alternative) {
       red_release_gpu_add(args.counter, 1);
       const uint64_t target = uint64_t(ctas) * uint64_t(r + 1);
       // The megakernel's own wait loop (wait_target's). A CTA that never runs (the GPU shared
@@ -43,32 +44,47 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
           break;
         }
       }
-    } else if (threadIdx.x < 32 && (args.counters > 1 || args.relaxed_poll != 0)) {
-      // The alternatives: the releases spread over `counters` lines, lane i polling line i,
-      // the warp adding up what its lanes saw; relaxed polls with one acquire fence after.
+    } else if (threadIdx.x < 32 && alternative) {
+      // The releases spread over `counters` lines, lane i polling line i, the warp adding up
+      // what its lanes saw; or a flag a CTA, lane i polling CTAs i, i + 32, ...; relaxed polls
+      // end in one acquire fence.
       const int lane = int(threadIdx.x);
-      if (lane == 0) {
+      const uint64_t round = uint64_t(r + 1);
+      if (lane == 0 && args.flags != 0) {
+        st_release_gpu(args.counter + blockIdx.x, round);
+      } else if (lane == 0) {
         red_release_gpu_add(args.counter + (blockIdx.x % args.counters) * EVENT_COUNTER_STRIDE, 1);
       }
-      const uint64_t target = uint64_t(ctas) * uint64_t(r + 1);
+      const uint64_t target = uint64_t(ctas) * round;
       const uint64_t* mine = args.counter + lane * EVENT_COUNTER_STRIDE;
       const bool polls = lane < args.counters;
+      const bool relaxed = args.relaxed_poll != 0 || args.flags != 0;
       const MegakernelArgs no_launch{};
       Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
       bool expired = false;  // the same on every lane
       for (;;) {
-        uint64_t total = !polls ? 0 : args.relaxed_poll != 0 ? ld_relaxed_gpu(mine) : ld_acquire_gpu(mine);
-        if (args.counters > 1) {
-#pragma unroll
-          for (int o = 16; o > 0; o /= 2) total += __shfl_xor_sync(0xffffffffu, total, o);
+        bool done;
+        if (args.flags != 0) {
+          bool mine_done = true;
+          for (int c = lane; c < ctas; c += 32) {
+            mine_done &= ld_relaxed_gpu(args.counter + c) >= round;
+          }
+          done = __all_sync(0xffffffffu, mine_done);
         } else {
-          total = __shfl_sync(0xffffffffu, total, 0);
+          uint64_t total = !polls ? 0 : relaxed ? ld_relaxed_gpu(mine) : ld_acquire_gpu(mine);
+          if (args.counters > 1) {
+#pragma unroll
+            for (int o = 16; o > 0; o /= 2) total += __shfl_xor_sync(0xffffffffu, total, o);
+          } else {
+            total = __shfl_sync(0xffffffffu, total, 0);
+          }
+          done = total >= target;
         }
-        if (total >= target) break;
+        if (done) break;
         expired = __any_sync(0xffffffffu, spin.poll() == SpinState::kExpired);
         if (expired) break;
       }
-      if (args.relaxed_poll != 0) fence_acq_rel_gpu();
+      if (relaxed) fence_acq_rel_gpu();
       if (lane == 0) stuck = expired ? 1u : 0u;
     }
     __syncthreads();
@@ -103,7 +119,8 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
 
 cudaError_t launch_event_latency(const EventLatencyArgs& args, int ctas, cudaStream_t stream) {
   if (args.floats_per_cta < 0 || args.floats_per_cta % 4 != 0 || args.floats_per_cta > 96 ||
-      args.rounds < 1 || ctas < 1 || args.counters < 1 || args.counters > EVENT_MAX_COUNTERS) {
+      args.rounds < 1 || ctas < 1 || args.counters < 1 || args.counters > EVENT_MAX_COUNTERS ||
+      (args.flags != 0 && ctas > EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE)) {
     return cudaErrorInvalidValue;
   }
   const size_t smem = event_latency_smem(ctas, args.floats_per_cta);

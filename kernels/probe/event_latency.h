@@ -3,7 +3,8 @@
 // share of a vector, signals a counter with the megakernel's release, waits with its acquire
 // until every CTA has signalled, and loads the whole vector as a task loads its input row
 // (tests/gpu/event_latency_bench.cc). The signal's alternatives: relaxed polls and one acquire
-// fence, and the releases spread over several counters that the waiting warp polls together.
+// fence, the releases spread over several counters that the waiting warp polls together, and a
+// flag a CTA instead of a counter.
 //
 //   EventLatencyArgs a = {counter, vectors, errors, rounds, floats_per_cta};
 //   megalith::kernels::launch_event_latency(a, ctas, stream);
@@ -22,7 +23,7 @@ constexpr int EVENT_COUNTER_STRIDE = 16;
 constexpr int EVENT_MAX_COUNTERS = 32;
 
 struct EventLatencyArgs {
-  uint64_t* counter;        // EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE words, zero before the launch
+  uint64_t* counter;        // EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE words, zero at launch
   float* vectors;           // two vectors of ctas * floats_per_cta (rounds alternate)
   uint32_t* errors;         // one word, zero before the launch: values loaded wrong, and
                             // waits given up after a second
@@ -30,6 +31,8 @@ struct EventLatencyArgs {
   int32_t floats_per_cta;   // 0: the barrier alone; a multiple of 4, at most 96
   int32_t counters = 1;     // 1..EVENT_MAX_COUNTERS; the waiter's lanes poll one each and add up
   int32_t relaxed_poll = 0; // 1: relaxed loads, then one acquire fence once the target is seen
+  int32_t flags = 0;        // 1: no counter; CTA c stores the round to word c (a release), the
+                            // waiting warp polls every CTA's word (relaxed, then the fence)
 };
 
 // The vector's floats a CTA loads after each barrier, so the dynamic shared memory it takes.

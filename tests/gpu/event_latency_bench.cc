@@ -6,8 +6,9 @@
 // row. Printed: the microseconds a round, for 2 CTAs and for every SM, with no vector and
 // with vectors of 32 and 96 floats per CTA (4096- and 12288-wide rows on 128 SMs), for the
 // megakernel's signal (one counter, acquire polls) and the alternatives: relaxed polls with one
-// acquire fence, and the releases spread over 8 or 32 counters on lines of their own, which the
-// waiting warp's lanes poll and add up. The loaded values are checked; a wrong one fails the
+// acquire fence, the releases spread over 8 or 32 counters on lines of their own, which the
+// waiting warp's lanes poll and add up, and a flag a CTA (a release store of the round) that
+// the waiting warp polls for every CTA. The loaded values are checked; a wrong one fails the
 // run.
 //
 //   megalith_gpu_event_latency [--rounds N]
@@ -55,19 +56,21 @@ int run(int argc, char** argv) {
   fmt::print("{} rounds a launch; us a round (the best of 3 launches after a warm-up)\n", rounds);
   struct Scheme {
     const char* name;
-    int counters, relaxed_poll;
+    int counters, relaxed_poll, flags;
   };
   const Scheme schemes[] = {{"one counter, acquire polls (the megakernel's)", 1, 0},
                             {"one counter, relaxed polls", 1, 1},
                             {"8 counters, acquire polls", 8, 0},
                             {"8 counters, relaxed polls", 8, 1},
-                            {"32 counters, relaxed polls", 32, 1}};
+                            {"32 counters, relaxed polls", 32, 1},
+                            {"a flag a CTA, relaxed polls", 1, 1, 1}};
   fmt::print("  {:>5} {:>14} {:>10}  {}\n", "CTAs", "floats a CTA", "us", "signal");
   for (const int ctas : {2, sms}) {
     for (const int floats : {0, 32, kMostFloats}) {
       for (const Scheme& scheme : schemes) {
         const EventLatencyArgs args{
-            counter, vectors, errors, rounds, floats, scheme.counters, scheme.relaxed_poll};
+            counter,     vectors, errors, rounds, floats, scheme.counters, scheme.relaxed_poll,
+            scheme.flags};
         float best = 0;
         for (int launch = 0; launch < 4; ++launch) {
           CHECK_CUDA(cudaMemset(counter, 0, kCounterBytes));
