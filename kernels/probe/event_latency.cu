@@ -15,11 +15,63 @@ __device__ __forceinline__ float round_value(int round, int cta, int i) {
   return float(round * 8192 + cta * 97 + i);
 }
 
+__device__ __forceinline__ void st_relaxed_gpu(uint64_t* p, uint64_t v) {
+  asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+// Round r with the signal in the data (NCCL's LL protocol): each float goes out with the round
+// in the upper half of one 8-byte relaxed store (single-copy atomic), and the readers load the
+// whole vector, loading again each element whose round is not yet theirs. No counter, no
+// fence, no second round trip for the data. Two vectors in turn: a CTA writes round r + 1's
+// only after it read every CTA's round r, which each wrote only after reading round r - 1.
+// True when a wait gave up.
+__device__ bool tagged_round(const EventLatencyArgs& args, int r, float* row) {
+  const int ctas = int(gridDim.x), per = args.floats_per_cta, total = ctas * per;
+  uint64_t* vector = args.tagged_vectors + size_t(r % 2) * size_t(total);
+  const uint32_t tag = uint32_t(r + 1);
+  for (int i = int(threadIdx.x); i < per; i += kThreads) {
+    const float value = round_value(r, int(blockIdx.x), i);
+    st_relaxed_gpu(vector + blockIdx.x * per + i, uint64_t(tag) << 32 | __float_as_uint(value));
+  }
+  const MegakernelArgs no_launch{};
+  Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
+  bool expired = false;
+  for (int base = 0; base < total && !expired; base += kLoadsInFlight * kThreads) {
+    uint64_t v[kLoadsInFlight];
+#pragma unroll
+    for (int j = 0; j < kLoadsInFlight; ++j) {
+      const int k = base + j * kThreads + int(threadIdx.x);
+      v[j] = k < total ? ld_relaxed_gpu(vector + k) : 0;
+    }
+#pragma unroll
+    for (int j = 0; j < kLoadsInFlight; ++j) {
+      const int k = base + j * kThreads + int(threadIdx.x);
+      if (k >= total) continue;
+      while (uint32_t(v[j] >> 32) != tag && !expired) {
+        expired = spin.poll() == SpinState::kExpired;
+        v[j] = ld_relaxed_gpu(vector + k);
+      }
+      row[k] = __uint_as_float(uint32_t(v[j]));
+    }
+  }
+  return expired;
+}
+
 __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventLatencyArgs args) {
   extern __shared__ __align__(16) float row[];
   const int ctas = int(gridDim.x), per = args.floats_per_cta, total = ctas * per;
   uint32_t wrong = 0;
   for (int r = 0; r < args.rounds; ++r) {
+    if (args.tagged != 0) {
+      if (__syncthreads_or(tagged_round(args, r, row) ? 1 : 0) != 0) {
+        if (threadIdx.x == 0) atomicAdd(args.errors, 1u);
+        return;
+      }
+      // The thread's own first element: no barrier orders another thread's next round after it.
+      const int k = int(threadIdx.x);
+      if (k < total) wrong += row[k] != round_value(r, k / per, k % per) ? 1u : 0u;
+      continue;
+    }
     // Two vectors: a CTA writes round r + 1's only after every CTA signalled round r, that
     // is, finished loading round r - 1's from the same vector.
     float* vector = args.vectors + size_t(r % 2) * size_t(total);
@@ -120,7 +172,8 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
 cudaError_t launch_event_latency(const EventLatencyArgs& args, int ctas, cudaStream_t stream) {
   if (args.floats_per_cta < 0 || args.floats_per_cta % 4 != 0 || args.floats_per_cta > 96 ||
       args.rounds < 1 || ctas < 1 || args.counters < 1 || args.counters > EVENT_MAX_COUNTERS ||
-      (args.flags != 0 && ctas > EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE)) {
+      (args.flags != 0 && ctas > EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE) ||
+      (args.tagged != 0 && (args.floats_per_cta == 0 || args.tagged_vectors == nullptr))) {
     return cudaErrorInvalidValue;
   }
   const size_t smem = event_latency_smem(ctas, args.floats_per_cta);

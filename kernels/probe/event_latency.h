@@ -3,8 +3,8 @@
 // share of a vector, signals a counter with the megakernel's release, waits with its acquire
 // until every CTA has signalled, and loads the whole vector as a task loads its input row
 // (tests/gpu/event_latency_bench.cc). The signal's alternatives: relaxed polls and one acquire
-// fence, the releases spread over several counters that the waiting warp polls together, and a
-// flag a CTA instead of a counter.
+// fence, the releases spread over several counters that the waiting warp polls together, a
+// flag a CTA instead of a counter, and no signal at all but the round in the data.
 //
 //   EventLatencyArgs a = {counter, vectors, errors, rounds, floats_per_cta};
 //   megalith::kernels::launch_event_latency(a, ctas, stream);
@@ -33,6 +33,8 @@ struct EventLatencyArgs {
   int32_t relaxed_poll = 0; // 1: relaxed loads, then one acquire fence once the target is seen
   int32_t flags = 0;        // 1: no counter; CTA c stores the round to word c (a release), the
                             // waiting warp polls every CTA's word (relaxed, then the fence)
+  int32_t tagged = 0;       // 1: no counter; the vector's floats carry the round (tagged_round)
+  uint64_t* tagged_vectors = nullptr;  // tagged: two vectors of ctas * floats_per_cta words
 };
 
 // The vector's floats a CTA loads after each barrier, so the dynamic shared memory it takes.

@@ -7,9 +7,10 @@
 // with vectors of 32 and 96 floats per CTA (4096- and 12288-wide rows on 128 SMs), for the
 // megakernel's signal (one counter, acquire polls) and the alternatives: relaxed polls with one
 // acquire fence, the releases spread over 8 or 32 counters on lines of their own, which the
-// waiting warp's lanes poll and add up, and a flag a CTA (a release store of the round) that
-// the waiting warp polls for every CTA. The loaded values are checked; a wrong one fails the
-// run.
+// waiting warp's lanes poll and add up, a flag a CTA (a release store of the round) that the
+// waiting warp polls for every CTA, and no signal at all, each float stored with the round
+// beside it in one 8-byte word (NCCL's LL protocol) and loaded until its round is the reader's.
+// The loaded values are checked; a wrong one fails the run.
 //
 //   megalith_gpu_event_latency [--rounds N]
 #include <cuda_runtime.h>
@@ -49,6 +50,9 @@ int run(int argc, char** argv) {
   CHECK_CUDA(cudaMalloc(&counter, kCounterBytes));
   CHECK_CUDA(cudaMalloc(&errors, 4));
   CHECK_CUDA(cudaMalloc(&vectors, size_t(2) * size_t(sms) * kMostFloats * sizeof(float)));
+  uint64_t* tagged = nullptr;
+  const size_t tagged_bytes = size_t(2) * size_t(sms) * kMostFloats * sizeof(uint64_t);
+  CHECK_CUDA(cudaMalloc(&tagged, tagged_bytes));
   CHECK_CUDA(cudaMemset(errors, 0, 4));
   cudaEvent_t start, stop;
   CHECK_CUDA(cudaEventCreate(&start));
@@ -56,24 +60,34 @@ int run(int argc, char** argv) {
   fmt::print("{} rounds a launch; us a round (the best of 3 launches after a warm-up)\n", rounds);
   struct Scheme {
     const char* name;
-    int counters, relaxed_poll, flags;
+    int counters, relaxed_poll, flags, tagged;
   };
   const Scheme schemes[] = {{"one counter, acquire polls (the megakernel's)", 1, 0},
                             {"one counter, relaxed polls", 1, 1},
                             {"8 counters, acquire polls", 8, 0},
                             {"8 counters, relaxed polls", 8, 1},
                             {"32 counters, relaxed polls", 32, 1},
-                            {"a flag a CTA, relaxed polls", 1, 1, 1}};
+                            {"a flag a CTA, relaxed polls", 1, 1, 1},
+                            {"no signal: the round in the data (loads only)", 1, 0, 0, 1}};
   fmt::print("  {:>5} {:>14} {:>10}  {}\n", "CTAs", "floats a CTA", "us", "signal");
   for (const int ctas : {2, sms}) {
     for (const int floats : {0, 32, kMostFloats}) {
       for (const Scheme& scheme : schemes) {
-        const EventLatencyArgs args{
-            counter,     vectors, errors, rounds, floats, scheme.counters, scheme.relaxed_poll,
-            scheme.flags};
+        if (scheme.tagged != 0 && floats == 0) continue;  // no data, nothing to carry the round
+        const EventLatencyArgs args{counter,
+                                    vectors,
+                                    errors,
+                                    rounds,
+                                    floats,
+                                    scheme.counters,
+                                    scheme.relaxed_poll,
+                                    scheme.flags,
+                                    scheme.tagged,
+                                    tagged};
         float best = 0;
         for (int launch = 0; launch < 4; ++launch) {
           CHECK_CUDA(cudaMemset(counter, 0, kCounterBytes));
+          CHECK_CUDA(cudaMemset(tagged, 0, tagged_bytes));
           CHECK_CUDA(cudaEventRecord(start));
           CHECK_CUDA(launch_event_latency(args, ctas, nullptr));
           CHECK_CUDA(cudaEventRecord(stop));
