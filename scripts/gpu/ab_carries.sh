@@ -30,8 +30,9 @@ for variant in "$@"; do
   if [[ $name != gpu90a && " ${tested[*]} " != *" $name "* ]]; then
     tested+=("$name")
     echo "== GPU tests of $name ($(cat "build/carry-$name/COMMIT"))"
+    start=$SECONDS
     timeout 120 "build/carry-$name/tests/gpu/megalith_gpu_tests" >"$OUT/tests_$name.log" 2>&1
-    tail -1 "$OUT/tests_$name.log"
+    echo "$(tail -1 "$OUT/tests_$name.log") ($((SECONDS - start)) s)"
   fi
   probe "$name"
   settings="" options=""
@@ -40,5 +41,7 @@ for variant in "$@"; do
   done
   variants+=("${settings:+env$settings }build/carry-$name/$bench$options")
 done
+start=$SECONDS
 scripts/gpu/ab_bench.sh "$rounds" "${variants[@]}" | grep -v "^qwen3:\|^llama:"
+echo "== the A/B took $((SECONDS - start)) s"
 tar -czf "$OUT/ab.tgz" -C "$OUT" ab && rm -rf "$OUT/ab"
