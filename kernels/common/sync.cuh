@@ -51,6 +51,9 @@ __device__ __forceinline__ uint64_t ld_relaxed_gpu(const uint64_t* p) {
   asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
   return v;
 }
+__device__ __forceinline__ void st_relaxed_gpu(uint64_t* p, uint64_t v) {
+  asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
 
 // After a relaxed load saw a release's value: the acquire half, so that later loads see the
 // releasing side's writes (a strong read followed by this fence is an acquire pattern).

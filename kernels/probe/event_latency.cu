@@ -15,10 +15,6 @@ __device__ __forceinline__ float round_value(int round, int cta, int i) {
   return float(round * 8192 + cta * 97 + i);
 }
 
-__device__ __forceinline__ void st_relaxed_gpu(uint64_t* p, uint64_t v) {
-  asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
-
 // Round r with the signal in the data (NCCL's LL protocol): each float goes out with the round
 // in the upper half of one 8-byte relaxed store (single-copy atomic), and the readers load the
 // whole vector, loading again each element whose round is not yet theirs. No counter, no
@@ -123,14 +119,14 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
           }
           done = __all_sync(0xffffffffu, mine_done);
         } else {
-          uint64_t total = !polls ? 0 : relaxed ? ld_relaxed_gpu(mine) : ld_acquire_gpu(mine);
+          uint64_t seen = !polls ? 0 : relaxed ? ld_relaxed_gpu(mine) : ld_acquire_gpu(mine);
           if (args.counters > 1) {
 #pragma unroll
-            for (int o = 16; o > 0; o /= 2) total += __shfl_xor_sync(0xffffffffu, total, o);
+            for (int o = 16; o > 0; o /= 2) seen += __shfl_xor_sync(0xffffffffu, seen, o);
           } else {
-            total = __shfl_sync(0xffffffffu, total, 0);
+            seen = __shfl_sync(0xffffffffu, seen, 0);
           }
-          done = total >= target;
+          done = seen >= target;
         }
         if (done) break;
         expired = __any_sync(0xffffffffu, spin.poll() == SpinState::kExpired);

@@ -7,12 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 for t in build/carry-*.txz; do
   [[ -e $t ]] || continue
-  stamp=${t%.txz}/.unpacked
-  if [[ -f $stamp && $(cat "$stamp") == "$(cksum <"$t")" ]]; then continue; fi
+  stamp=${t%.txz}/.unpacked sum=$(cksum <"$t")
+  if [[ -f $stamp && $(cat "$stamp") == "$sum" ]]; then continue; fi
   if command -v xz >/dev/null; then
     tar xJf "$t" -C build
   else
     python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall("build", filter="tar")' "$t"
   fi
-  cksum <"$t" >"$stamp"
+  echo "$sum" >"$stamp"
 done
