@@ -99,7 +99,7 @@ __device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t,
     // switch on the type keeps them apart), about 16 of them in a row on a 4096-wide row.
     const auto* g4 = reinterpret_cast<const uint2*>(env.scratch);
     auto* x4 = reinterpret_cast<float4*>(xs);
-#pragma unroll 4
+#pragma unroll 1
     for (int v = env.tid; v < x.cols / 4; v += CONSUMER_THREADS) {
       const uint2 g = g4[v];
       float4 a = x4[v];
