@@ -18,6 +18,16 @@ __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
+// The two bf16 elements of a 32-bit word as floats. A bf16 is the upper half of the float it
+// stands for: the lower element converts with one shift, the upper with one mask
+// (__bfloat162float costs a byte permute and a shift).
+__device__ __forceinline__ float bf16_low_to_float(uint32_t word) {
+  return __uint_as_float(word << 16);
+}
+__device__ __forceinline__ float bf16_high_to_float(uint32_t word) {
+  return __uint_as_float(word & 0xffff0000u);
+}
+
 template <class T>
 __device__ __forceinline__ T from_float(float v);
 template <>
@@ -101,7 +111,7 @@ struct Ref {
   }
   __device__ float float_of(uint32_t bits) const {
     switch (type) {
-      case abi::RefType::kBF16: return __uint_as_float(bits << 16);
+      case abi::RefType::kBF16: return bf16_low_to_float(bits);
       case abi::RefType::kF16: return __half2float(__ushort_as_half(uint16_t(bits)));
       case abi::RefType::kI32: return float(int32_t(bits));
       case abi::RefType::kF32: break;

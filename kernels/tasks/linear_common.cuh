@@ -103,10 +103,10 @@ __device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t,
     for (int v = env.tid; v < x.cols / 4; v += CONSUMER_THREADS) {
       const uint2 g = g4[v];
       float4 a = x4[v];
-      a.x = __uint_as_float(g.x << 16) * (a.x * inv_rms);
-      a.y = __uint_as_float(g.x & 0xffff0000u) * (a.y * inv_rms);
-      a.z = __uint_as_float(g.y << 16) * (a.z * inv_rms);
-      a.w = __uint_as_float(g.y & 0xffff0000u) * (a.w * inv_rms);
+      a.x = bf16_low_to_float(g.x) * (a.x * inv_rms);
+      a.y = bf16_high_to_float(g.x) * (a.y * inv_rms);
+      a.z = bf16_low_to_float(g.y) * (a.z * inv_rms);
+      a.w = bf16_high_to_float(g.y) * (a.w * inv_rms);
       x4[v] = a;
     }
   } else {
@@ -178,13 +178,10 @@ using RawQuad = std::conditional_t<sizeof(W) == 4, uint4, uint2>;
 template <class W>
 __device__ __forceinline__ float quad_dot(const RawQuad<W>& raw, const float4& x, float acc) {
   if constexpr (std::is_same_v<W, __nv_bfloat16>) {
-    // A bf16 is the upper half of the float it stands for: the lower element of a 32-bit word
-    // converts with one shift, the upper with one mask (__bfloat162float on it costs a byte
-    // permute and a shift).
-    acc = fmaf(__uint_as_float(raw.x << 16), x.x, acc);
-    acc = fmaf(__uint_as_float(raw.x & 0xffff0000u), x.y, acc);
-    acc = fmaf(__uint_as_float(raw.y << 16), x.z, acc);
-    return fmaf(__uint_as_float(raw.y & 0xffff0000u), x.w, acc);
+    acc = fmaf(bf16_low_to_float(raw.x), x.x, acc);
+    acc = fmaf(bf16_high_to_float(raw.x), x.y, acc);
+    acc = fmaf(bf16_low_to_float(raw.y), x.z, acc);
+    return fmaf(bf16_high_to_float(raw.y), x.w, acc);
   } else {
     const W* e = reinterpret_cast<const W*>(&raw);
     acc = fmaf(to_float(e[0]), x.x, acc);
