@@ -11,25 +11,24 @@ import re
 import sys
 
 
-# ab_bench.sh's models, in the order it runs them: ab_carries.sh filters out the lines that
-# name them, so a headline's model is its place after the variant's line.
-MODELS = ("qwen3-8b", "llama-3.2-1b", "qwen3-0.6b")
-
-
 def parse(text):
     """{variant: {model: [us per round]}} in the order the variants first appear."""
     table = collections.OrderedDict()
-    variant, index = None, 0
+    variant = model = None
     for line in text.splitlines():
         m = re.match(r"== round (\d+), variant (\d+): (.*)", line)
         if m:
-            variant, index = m.group(3).strip(), 0
+            variant, model = m.group(3).strip(), None
             table.setdefault(variant, collections.OrderedDict())
             continue
+        # The model's line: its spec alone (ab_carries.sh) or with ab_bench.sh's details.
+        m = re.match(r"([a-z0-9]+:[a-z0-9.-]+)( \(|$)", line)
+        if m:
+            model = m.group(1)
+            continue
         m = re.match(r"\s+([0-9.]+) us/step", line)
-        if m and variant is not None and index < len(MODELS):
-            table[variant].setdefault(MODELS[index], []).append(float(m.group(1)))
-            index += 1
+        if m and variant is not None and model is not None:
+            table[variant].setdefault(model, []).append(float(m.group(1)))
     return table
 
 
@@ -51,7 +50,7 @@ def main():
         sys.exit("no ab_bench headlines found")
     models = list(next(iter(table.values())).keys())
     base = next(iter(table.values()))
-    print("| variant | " + " | ".join(models) + " | change |")
+    print("| variant | " + " | ".join(m.split(":")[1] for m in models) + " | change |")
     print("|---|" + "---|" * len(models) + "---|")
     for variant, runs in table.items():
         cells, changes = [], []
