@@ -126,9 +126,12 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
   const Ref k_row{reinterpret_cast<uint8_t*>(key + row_floats), k_cache.type, 1, hd, hd};
   const Ref v_row{reinterpret_cast<uint8_t*>(key + 2 * row_floats), v_cache.type, 1, hd, hd};
   const int32_t pos = positions.get_int(0, 0);
-  // The value row is loaded with the heads, one element a thread (MAX_HEAD_DIM fits).
-  static_assert(MAX_HEAD_DIM <= CONSUMER_THREADS, "a value element per thread");
+  // The value row is loaded with the heads, one element a thread and a second one past
+  // CONSUMER_THREADS (head dims up to MAX_HEAD_DIM).
+  static_assert(MAX_HEAD_DIM <= 2 * CONSUMER_THREADS, "two value elements a thread");
+  const int value_high = env.tid + CONSUMER_THREADS;
   const uint32_t value_bits = env.tid < hd ? v.get_bits(0, env.tid) : 0;
+  const uint32_t value_high_bits = value_high < hd ? v.get_bits(0, value_high) : 0;
   const int idle_warp = env.warp - (group + 1);  // warps past the heads rotate nothing
   if (idle_warp >= 0) {
     prefetch_cache_rows(env, t, pos, idle_warp * 32 + env.lane, (CONSUMER_WARPS - group - 1) * 32);
@@ -211,13 +214,13 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
       }
     }
   }
-  if (env.tid < hd) {
-    const float value = v.float_of(value_bits);
-    v_row.set(0, env.tid, value);
+  for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
+    const float value = v.float_of(i == env.tid ? value_bits : value_high_bits);
+    v_row.set(0, i, value);
     if (append) {
-      v_cache.set(pos, env.tid, value);
+      v_cache.set(pos, i, value);
     } else if (new_kv.present()) {
-      new_kv.set(0, hd + env.tid, value);
+      new_kv.set(0, hd + i, value);
     }
   }
   consumer_sync();
