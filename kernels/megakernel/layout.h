@@ -136,6 +136,7 @@ struct PublishedToken {
 
 // Dynamic mode's schedulers: warps of one CTA launched after the workers, on an SM of its own.
 constexpr int SCHEDULER_WARPS = 8;
+static_assert(SCHEDULER_WARPS * 32 <= WORKER_THREADS, "the schedulers' warps fit one CTA");
 
 // Dynamic mode: a task that consumes an event, as the event's scheduler sees it.
 struct DispatchTarget {

@@ -18,7 +18,8 @@
 // softmax weights; then key groups of threads accumulate weights x value rows, one 16-byte
 // vector column each, and their sums are added up. The loads of a block are all in flight
 // together, so a block costs a few memory latencies whatever its length. The scalar pass
-// handles every other shape: each consumer warp keeps an online softmax over every 8th key.
+// handles every other shape: each consumer warp keeps an online softmax over every
+// CONSUMER_WARPS-th key.
 #pragma once
 
 #include <math.h>
@@ -86,8 +87,8 @@ __device__ inline StagedCache staged_cache(const TaskEnv& env, int hd) {
 // staged): the weights streamed since the last step have pushed them out, so each would be an
 // HBM miss on attention's chain of latencies, queued behind the rings' copies in flight. Issued
 // by the warps the rotation leaves idle (`thread` of `threads`), so the passes, a rotation
-// later, find the rows in L2 and nothing on the chain waits for the prefetch (a group of 8 or
-// more query heads leaves no warp idle, and nothing is prefetched).
+// later, find the rows in L2 and nothing on the chain waits for the prefetch (a group of
+// CONSUMER_WARPS - 1 or more query heads leaves no warp idle, and nothing is prefetched).
 __device__ inline void prefetch_cache_rows(const TaskEnv& env, const abi::TaskDesc& t, int pos,
                                            int thread, int threads) {
   const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
