@@ -3,7 +3,7 @@
 // cp.async.bulk operations of the weight ring.
 //
 //   while (ld_acquire_gpu(counter) < target) {}   // then the producers' writes are visible
-//   consumer_sync();                               // the 256 consumer threads, not the producer
+//   consumer_sync();                               // the consumer threads, not the producer
 //   bulk_copy_g2s(stage, src, bytes, &full[s], l2_evict_first_policy());  // completes on the mbarrier
 #pragma once
 

@@ -14,8 +14,10 @@
 namespace megalith::kernels {
 
 // A worker CTA: CONSUMER_WARPS warps wait on events and compute, one producer warp streams
-// the weights of the queue's tasks into the shared-memory ring ahead of them.
-constexpr int CONSUMER_WARPS = 8;
+// the weights of the queue's tasks into the shared-memory ring ahead of them. Eight warps in
+// all, so that each of the SM's four register files holds two of them and a thread may have
+// 255 registers (nine warps put three on one file: 168 a thread, and the static loop spilled).
+constexpr int CONSUMER_WARPS = 7;
 constexpr int CONSUMER_THREADS = CONSUMER_WARPS * 32;
 constexpr int PRODUCER_WARP = CONSUMER_WARPS;
 constexpr int WORKER_THREADS = CONSUMER_THREADS + 32;
@@ -134,6 +136,7 @@ struct PublishedToken {
 
 // Dynamic mode's schedulers: warps of one CTA launched after the workers, on an SM of its own.
 constexpr int SCHEDULER_WARPS = 8;
+static_assert(SCHEDULER_WARPS * 32 <= WORKER_THREADS, "the schedulers' warps fit one CTA");
 
 // Dynamic mode: a task that consumes an event, as the event's scheduler sees it.
 struct DispatchTarget {

@@ -18,7 +18,8 @@
 // softmax weights; then key groups of threads accumulate weights x value rows, one 16-byte
 // vector column each, and their sums are added up. The loads of a block are all in flight
 // together, so a block costs a few memory latencies whatever its length. The scalar pass
-// handles every other shape: each consumer warp keeps an online softmax over every 8th key.
+// handles every other shape: each consumer warp keeps an online softmax over every
+// CONSUMER_WARPS-th key.
 #pragma once
 
 #include <math.h>
@@ -86,8 +87,8 @@ __device__ inline StagedCache staged_cache(const TaskEnv& env, int hd) {
 // staged): the weights streamed since the last step have pushed them out, so each would be an
 // HBM miss on attention's chain of latencies, queued behind the rings' copies in flight. Issued
 // by the warps the rotation leaves idle (`thread` of `threads`), so the passes, a rotation
-// later, find the rows in L2 and nothing on the chain waits for the prefetch (a group of 8 or
-// more query heads leaves no warp idle, and nothing is prefetched).
+// later, find the rows in L2 and nothing on the chain waits for the prefetch (a group of
+// CONSUMER_WARPS - 1 or more query heads leaves no warp idle, and nothing is prefetched).
 __device__ inline void prefetch_cache_rows(const TaskEnv& env, const abi::TaskDesc& t, int pos,
                                            int thread, int threads) {
   const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
@@ -126,9 +127,12 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
   const Ref k_row{reinterpret_cast<uint8_t*>(key + row_floats), k_cache.type, 1, hd, hd};
   const Ref v_row{reinterpret_cast<uint8_t*>(key + 2 * row_floats), v_cache.type, 1, hd, hd};
   const int32_t pos = positions.get_int(0, 0);
-  // The value row is loaded with the heads, one element a thread (MAX_HEAD_DIM fits).
-  static_assert(MAX_HEAD_DIM <= CONSUMER_THREADS, "a value element per thread");
+  // The value row is loaded with the heads, one element a thread and a second one past
+  // CONSUMER_THREADS (head dims up to MAX_HEAD_DIM).
+  static_assert(MAX_HEAD_DIM <= 2 * CONSUMER_THREADS, "two value elements a thread");
+  const int value_high = env.tid + CONSUMER_THREADS;
   const uint32_t value_bits = env.tid < hd ? v.get_bits(0, env.tid) : 0;
+  const uint32_t value_high_bits = value_high < hd ? v.get_bits(0, value_high) : 0;
   const int idle_warp = env.warp - (group + 1);  // warps past the heads rotate nothing
   if (idle_warp >= 0) {
     prefetch_cache_rows(env, t, pos, idle_warp * 32 + env.lane, (CONSUMER_WARPS - group - 1) * 32);
@@ -211,13 +215,13 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
       }
     }
   }
-  if (env.tid < hd) {
-    const float value = v.float_of(value_bits);
-    v_row.set(0, env.tid, value);
+  for (int i = env.tid; i < hd; i += CONSUMER_THREADS) {
+    const float value = v.float_of(i == env.tid ? value_bits : value_high_bits);
+    v_row.set(0, i, value);
     if (append) {
-      v_cache.set(pos, env.tid, value);
+      v_cache.set(pos, i, value);
     } else if (new_kv.present()) {
-      new_kv.set(0, hd + env.tid, value);
+      new_kv.set(0, hd + i, value);
     }
   }
   consumer_sync();

@@ -257,9 +257,10 @@ __device__ __forceinline__ void matvec_item(const uint8_t* w, uint32_t row_bytes
 // 2026-12-04: 46 GB/s per SM on 4096-column tiles of 384 rows and 36 on tiles of 32 rows,
 // where the copies alone reach 63 and 57), so the loop keeps its index arithmetic out of the
 // items: the chunk's place advances instead of being divided out, pointers step by an item,
-// and full groups load unpredicated. Every chunk goes to all eight warps (a 32 KB bf16 chunk
-// is two items a warp): when the two halves of the warps took alternate chunks, a stage was
-// held until its half's longer runs were done, and Qwen3-8B ran 1% slower
+// and full groups load unpredicated. Every chunk goes to all the consumer warps (a 32 KB bf16
+// chunk is 16 items: three for five of seven warps, one and none for the others): when the
+// two halves of the warps took alternate chunks, a stage was held until its half's longer
+// runs were done, and Qwen3-8B ran 1% slower
 // (docs/performance.md). With several slots (batch > 1: GROUPS) a chunk is taken
 // `slot_groups` times, S slots at a time, their input rows `x_floats` apart and their partial
 // sums `part_floats` apart; a slot's sums do not depend on the other slots (the batch fixes R
