@@ -5,8 +5,15 @@ side by side, and each variant's mean change against the first (main's build).
 
     scripts/gpu/ab_carries.sh 2 amma prep | tee ab.txt
     scripts/gpu/ab_table.py ab.txt
+
+With --best DIR, prints instead the name of the variant that wins by the rule the A/Bs land
+by (its mean change below -0.3%, no model above +0.3%, and ab_carries.sh's DIR/tests_NAME.log
+saying every GPU test passed), the one with the lowest mean change; nothing when none does.
+
+    scripts/gpu/ab_table.py ab.txt --best "$OUT"
 """
 import collections
+import os
 import re
 import sys
 
@@ -42,24 +49,56 @@ def short(variant):
     return " ".join(x for x in (m.group(1), settings, flags) if x)
 
 
+def mean_changes(table):
+    """{variant: [change against the first variant in percent, per model]}."""
+    base = next(iter(table.values()))
+    out = collections.OrderedDict()
+    for variant, runs in table.items():
+        out[variant] = [100 * (sum(r) / len(r) / (sum(base[m]) / len(base[m])) - 1)
+                        for m, r in runs.items() if r and base.get(m)]
+    return out
+
+
+def tests_passed(directory, name):
+    """Whether ab_carries.sh's log of NAME's GPU tests ends in a pass."""
+    try:
+        with open(os.path.join(directory, f"tests_{name}.log")) as log:
+            return re.search(r"^\[  PASSED  \] \d+ tests?\.$", log.read(), re.M) is not None
+    except OSError:
+        return False
+
+
+def best(table, directory):
+    """The winning variant's name by the rule in the module's doc, or None."""
+    models = len(next(iter(table.values())))
+    winner, lowest = None, -0.3
+    for variant, changes in list(mean_changes(table).items())[1:]:
+        name = short(variant)
+        mean = sum(changes) / len(changes) if changes else 0
+        if (len(changes) == models and max(changes) <= 0.3 and mean < lowest and
+                " " not in name and tests_passed(directory, name)):
+            winner, lowest = name, mean
+    return winner
+
+
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "--best"):
         sys.exit(__doc__)
-    table = parse(open(sys.argv[1]).read())
+    table = parse(open(args[0]).read())
     if not table:
         sys.exit("no ab_bench headlines found")
+    if len(args) == 3:
+        print(best(table, args[2]) or "")
+        return
     models = list(next(iter(table.values())).keys())
-    base = next(iter(table.values()))
     print("| variant | " + " | ".join(m.split(":")[1] for m in models) + " | change |")
     print("|---|" + "---|" * len(models) + "---|")
+    changes = mean_changes(table)
     for variant, runs in table.items():
-        cells, changes = [], []
-        for m in models:
-            r = runs.get(m, [])
-            cells.append(" / ".join(f"{x:.0f}" for x in r) or "-")
-            if r and base.get(m):
-                changes.append(f"{100 * (sum(r) / len(r) / (sum(base[m]) / len(base[m])) - 1):+.1f}%")
-        print(f"| {short(variant)} | " + " | ".join(cells) + " | " + ", ".join(changes) + " |")
+        cells = [" / ".join(f"{x:.0f}" for x in runs.get(m, [])) or "-" for m in models]
+        print(f"| {short(variant)} | " + " | ".join(cells) + " | " +
+              ", ".join(f"{c:+.1f}%" for c in changes[variant]) + " |")
 
 
 if __name__ == "__main__":
