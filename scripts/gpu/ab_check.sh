@@ -2,7 +2,7 @@
 # An A/B and the landing check in one device call: scripts/gpu/ab_carries.sh (each variant's GPU
 # tests, then the models' step times against main's build) and, if a variant wins by the rule
 # scripts/gpu/ab_table.py --best applies, scripts/gpu/check_all.sh on that variant's carry, which
-# must then be a whole one (scripts/gpu/pack.sh 90a NAME: the CLI too). The table goes to
+# must then be a whole one (WHOLE=1 scripts/gpu/pack_branches.sh: the CLI too). The table goes to
 # $OUT/ab_table.md. About 20 s a variant plus 330 s for the check.
 #   [AB_STEPS=N] scripts/gpu/ab_check.sh ROUNDS VARIANT...
 set -uo pipefail

@@ -4,8 +4,10 @@
 # weight-stream probe, so that five fit in what the device tool carries) and main's
 # (build/carry-gpu90a.txz, whole), all in the one sm_90a build directory, so that each
 # branch rebuilds only what it changes. Checks the branches out in turn and returns to the
-# one it started on; refuses to start with uncommitted changes.
-#   scripts/gpu/pack_branches.sh NAME=BRANCH...   (e.g. overheads=exp/consumer-overheads)
+# one it started on; refuses to start with uncommitted changes. With WHOLE=1 each branch's
+# carry is whole (the CLI too, 3.8 MB instead of about 3), as scripts/gpu/ab_check.sh needs for
+# the check_all.sh of its winner.
+#   [WHOLE=1] scripts/gpu/pack_branches.sh NAME=BRANCH...   (e.g. overheads=exp/consumer-overheads)
 set -euo pipefail
 
 # All in one function: bash has read it whole before the first checkout changes this file.
@@ -26,8 +28,12 @@ main() {
     fi
     git checkout -q "$branch"
     echo "== $name: $branch ($(git rev-parse --short HEAD))"
-    CARRY_FILES="COMMIT lib tests/gpu/megalith_gpu_bench tests/gpu/megalith_gpu_tests
-      tests/gpu/megalith_gpu_weight_stream" scripts/gpu/pack.sh 90a "$name" >/dev/null
+    if [[ ${WHOLE:-0} == 1 ]]; then
+      scripts/gpu/pack.sh 90a "$name" >/dev/null
+    else
+      CARRY_FILES="COMMIT lib tests/gpu/megalith_gpu_bench tests/gpu/megalith_gpu_tests
+        tests/gpu/megalith_gpu_weight_stream" scripts/gpu/pack.sh 90a "$name" >/dev/null
+    fi
     du -h "build/carry-$name.txz"
   done
   git checkout -q main
