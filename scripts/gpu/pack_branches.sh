@@ -28,12 +28,10 @@ main() {
     fi
     git checkout -q "$branch"
     echo "== $name: $branch ($(git rev-parse --short HEAD))"
-    if [[ ${WHOLE:-0} == 1 ]]; then
-      scripts/gpu/pack.sh 90a "$name" >/dev/null
-    else
-      CARRY_FILES="COMMIT lib tests/gpu/megalith_gpu_bench tests/gpu/megalith_gpu_tests
-        tests/gpu/megalith_gpu_weight_stream" scripts/gpu/pack.sh 90a "$name" >/dev/null
-    fi
+    local files="COMMIT lib tests/gpu/megalith_gpu_bench tests/gpu/megalith_gpu_tests
+      tests/gpu/megalith_gpu_weight_stream"
+    [[ ${WHOLE:-0} != 1 ]] || files=""  # pack.sh packs the whole carry without CARRY_FILES
+    CARRY_FILES="$files" scripts/gpu/pack.sh 90a "$name" >/dev/null
     du -h "build/carry-$name.txz"
   done
   git checkout -q main
