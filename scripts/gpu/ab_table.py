@@ -73,7 +73,7 @@ def best(table, directory):
     models = len(next(iter(table.values())))
     winner, lowest = None, -0.3
     for variant, changes in list(mean_changes(table).items())[1:]:
-        name = short(variant)
+        name = short(variant)  # a variant with flags or settings has no carry of its own
         mean = sum(changes) / len(changes) if changes else 0
         if (len(changes) == models and max(changes) <= 0.3 and mean < lowest and
                 " " not in name and tests_passed(directory, name)):
