@@ -19,16 +19,10 @@ carry=build/carry-${2:-gpu$archs}
 flags=()
 [[ -z $archs ]] || flags=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
 [[ -f $build/build.ninja ]] || cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >/dev/null
-# An object whose depfile ninja lost (two builds in one directory at once) is recorded with no
-# dependencies, so editing a header no longer rebuilds it: from 2026-12-05 05:32 every branch's
-# carry held main's megakernel (docs/performance.md). Such objects are removed and rebuilt.
-stale_objects() { ninja -C $build -t deps | awk '/#deps 0,/ {sub(/:$/, "", $1); print $1}'; }
-for object in $(stale_objects); do rm -f "$build/$object"; done
+source scripts/gpu/stale_objects.sh
+remove_stale_objects $build
 cmake --build $build
-if [[ -n $(stale_objects) ]]; then
-  echo "pack: ninja recorded no dependencies for: $(stale_objects)" >&2
-  exit 1
-fi
+check_no_stale_objects $build
 rm -rf $carry
 mkdir -p $carry/tools/megalith $carry/tests/gpu $carry/lib
 cp $build/tools/megalith/megalith $carry/tools/megalith/
