@@ -475,9 +475,9 @@ struct HeadShape {
   int32_t head_dim, group, kv_heads;
   RefType cache;
 };
-// The first three and the last take the scalar attention pass, the others the vector pass
-// (bf16/f16 rows of whole 16-byte vectors up to 256 bytes): head_dim 96 leaves threads without
-// a value column, a group of 8 takes two passes of query heads.
+// head_dim 18, the f32 cache and head_dim 256 take the scalar attention pass, the others the
+// vector pass (bf16/f16 rows of whole 16-byte vectors up to 256 bytes): head_dim 96 leaves
+// threads without a value column, a group of 8 takes two passes of query heads.
 const HeadShape kHeadShapes[] = {
     {18, 3, 2, RefType::kBF16},
     {64, 2, 3, RefType::kF16},
