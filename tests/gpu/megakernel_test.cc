@@ -14,11 +14,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 
 #include "device_program.h"
 #include "megalith/compiler/claimed_rows.h"
@@ -38,7 +41,18 @@ using abi::RefAccess;
 using abi::RefType;
 using abi::TaskKind;
 
+// A fresh random seed for each case, or MEGALITH_TEST_SEED's for all of them: a failing case
+// prints its seed, and running it again with that seed replays it.
 uint64_t fresh_seed() {
+  if (const char* fixed = std::getenv("MEGALITH_TEST_SEED")) {
+    char* end = nullptr;
+    errno = 0;
+    const uint64_t seed = std::strtoull(fixed, &end, 10);
+    if (*fixed == '\0' || *end != '\0' || errno != 0) {
+      throw std::invalid_argument(fmt::format("MEGALITH_TEST_SEED is not a seed: '{}'", fixed));
+    }
+    return seed;
+  }
   std::random_device rd;
   return uint64_t(rd()) << 32 | rd();
 }
@@ -1069,7 +1083,9 @@ TEST_P(GpuModelTest, TokensArePublishedWhileTheLaunchRuns) {
   options.on_token = [&](int64_t position, int32_t token, float logprob) {
     seen.push_back({position, token, logprob, std::chrono::steady_clock::now()});
   };
-  auto exec = CudaExecutor::create_random(*tg, cfg, fresh_seed(), options);
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(fmt::format("weights seed {}", seed));
+  auto exec = CudaExecutor::create_random(*tg, cfg, seed, options);
   ASSERT_TRUE(exec.ok()) << exec.status().message();
   ASSERT_TRUE((*exec)->start_sequence(std::vector<int32_t>{5, 4, 3}, 0.7, 11).ok());
   const auto start = std::chrono::steady_clock::now();
@@ -1098,6 +1114,7 @@ TEST_P(GpuModelTest, RandomWeightsOnTheGpuEqualTheCheckpoints) {
   const ModelCase mc = GetParam();
   const ModelConfig cfg = model_config(mc);
   const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(fmt::format("weights seed {}", seed));
   auto ckpt = random_checkpoint(cfg, seed);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
   auto graph = build_decode_graph(cfg, 1, 64);
