@@ -48,7 +48,7 @@ uint64_t fresh_seed() {
     char* end = nullptr;
     errno = 0;
     const uint64_t seed = std::strtoull(fixed, &end, 10);
-    if (*fixed == '\0' || *end != '\0' || errno != 0) {
+    if (*fixed < '0' || *fixed > '9' || *end != '\0' || errno != 0) {  // no sign, no space
       throw std::invalid_argument(fmt::format("MEGALITH_TEST_SEED is not a seed: '{}'", fixed));
     }
     return seed;
