@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -45,10 +45,11 @@ using abi::TaskKind;
 // prints its seed, and running it again with that seed replays it.
 uint64_t fresh_seed() {
   if (const char* fixed = std::getenv("MEGALITH_TEST_SEED")) {
-    char* end = nullptr;
-    errno = 0;
-    const uint64_t seed = std::strtoull(fixed, &end, 10);
-    if (*fixed < '0' || *fixed > '9' || *end != '\0' || errno != 0) {  // no sign, no space
+    // from_chars takes digits only: no sign, no space, nothing past the number, no overflow.
+    const char* last = fixed + std::strlen(fixed);
+    uint64_t seed = 0;
+    const auto [end, error] = std::from_chars(fixed, last, seed);
+    if (error != std::errc() || end != last) {
       throw std::invalid_argument(fmt::format("MEGALITH_TEST_SEED is not a seed: '{}'", fixed));
     }
     return seed;
