@@ -12,13 +12,12 @@
 // store to the queries and a hop more per layer.
 //
 // Two passes compute the attention. The vector pass (cache rows of at most 256 bytes at
-// 16-byte aligned addresses: head_dim 128 in bf16/f16, the common case) works on blocks of up
-// to 256 keys: every key row of the block is loaded at once, 4 lanes a row, and scored
-// against up to ATTENTION_ROWS query heads; one warp per head turns the block's scores into
-// softmax weights; then key groups of threads accumulate weights x value rows, one 16-byte
-// vector column each, and their sums are added up. The loads of a block are all in flight
-// together, so a block costs a few memory latencies whatever its length. The scalar pass
-// handles every other shape: each consumer warp keeps an online softmax over every
+// 16-byte aligned addresses: head_dim 128 in bf16/f16, the common case) gives each consumer
+// warp rounds of 8 keys, every CONSUMER_WARPS-th round of the slice, with an online softmax
+// of its own: 4 lanes score a key against up to ATTENTION_ROWS query heads, the lanes holding
+// the round's value vector columns weigh them, and the next round's rows are in flight while
+// one is computed; the warps' states are merged once, at the end. The scalar pass handles
+// every other shape: each consumer warp keeps an online softmax over every
 // CONSUMER_WARPS-th key.
 #pragma once
 
@@ -342,175 +341,220 @@ __device__ __forceinline__ VecF<__half> unpack_half8(const uint4& raw, bool f16)
   return out;
 }
 
-__device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
-                                                 float* scratch, bool f16) {
-  constexpr int V = 8;                                   // bf16 or f16 elements per 16-byte vector
-  constexpr int LANES = ATTENTION_KEY_LANES, KB = ATTENTION_KEY_BLOCK;
-  constexpr int VPL = ATTENTION_MAX_ROW_BYTES / 16 / LANES;  // a row's vectors per lane
-  constexpr int KEYS_PER_ROUND = CONSUMER_THREADS / LANES;
+// The vector pass for query heads g0 .. g0 + heads - 1 of the group, R at a time (R is 2 for
+// groups of one or two heads, so that Qwen3-0.6B's pairs pay for no zero rows, else
+// ATTENTION_ROWS; rows past `heads` hold zero queries, so no branch separates the heads' FMA
+// chains). Each consumer warp takes rounds of ROUND_KEYS keys, every CONSUMER_WARPS-th round
+// of the slice, and keeps an online softmax of its own: a round's keys are scored by LANES
+// lanes each, its value rows are weighted by the lanes that hold their vector columns, and the
+// next round's key and value rows are in flight while it computes one. No barrier separates
+// the keys (the block pass before it had four a block: scores, softmax, values, their sum);
+// the warps' states are merged once, at the end.
+template <int R>
+__device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
+                                       float* scratch, bool f16, int g0, int heads) {
+  constexpr int V = 8;                       // bf16 or f16 elements per 16-byte vector
+  constexpr int LANES = ATTENTION_KEY_LANES;  // lanes scoring one key
+  constexpr int ROUND_KEYS = 32 / LANES;     // keys a warp takes a round
+  constexpr int VPL = ATTENTION_MAX_ROW_BYTES / 16 / LANES;  // a key row's vectors per lane
+  // A row has at most 16 vectors, so a lane loads at most every second key's value vector.
+  constexpr int VALUE_LOADS = ROUND_KEYS / 2;
+  static_assert(ATTENTION_MAX_ROW_BYTES / 16 <= 16, "two value rows a warp load at least");
   const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
   const abi::AttentionParams& p = t.params.attention;
-  const int hd = p.head_dim, group = p.group, nv = hd / V;
+  const int hd = p.head_dim, nv = hd / V;
   const AttentionOut out{env.ref(t, 9), env.ref(t, 10), hd};
   const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
-  float* qs = scratch;                             // [ATTENTION_ROWS][hd], scaled
-  float* acc = qs + ATTENTION_ROWS * hd;           // [ATTENTION_ROWS][hd] running outputs
-  float* scores = acc + ATTENTION_ROWS * hd;       // [ATTENTION_ROWS][KB]
-  float* state = scores + ATTENTION_ROWS * KB;     // [ATTENTION_ROWS]: max, sum, correction
-  float* group_sums = state + 4 * ATTENTION_ROWS;  // [key group][ATTENTION_ROWS][hd]
-  // Phase 1's lanes: LANES per key, each with vectors lane_in_key, lane_in_key + LANES, ... of the row.
-  const int lane_in_key = env.lane % LANES, warp_keys = 32 / LANES;
-  // Phase 2's threads: vector column `column` of the value rows of key group `key_group`.
-  const int key_groups = CONSUMER_THREADS / nv;
-  const int column = env.tid % nv, key_group = env.tid / nv;
+  // The lanes of a round: key `key_lane` scored with vectors lane_in_key + LANES * i of its
+  // row; value vector column `column` of the round's keys slot, slot + slots, ...
+  const int lane_in_key = env.lane % LANES, key_lane = env.lane / LANES;
+  const int slots = 32 / nv, column = env.lane % nv, slot = env.lane / nv;
+  const bool value_lane = slot < slots;
+  float* qs = scratch;                                 // [R][hd], scaled
+  float* parts = qs + R * hd;                          // [slot][warp][R][hd] weighted values
+  float* warp_max_sum = parts + slots * CONSUMER_WARPS * R * hd;  // [warp][R]: max, sum
+  float* warp_scale = warp_max_sum + 2 * CONSUMER_WARPS * R;      // [warp][R]
 
   const KeySlice slice = split_slice(p, tok.pos);
   const int begin = slice.begin, end = slice.end;
+  if (begin == end) {
+    out.set_empty(env.tid, g0, heads);
+    return;
+  }
   // Rows below `staged` are in the ring (start_cache_staging), the token's own in tok.
   const StagedCache cache = staged_cache(env, hd);
   const int staged = min(cache.rows, tok.pos);
+  for (int i = env.tid; i < R * hd; i += CONSUMER_THREADS) {
+    qs[i] = i < heads * hd ? tok.q[g0 * hd + i] * p.scale : 0.0f;
+  }
+  consumer_sync();
+
+  const auto row_of = [&](int r, bool key) -> const uint8_t* {
+    if (r == tok.pos) return key ? tok.k_row.data : tok.v_row.data;
+    if (r < staged) return (key ? cache.k : cache.v) + r * cache.row_bytes;
+    return key ? k_cache.data + r * k_stride : v_cache.data + r * v_stride;
+  };
+  // Round `base`'s key or value vectors of this lane, zeros past the slice (so no load is
+  // issued for them).
+  const auto load_keys = [&](int base, uint4 (&k)[VPL]) {
+    const int key = base + key_lane;
+    const uint8_t* k_row = row_of(key, true);
+#pragma unroll
+    for (int i = 0; i < VPL; ++i) {
+      const int v = lane_in_key + LANES * i;
+      k[i] = key < end && v < nv ? *reinterpret_cast<const uint4*>(k_row + v * 16) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  const auto load_values = [&](int base, uint4 (&vals)[VALUE_LOADS]) {
+#pragma unroll
+    for (int j = 0; j < VALUE_LOADS; ++j) {
+      const int in_round = j * slots + slot, r = base + in_round;
+      vals[j] = value_lane && in_round < ROUND_KEYS && r < end
+                    ? *reinterpret_cast<const uint4*>(row_of(r, false) + column * 16)
+                    : make_uint4(0, 0, 0, 0);
+    }
+  };
+
+  float m[R], l[R], acc[R][V];
+#pragma unroll
+  for (int h = 0; h < R; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0;
+#pragma unroll
+    for (int e = 0; e < V; ++e) acc[h][e] = 0;
+  }
+  const auto compute_round = [&](int base, const uint4 (&keys)[VPL], const uint4 (&vals)[VALUE_LOADS]) {
+    // Scores: two chains a head (even and odd vectors), summed over the key's LANES lanes.
+    float dot[R][2] = {};
+#pragma unroll
+    for (int i = 0; i < VPL; ++i) {
+      const int v = lane_in_key + LANES * i;
+      if (v >= nv) break;
+      const VecF<__half> kx = unpack_half8(keys[i], f16);
+#pragma unroll
+      for (int h = 0; h < R; ++h) {
+        const float4* qv = reinterpret_cast<const float4*>(qs + h * hd + v * V);
+#pragma unroll
+        for (int e = 0; e < V; e += 4) {
+          const float4 qe = qv[e / 4];
+          float& d = dot[h][i % 2];
+          d = fmaf(qe.x, kx.v[e], d);
+          d = fmaf(qe.y, kx.v[e + 1], d);
+          d = fmaf(qe.z, kx.v[e + 2], d);
+          d = fmaf(qe.w, kx.v[e + 3], d);
+        }
+      }
+    }
+    const bool valid = base + key_lane < end;
+    float w[R], correction[R];
+#pragma unroll
+    for (int h = 0; h < R; ++h) {
+      float s = dot[h][0] + dot[h][1];
+#pragma unroll
+      for (int o = 1; o < LANES; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      s = valid ? s : -INFINITY;
+      float round_max = s;
+#pragma unroll
+      for (int o = LANES; o < 32; o <<= 1) round_max = fmaxf(round_max, __shfl_xor_sync(0xffffffffu, round_max, o));
+      // The round's first key is in the slice, so m_new is finite.
+      const float m_new = fmaxf(m[h], round_max);
+      correction[h] = expf(m[h] - m_new);
+      w[h] = expf(s - m_new);
+      // A key's weight counted once, by its first lane; the warp's lanes are added at the end.
+      l[h] = l[h] * correction[h] + (lane_in_key == 0 ? w[h] : 0.0f);
+      m[h] = m_new;
+    }
+#pragma unroll
+    for (int h = 0; h < R; ++h) {
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[h][e] *= correction[h];
+    }
+#pragma unroll
+    for (int j = 0; j < VALUE_LOADS; ++j) {
+      if (j * slots >= ROUND_KEYS) break;  // the same for the whole warp
+      // Every lane takes part in the shuffles; lanes without a value vector hold zeros.
+      const int weight_lane = ((j * slots + slot) % ROUND_KEYS) * LANES;
+      const VecF<__half> vx = unpack_half8(vals[j], f16);
+#pragma unroll
+      for (int h = 0; h < R; ++h) {
+        const float wj = __shfl_sync(0xffffffffu, w[h], weight_lane);
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[h][e] = fmaf(wj, vx.v[e], acc[h][e]);
+      }
+    }
+  };
+
+  // A round's key rows are loaded a round ahead, its value rows at its start, so the scores
+  // and the softmax run while they arrive (both a round ahead spill registers).
+  constexpr int STRIDE = CONSUMER_WARPS * ROUND_KEYS;
+  uint4 keys[VPL], next_keys[VPL], vals[VALUE_LOADS];
+  int base = begin + env.warp * ROUND_KEYS;
+  load_keys(base, keys);
+  for (; base < end; base += STRIDE) {
+    load_values(base, vals);
+    load_keys(base + STRIDE, next_keys);
+    compute_round(base, keys, vals);
+#pragma unroll
+    for (int i = 0; i < VPL; ++i) keys[i] = next_keys[i];
+  }
+
+  // The warp's state: its max (the same in every lane), sum and weighted values per slot.
+#pragma unroll
+  for (int h = 0; h < R; ++h) {
+    const float sum = warp_sum(l[h]);
+    if (env.lane == 0) {
+      warp_max_sum[2 * (env.warp * R + h)] = m[h];
+      warp_max_sum[2 * (env.warp * R + h) + 1] = sum;
+    }
+    if (value_lane) {
+      float4* dst = reinterpret_cast<float4*>(parts + ((slot * CONSUMER_WARPS + env.warp) * R + h) * hd + column * V);
+#pragma unroll
+      for (int e = 0; e < V; e += 4) dst[e / 4] = make_float4(acc[h][e], acc[h][e + 1], acc[h][e + 2], acc[h][e + 3]);
+    }
+  }
+  consumer_sync();
+  // Each warp's weight in the merge, a warp per head: a lane per consumer warp. Warps that
+  // took no round hold max -inf and weigh nothing; warp 0 took the slice's first round.
+  if (env.warp < heads) {
+    const int h = env.warp, w = env.lane;
+    const bool has = w < CONSUMER_WARPS;
+    const float mw = has ? warp_max_sum[2 * (w * R + h)] : -INFINITY;
+    const float M = warp_max(mw);
+    const float scale = expf(mw - M);
+    const float total = warp_sum(has ? warp_max_sum[2 * (w * R + h) + 1] * scale : 0.0f);
+    if (has) warp_scale[w * R + h] = scale / total;
+    if (env.lane == 0) out.set_lse(g0 + h, M + logf(total));
+  }
+  consumer_sync();
+  // The outputs: every slot's and warp's weighted values, scaled, 16 of them loaded at once.
+  const int count = slots * CONSUMER_WARPS;
+  for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
+    const int h = o / hd, i = o % hd;
+    float sum = 0;
+    for (int c0 = 0; c0 < count; c0 += 16) {
+      float part[16];
+#pragma unroll
+      for (int c = 0; c < 16; ++c) {
+        const int sw = c0 + c;  // slot sw / CONSUMER_WARPS, warp sw % CONSUMER_WARPS
+        part[c] = sw < count ? parts[(sw * R + h) * hd + i] * warp_scale[(sw % CONSUMER_WARPS) * R + h] : 0.0f;
+      }
+#pragma unroll
+      for (int c = 0; c < 16; ++c) sum += part[c];
+    }
+    out.set(g0 + h, i, sum);
+  }
+  consumer_sync();
+}
+
+__device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
+                                                 float* scratch, bool f16) {
+  const int group = t.params.attention.group;
+  if (group <= 2) {
+    attention_vector_heads<2>(env, t, tok, scratch, f16, 0, group);
+    return;
+  }
   for (int g0 = 0; g0 < group; g0 += ATTENTION_ROWS) {
-    const int heads = min(ATTENTION_ROWS, group - g0);
-    if (begin == end) {
-      out.set_empty(env.tid, g0, heads);
-      continue;
-    }
-    for (int i = env.tid; i < heads * hd; i += CONSUMER_THREADS) {
-      qs[i] = tok.q[g0 * hd + i] * p.scale;
-      acc[i] = 0;
-    }
-    if (env.tid < heads) {
-      state[4 * env.tid] = -INFINITY;
-      state[4 * env.tid + 1] = 0;
-    }
-    consumer_sync();
-    for (int kb = begin; kb < end; kb += KB) {
-      const int nb = min(KB, end - kb);
-      // Phase 1: the block's scores, two keys per lane group at a time. The loop bound is
-      // the warp's, so every lane takes part in the shuffles.
-      for (int w0 = env.warp * warp_keys; w0 < nb; w0 += 2 * KEYS_PER_ROUND) {
-        const int k0 = w0 + env.lane / LANES;
-        // Whether the warp has a second key in this round (the same for all its lanes): a
-        // block's last round often has none, and the warps that take it set the barrier's time.
-        const bool second = w0 + KEYS_PER_ROUND < nb;
-        uint4 raw[2][VPL];
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          const int key = k0 + u * KEYS_PER_ROUND;
-          const int r = kb + key;
-          const uint8_t* row = r == tok.pos   ? tok.k_row.data
-                               : r < staged ? cache.k + r * cache.row_bytes
-                                            : k_cache.data + r * k_stride;
-#pragma unroll
-          for (int i = 0; i < VPL; ++i) {
-            const int v = lane_in_key + LANES * i;
-            raw[u][i] = key < nb && v < nv ? *reinterpret_cast<const uint4*>(row + v * 16)
-                                           : make_uint4(0, 0, 0, 0);
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          if (u == 1 && !second) break;
-          float dot[ATTENTION_ROWS] = {};
-#pragma unroll
-          for (int i = 0; i < VPL; ++i) {
-            const int v = lane_in_key + LANES * i;
-            if (v >= nv) break;
-            const VecF<__half> kx = unpack_half8(raw[u][i], f16);
-#pragma unroll
-            for (int h = 0; h < ATTENTION_ROWS; ++h) {
-              if (h >= heads) break;
-              const float4* qv = reinterpret_cast<const float4*>(qs + h * hd + v * V);
-#pragma unroll
-              for (int e = 0; e < V; e += 4) {
-                const float4 qe = qv[e / 4];
-                dot[h] = fmaf(qe.x, kx.v[e], dot[h]);
-                dot[h] = fmaf(qe.y, kx.v[e + 1], dot[h]);
-                dot[h] = fmaf(qe.z, kx.v[e + 2], dot[h]);
-                dot[h] = fmaf(qe.w, kx.v[e + 3], dot[h]);
-              }
-            }
-          }
-          float mine = 0;
-#pragma unroll
-          for (int h = 0; h < ATTENTION_ROWS; ++h) {
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
-            if (h == lane_in_key) mine = dot[h];
-          }
-          const int key = k0 + u * KEYS_PER_ROUND;
-          if (key < nb && lane_in_key < heads) scores[lane_in_key * KB + key] = mine;
-        }
-      }
-      consumer_sync();
-      // The block's softmax weights, a warp per head, folded into the running max and sum.
-      if (env.warp < heads) {
-        float* s = scores + env.warp * KB;
-        float block_max = -INFINITY;
-        for (int k = env.lane; k < nb; k += 32) block_max = fmaxf(block_max, s[k]);
-        // Lane 0 alone reads and writes the head's state; the others get it by shuffle.
-        const float m_old = __shfl_sync(0xffffffffu, env.lane == 0 ? state[4 * env.warp] : 0.0f, 0);
-        const float m_new = fmaxf(m_old, warp_max(block_max));
-        float sum = 0;
-        for (int k = env.lane; k < nb; k += 32) {
-          const float w = expf(s[k] - m_new);
-          s[k] = w;
-          sum += w;
-        }
-        sum = warp_sum(sum);
-        if (env.lane == 0) {
-          const float correction = expf(m_old - m_new);
-          state[4 * env.warp] = m_new;
-          state[4 * env.warp + 1] = state[4 * env.warp + 1] * correction + sum;
-          state[4 * env.warp + 2] = correction;
-        }
-      }
-      consumer_sync();
-      // Phase 2: weights x value rows, key group by key group.
-      if (key_group < key_groups) {
-        float part[ATTENTION_ROWS][V] = {};
-#pragma unroll 4
-        for (int k = key_group; k < nb; k += key_groups) {
-          const int r = kb + k;
-          const uint8_t* row = r == tok.pos   ? tok.v_row.data
-                               : r < staged ? cache.v + r * cache.row_bytes
-                                            : v_cache.data + r * v_stride;
-          const VecF<__half> vx = unpack_half8(*reinterpret_cast<const uint4*>(row + column * 16), f16);
-#pragma unroll
-          for (int h = 0; h < ATTENTION_ROWS; ++h) {
-            if (h >= heads) break;
-            const float w = scores[h * KB + k];
-#pragma unroll
-            for (int e = 0; e < V; ++e) part[h][e] = fmaf(w, vx.v[e], part[h][e]);
-          }
-        }
-#pragma unroll
-        for (int h = 0; h < ATTENTION_ROWS; ++h) {
-          if (h >= heads) break;
-          float4* dst = reinterpret_cast<float4*>(group_sums + (key_group * ATTENTION_ROWS + h) * hd + column * V);
-#pragma unroll
-          for (int e = 0; e < V; e += 4) {
-            dst[e / 4] = make_float4(part[h][e], part[h][e + 1], part[h][e + 2], part[h][e + 3]);
-          }
-        }
-      }
-      consumer_sync();
-      for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
-        const int h = o / hd, i = o % hd;
-        float sum = 0;
-        // Unrolled, so the loads are in flight together; the sum keeps its order.
-#pragma unroll 8
-        for (int g = 0; g < key_groups; ++g) sum += group_sums[(g * ATTENTION_ROWS + h) * hd + i];
-        acc[o] = acc[o] * state[4 * h + 2] + sum;
-      }
-    }
-    // Each thread reads back only the outputs it accumulated.
-    for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
-      const int h = o / hd, i = o % hd;
-      out.set(g0 + h, i, acc[o] / state[4 * h + 1]);
-      if (i == 0) out.set_lse(g0 + h, state[4 * h] + logf(state[4 * h + 1]));
-    }
-    consumer_sync();
+    attention_vector_heads<ATTENTION_ROWS>(env, t, tok, scratch, f16, g0, min(ATTENTION_ROWS, group - g0));
   }
 }
 
