@@ -424,7 +424,9 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
     for (int e = 0; e < V; ++e) acc[h][e] = 0;
   }
   const auto compute_round = [&](int base, const uint4 (&keys)[VPL], const uint4 (&vals)[VALUE_LOADS]) {
-    // Scores: two chains a head (even and odd vectors), summed over the key's LANES lanes.
+    // Scores: two chains a head (a vector's first and second halves: a branch ends each
+    // vector, so the chains of one vector are what can interleave), summed over the key's
+    // LANES lanes.
     float dot[R][2] = {};
 #pragma unroll
     for (int i = 0; i < VPL; ++i) {
@@ -437,7 +439,7 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
 #pragma unroll
         for (int e = 0; e < V; e += 4) {
           const float4 qe = qv[e / 4];
-          float& d = dot[h][i % 2];
+          float& d = dot[h][e / 4];
           d = fmaf(qe.x, kx.v[e], d);
           d = fmaf(qe.y, kx.v[e + 1], d);
           d = fmaf(qe.z, kx.v[e + 2], d);
