@@ -423,7 +423,9 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
 #pragma unroll
     for (int e = 0; e < V; ++e) acc[h][e] = 0;
   }
-  const auto compute_round = [&](int base, const uint4 (&keys)[VPL], const uint4 (&vals)[VALUE_LOADS]) {
+  // A round's scores, folded into the warp's running max and sum: its keys' weights and the
+  // running outputs' correction.
+  const auto score_round = [&](int base, const uint4 (&keys)[VPL], float (&w)[R], float (&correction)[R]) {
     // Scores: two chains a head (a vector's first and second halves: a branch ends each
     // vector, so the chains of one vector are what can interleave), summed over the key's
     // LANES lanes.
@@ -448,7 +450,6 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
       }
     }
     const bool valid = base + key_lane < end;
-    float w[R], correction[R];
 #pragma unroll
     for (int h = 0; h < R; ++h) {
       float s = dot[h][0] + dot[h][1];
@@ -466,6 +467,9 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
       l[h] = l[h] * correction[h] + (lane_in_key == 0 ? w[h] : 0.0f);
       m[h] = m_new;
     }
+  };
+  // The round's value rows weighted into the running outputs.
+  const auto weigh_values = [&](const uint4 (&vals)[VALUE_LOADS], const float (&w)[R], const float (&correction)[R]) {
 #pragma unroll
     for (int h = 0; h < R; ++h) {
 #pragma unroll
@@ -486,18 +490,21 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
     }
   };
 
-  // A round's key rows are loaded a round ahead, its value rows at its start, so the scores
-  // and the softmax run while they arrive (both a round ahead spill registers).
+  // A round's key rows are loaded once the round before has scored its own, its value rows
+  // once the round before has weighed its own: each has half a round to arrive, and a lane
+  // holds one round's rows (a round ahead for both spilled registers in the general kernel,
+  // and with the other changes of exp/combo-warps in the bf16 decode kernel too).
   constexpr int STRIDE = CONSUMER_WARPS * ROUND_KEYS;
-  uint4 keys[VPL], next_keys[VPL], vals[VALUE_LOADS];
+  uint4 keys[VPL], vals[VALUE_LOADS];
   int base = begin + env.warp * ROUND_KEYS;
   load_keys(base, keys);
+  load_values(base, vals);
   for (; base < end; base += STRIDE) {
-    load_values(base, vals);
-    load_keys(base + STRIDE, next_keys);
-    compute_round(base, keys, vals);
-#pragma unroll
-    for (int i = 0; i < VPL; ++i) keys[i] = next_keys[i];
+    float w[R], correction[R];
+    score_round(base, keys, w, correction);
+    load_keys(base + STRIDE, keys);
+    weigh_values(vals, w, correction);
+    load_values(base + STRIDE, vals);
   }
 
   // The warp's state: its max (the same in every lane), sum and weighted values per slot.
