@@ -23,6 +23,7 @@
 
 #include <math.h>
 
+#include "common/mma.cuh"
 #include "common/reduce.cuh"
 #include "megakernel/task_env.cuh"
 
@@ -555,6 +556,280 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
   consumer_sync();
 }
 
+// a[i] for a lane-dependent i, by selects: indexing a register array with it would put the
+// array in local memory.
+template <int N>
+__device__ __forceinline__ float select_of(const float (&a)[N], int i) {
+  float v = a[0];
+#pragma unroll
+  for (int j = 1; j < N; ++j) v = i == j ? a[j] : v;
+  return v;
+}
+
+// The bf16 decode kernel's pass: attention_vector_heads' rounds, each warp its own online
+// softmax, with the products on the tensor cores (mma.m16n8k16: bf16 operands, f32 sums),
+// rounds of 16 keys. Query heads g0 .. g0 + heads - 1, up to ATTENTION_ROWS at a time.
+// - Scores, S = Q K^T (as exp/attention-mma): A holds the heads' scaled query rows split into
+//   three bf16 parts (hi in rows 0-3, mid in rows 4-7, lo in rows 8-11: their sum is the f32
+//   query to about 2^-24), from shared memory; B one tile of 8 keys' rows, the lane's key g of
+//   the tile. A lane's k slots 2t, 2t+1, 2t+8, 2t+9 of k-step 2j+s stand for dims
+//   32j + 8t + 4s + 0..3 in A and B alike, so a lane loads its key's row 16 bytes at a time.
+//   Lanes 0-15 (rows 0-3) end up with head g's scores of keys 2t, 2t+1 of each tile.
+// - Outputs, O^T += V^T P^T: for each tile of 16 dims, A holds them for the round's 16 keys
+//   (row g dim 2u, row g+8 dim 2u+1, u = 8 tile + g: a lane loads one 4-byte word of each of
+//   its 4 keys' rows and swaps halves), B the weights split into two bf16 parts (hi in columns
+//   0-3, lo in 4-7: to about 2^-17 of each weight), fetched by shuffle from the lanes that
+//   computed them. The hi and lo columns are added at the end.
+// Sums in the tensor cores' order: the CPU reference's to its f32 tolerance, not to the bit.
+__device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
+                                           float* scratch, int g0, int heads) {
+  constexpr int R = ATTENTION_ROWS;
+  constexpr int MAX_PAIRS = ATTENTION_MAX_ROW_BYTES / 64;  // pairs of k-steps: 32 dims each
+  constexpr int MAX_TILES = ATTENTION_MAX_ROW_BYTES / 32;  // output tiles: 16 dims each
+  constexpr int ROUND_KEYS = 16;                           // two tiles of 8 keys
+  static_assert(R == 4, "query heads in A's rows 0-3, 4-7, 8-11; B's columns 0-3, 4-7");
+  static_assert(MAX_PAIRS <= CONSUMER_WARPS, "a warp per pair of k-steps of the query's fragments");
+  static_assert(2 * MAX_PAIRS * 32 * 4 + CONSUMER_WARPS * R * (ATTENTION_MAX_ROW_BYTES / 2) +
+                        3 * CONSUMER_WARPS * R <=
+                    attention_vector_scratch_floats(ATTENTION_MAX_ROW_BYTES / 2),
+                "the pass's scratch fits the vector pass's");
+  const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
+  const abi::AttentionParams& p = t.params.attention;
+  // head_dim is a multiple of 8: the k-steps' dims past it are zeros in A and B alike, and
+  // the output tiles' dims past it are neither loaded nor written.
+  const int hd = p.head_dim, pairs = (hd + 31) / 32, tiles = (hd + 15) / 16;
+  const AttentionOut out{env.ref(t, 9), env.ref(t, 10), hd};
+  const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
+  const int g = env.lane / 4, tq = env.lane % 4;  // the lane's fragment row and column pair
+  auto* q_frags = reinterpret_cast<uint4*>(scratch);    // [k-step][lane]
+  float* parts = scratch + 2 * MAX_PAIRS * 32 * 4;      // [warp][R][hd] weighted values
+  float* warp_max_sum = parts + CONSUMER_WARPS * R * hd;          // [warp][R]: max, sum
+  float* warp_scale = warp_max_sum + 2 * CONSUMER_WARPS * R;      // [warp][R]
+
+  const KeySlice slice = split_slice(p, tok.pos);
+  const int begin = slice.begin, end = slice.end;
+  if (begin == end) {
+    out.set_empty(env.tid, g0, heads);
+    return;
+  }
+  const StagedCache cache = staged_cache(env, hd);
+  const int staged = min(cache.rows, tok.pos);
+  const auto row_of = [&](int r, bool key) -> const uint8_t* {
+    if (r == tok.pos) return key ? tok.k_row.data : tok.v_row.data;
+    if (r < staged) return (key ? cache.k : cache.v) + r * cache.row_bytes;
+    return key ? k_cache.data + r * k_stride : v_cache.data + r * v_stride;
+  };
+  // The scaled query's fragments, the same for every round: warp j those of k-steps 2j and
+  // 2j + 1. Row g holds the hi (g < 4) or mid part of head g % 4, row g + 8 the lo part.
+  if (env.warp < pairs) {
+    const int j = env.warp, qh = g % 4;
+    float q[8] = {};
+    if (qh < heads && 32 * j + 8 * tq < hd) {
+      const float4* src = reinterpret_cast<const float4*>(tok.q + (g0 + qh) * hd + 32 * j + 8 * tq);
+      const float4 q0 = src[0], q1 = src[1];
+      q[0] = q0.x * p.scale, q[1] = q0.y * p.scale, q[2] = q0.z * p.scale, q[3] = q0.w * p.scale;
+      q[4] = q1.x * p.scale, q[5] = q1.y * p.scale, q[6] = q1.z * p.scale, q[7] = q1.w * p.scale;
+    }
+    float upper[8], lower[8];  // rows g and g + 8
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float hi = __bfloat162float(__float2bfloat16_rn(q[e]));
+      const float r1 = q[e] - hi;
+      const float mid = __bfloat162float(__float2bfloat16_rn(r1));
+      upper[e] = g < 4 ? hi : mid;
+      lower[e] = g < 4 ? r1 - mid : 0.0f;
+    }
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+      q_frags[(2 * j + s) * 32 + env.lane] =
+          make_uint4(pack_bf16x2(upper[4 * s], upper[4 * s + 1]), pack_bf16x2(lower[4 * s], lower[4 * s + 1]),
+                     pack_bf16x2(upper[4 * s + 2], upper[4 * s + 3]),
+                     pack_bf16x2(lower[4 * s + 2], lower[4 * s + 3]));
+    }
+  }
+  consumer_sync();
+
+  // Round `base`'s rows of this lane, zeros past the slice and the head's dims.
+  const auto load_keys = [&](int base, uint4 (&keys)[2][MAX_PAIRS]) {
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int key = base + 8 * u + g;
+      const uint8_t* row = row_of(key, true);
+#pragma unroll
+      for (int j = 0; j < MAX_PAIRS; ++j) {
+        keys[u][j] = j < pairs && key < end && 32 * j + 8 * tq < hd
+                         ? *reinterpret_cast<const uint4*>(row + 64 * j + 16 * tq)
+                         : make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+  // Words (dims 2u, 2u + 1, u = 8 tile + g) of the lane's keys 2t + (i & 1) + 8 (i >> 1).
+  const auto load_values = [&](int base, uint32_t (&words)[MAX_TILES][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = base + 2 * tq + (i & 1) + 8 * (i >> 1);
+      const auto* row = reinterpret_cast<const uint32_t*>(row_of(key, false));
+#pragma unroll
+      for (int m = 0; m < MAX_TILES; ++m) {
+        const int u = 8 * m + g;
+        words[m][i] = m < tiles && key < end && 2 * u < hd ? row[u] : 0u;
+      }
+    }
+  };
+
+  float m[R], l = 0, acc[MAX_TILES][4];  // m: every lane the same; l: head g's, lanes 0-15
+#pragma unroll
+  for (int h = 0; h < R; ++h) m[h] = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < MAX_TILES; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0;
+  }
+  // A round's scores and weights: w[u][e] is head g's weight of key 8u + 2t + e (lanes 0-15;
+  // zero in the others); correction[h] scales head h's running outputs.
+  const auto score_round = [&](int base, const uint4 (&keys)[2][MAX_PAIRS], float (&w)[2][2],
+                               float (&correction)[R]) {
+    float d[2][4] = {};
+#pragma unroll
+    for (int j = 0; j < MAX_PAIRS; ++j) {
+      if (j >= pairs) break;  // the same for the whole warp
+      const uint4 f0 = q_frags[2 * j * 32 + env.lane], f1 = q_frags[(2 * j + 1) * 32 + env.lane];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        mma_bf16_16816(d[u], {f0.x, f0.y, f0.z, f0.w}, keys[u][j].x, keys[u][j].y);
+        mma_bf16_16816(d[u], {f1.x, f1.y, f1.z, f1.w}, keys[u][j].z, keys[u][j].w);
+      }
+    }
+    // Head g's score: hi and lo here (rows g, g + 8), mid 16 lanes up.
+    float round_max = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float mid = __shfl_down_sync(0xffffffffu, d[u][e], 16);
+        const bool valid = g < 4 && base + 8 * u + 2 * tq + e < end;
+        w[u][e] = valid ? d[u][e] + d[u][e + 2] + mid : -INFINITY;
+        round_max = fmaxf(round_max, w[u][e]);
+      }
+    }
+    round_max = fmaxf(round_max, __shfl_xor_sync(0xffffffffu, round_max, 1));
+    round_max = fmaxf(round_max, __shfl_xor_sync(0xffffffffu, round_max, 2));
+    float m_new[R];
+#pragma unroll
+    for (int h = 0; h < R; ++h) {
+      // Row h's lanes hold head h's round maximum; the round's first key is in the slice.
+      m_new[h] = fmaxf(m[h], __shfl_sync(0xffffffffu, round_max, 4 * h));
+      correction[h] = expf(m[h] - m_new[h]);
+      m[h] = m_new[h];
+    }
+    const float mine = select_of(m_new, g % 4);
+    float sum = 0;
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        w[u][e] = expf(w[u][e] - mine);
+        sum += w[u][e];
+      }
+    }
+    l = l * select_of(correction, g % 4) + sum;
+  };
+  // The round's values weighted into the running outputs.
+  const auto weigh_values = [&](const uint32_t (&words)[MAX_TILES][4], const float (&w)[2][2],
+                                const float (&correction)[R]) {
+    // B: column g is head g % 4's hi (g < 4) or lo part, rows 2t, 2t+1 (keys 2t, 2t+1 of tile
+    // 0) and 2t+8, 2t+9 (tile 1): the weights lane 4 (g % 4) + t computed.
+    const int from = 4 * (g % 4) + tq;
+    float x[2][2];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float v = __shfl_sync(0xffffffffu, w[u][e], from);
+        const float hi = __bfloat162float(__float2bfloat16_rn(v));
+        x[u][e] = g < 4 ? hi : v - hi;
+      }
+    }
+    const uint32_t b0 = pack_bf16x2(x[0][0], x[0][1]), b1 = pack_bf16x2(x[1][0], x[1][1]);
+    // The outputs' columns 2t, 2t + 1: heads (2t) % 4 and (2t + 1) % 4.
+    const float c0 = select_of(correction, (2 * tq) % 4), c1 = select_of(correction, (2 * tq + 1) % 4);
+#pragma unroll
+    for (int i = 0; i < MAX_TILES; ++i) {
+      if (i >= tiles) break;  // the same for the whole warp
+      acc[i][0] *= c0;
+      acc[i][1] *= c1;
+      acc[i][2] *= c0;
+      acc[i][3] *= c1;
+      const uint32_t a[4] = {permute_halves<0x5410>(words[i][0], words[i][1]),
+                             permute_halves<0x7632>(words[i][0], words[i][1]),
+                             permute_halves<0x5410>(words[i][2], words[i][3]),
+                             permute_halves<0x7632>(words[i][2], words[i][3])};
+      mma_bf16_16816(acc[i], a, b0, b1);
+    }
+  };
+
+  // As wl: a round's key rows loaded once the round before has scored its own, its value rows
+  // once it has weighed its own.
+  constexpr int STRIDE = CONSUMER_WARPS * ROUND_KEYS;
+  uint4 keys[2][MAX_PAIRS];
+  uint32_t words[MAX_TILES][4];
+  int base = begin + env.warp * ROUND_KEYS;
+  load_keys(base, keys);
+  load_values(base, words);
+  for (; base < end; base += STRIDE) {
+    float w[2][2], correction[R];
+    score_round(base, keys, w, correction);
+    load_keys(base + STRIDE, keys);
+    weigh_values(words, w, correction);
+    load_values(base + STRIDE, words);
+  }
+
+  // The warp's state: per head its max, sum (lanes 4h .. 4h + 3 hold head h's parts) and
+  // outputs (columns 2t, 2t + 1 of lanes t < 2, the lo parts added from lanes t + 2).
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  if (g < R && tq == 0) {
+    warp_max_sum[2 * (env.warp * R + g)] = select_of(m, g);
+    warp_max_sum[2 * (env.warp * R + g) + 1] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < MAX_TILES; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] += __shfl_xor_sync(0xffffffffu, acc[i][e], 2);
+    const int u = 8 * i + g;
+    if (i < tiles && tq < 2 && 2 * u < hd) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        parts[(env.warp * R + 2 * tq + (e & 1)) * hd + 2 * u + (e >> 1)] = acc[i][e];
+      }
+    }
+  }
+  consumer_sync();
+  // Each warp's weight in the merge, as attention_vector_heads.
+  if (env.warp < heads) {
+    const int h = env.warp, w = env.lane;
+    const bool has = w < CONSUMER_WARPS;
+    const float mw = has ? warp_max_sum[2 * (w * R + h)] : -INFINITY;
+    const float M = warp_max(mw);
+    const float scale = expf(mw - M);
+    const float total = warp_sum(has ? warp_max_sum[2 * (w * R + h) + 1] * scale : 0.0f);
+    if (has) warp_scale[w * R + h] = scale / total;
+    if (env.lane == 0) out.set_lse(g0 + h, M + logf(total));
+  }
+  consumer_sync();
+  for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
+    const int h = o / hd, i = o % hd;
+    float part[CONSUMER_WARPS];
+#pragma unroll
+    for (int w = 0; w < CONSUMER_WARPS; ++w) part[w] = parts[(w * R + h) * hd + i] * warp_scale[w * R + h];
+    float sum = 0;
+#pragma unroll
+    for (int w = 0; w < CONSUMER_WARPS; ++w) sum += part[w];
+    out.set(g0 + h, i, sum);
+  }
+  consumer_sync();
+}
+
 __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
                                                  float* scratch, bool f16) {
   const int group = t.params.attention.group;
@@ -632,7 +907,9 @@ __device__ inline void run_attention_partial(TaskEnv& env, const abi::TaskDesc& 
     if (!attention_vector_fits(k, v, hd) || k.type != abi::RefType::kBF16) {
       return fail_unsupported(env);
     }
-    attention_partial_vector(env, t, tok, scratch, false);
+    for (int g0 = 0; g0 < p.group; g0 += ATTENTION_ROWS) {
+      attention_mma_heads(env, t, tok, scratch, g0, min(ATTENTION_ROWS, p.group - g0));
+    }
   } else if (attention_vector_fits(k, v, hd)) {
     attention_partial_vector(env, t, tok, scratch, k.type == abi::RefType::kF16);
   } else if (hd <= 128) {
