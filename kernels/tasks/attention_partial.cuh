@@ -566,6 +566,11 @@ __device__ __forceinline__ float select_of(const float (&a)[N], int i) {
   return v;
 }
 
+// Word k (0-3, known at compile time) of a 16-byte vector.
+__device__ __forceinline__ uint32_t vector_word(const uint4& v, int k) {
+  return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w;
+}
+
 // The bf16 decode kernel's pass: attention_vector_heads' rounds, each warp its own online
 // softmax, with the products on the tensor cores (mma.m16n8k16: bf16 operands, f32 sums),
 // rounds of 16 keys. Query heads g0 .. g0 + heads - 1, up to ATTENTION_ROWS at a time.
@@ -575,17 +580,19 @@ __device__ __forceinline__ float select_of(const float (&a)[N], int i) {
 //   the tile. A lane's k slots 2t, 2t+1, 2t+8, 2t+9 of k-step 2j+s stand for dims
 //   32j + 8t + 4s + 0..3 in A and B alike, so a lane loads its key's row 16 bytes at a time.
 //   Lanes 0-15 (rows 0-3) end up with head g's scores of keys 2t, 2t+1 of each tile.
-// - Outputs, O^T += V^T P^T: for each tile of 16 dims, A holds them for the round's 16 keys
-//   (row g dim 2u, row g+8 dim 2u+1, u = 8 tile + g: a lane loads one 4-byte word of each of
-//   its 4 keys' rows and swaps halves), B the weights split into two bf16 parts (hi in columns
-//   0-3, lo in 4-7: to about 2^-17 of each weight), fetched by shuffle from the lanes that
-//   computed them. The hi and lo columns are added at the end.
+// - Outputs, O^T += V^T P^T: for each tile of 16 dims, A holds them for the round's 16 keys;
+//   a lane loads 16 bytes (dims 64c + 8g .. + 7) of each of its 4 keys' rows for each chunk c
+//   of 64 dims, and word k of them is rows g (dim 64c + 8g + 2k) and g+8 (the next dim) of
+//   tile 4c + k, the halves swapped into place. B holds the weights split into two bf16 parts
+//   (hi in columns 0-3, lo in 4-7: to about 2^-17 of each weight), fetched by shuffle from the
+//   lanes that computed them. The hi and lo columns are added at the end.
 // Sums in the tensor cores' order: the CPU reference's to its f32 tolerance, not to the bit.
 __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
                                            float* scratch, int g0, int heads) {
   constexpr int R = ATTENTION_ROWS;
   constexpr int MAX_PAIRS = ATTENTION_MAX_ROW_BYTES / 64;  // pairs of k-steps: 32 dims each
-  constexpr int MAX_TILES = ATTENTION_MAX_ROW_BYTES / 32;  // output tiles: 16 dims each
+  constexpr int MAX_CHUNKS = ATTENTION_MAX_ROW_BYTES / 128;  // value chunks: 64 dims each
+  constexpr int MAX_TILES = 4 * MAX_CHUNKS;                  // output tiles: 16 dims each
   constexpr int ROUND_KEYS = 16;                           // two tiles of 8 keys
   static_assert(R == 4, "query heads in A's rows 0-3, 4-7, 8-11; B's columns 0-3, 4-7");
   static_assert(MAX_PAIRS <= CONSUMER_WARPS, "a warp per pair of k-steps of the query's fragments");
@@ -597,7 +604,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   const abi::AttentionParams& p = t.params.attention;
   // head_dim is a multiple of 8: the k-steps' dims past it are zeros in A and B alike, and
   // the output tiles' dims past it are neither loaded nor written.
-  const int hd = p.head_dim, pairs = (hd + 31) / 32, tiles = (hd + 15) / 16;
+  const int hd = p.head_dim, pairs = (hd + 31) / 32, chunks = (hd + 63) / 64, tiles = 4 * chunks;
   const AttentionOut out{env.ref(t, 9), env.ref(t, 10), hd};
   const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
   const int g = env.lane / 4, tq = env.lane % 4;  // the lane's fragment row and column pair
@@ -663,16 +670,17 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
       }
     }
   };
-  // Words (dims 2u, 2u + 1, u = 8 tile + g) of the lane's keys 2t + (i & 1) + 8 (i >> 1).
-  const auto load_values = [&](int base, uint32_t (&words)[MAX_TILES][4]) {
+  // 16 bytes (dims 64c + 8g .. + 7) of each chunk c of the lane's keys 2t + (i & 1) + 8 (i >> 1).
+  const auto load_values = [&](int base, uint4 (&vals)[4][MAX_CHUNKS]) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int key = base + 2 * tq + (i & 1) + 8 * (i >> 1);
-      const auto* row = reinterpret_cast<const uint32_t*>(row_of(key, false));
+      const uint8_t* row = row_of(key, false);
 #pragma unroll
-      for (int m = 0; m < MAX_TILES; ++m) {
-        const int u = 8 * m + g;
-        words[m][i] = m < tiles && key < end && 2 * u < hd ? row[u] : 0u;
+      for (int c = 0; c < MAX_CHUNKS; ++c) {
+        vals[i][c] = c < chunks && key < end && 64 * c + 8 * g < hd
+                         ? *reinterpret_cast<const uint4*>(row + 128 * c + 16 * g)
+                         : make_uint4(0, 0, 0, 0);
       }
     }
   };
@@ -735,7 +743,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
     l = l * select_of(correction, g % 4) + sum;
   };
   // The round's values weighted into the running outputs.
-  const auto weigh_values = [&](const uint32_t (&words)[MAX_TILES][4], const float (&w)[2][2],
+  const auto weigh_values = [&](const uint4 (&vals)[4][MAX_CHUNKS], const float (&w)[2][2],
                                 const float (&correction)[R]) {
     // B: column g is head g % 4's hi (g < 4) or lo part, rows 2t, 2t+1 (keys 2t, 2t+1 of tile
     // 0) and 2t+8, 2t+9 (tile 1): the weights lane 4 (g % 4) + t computed.
@@ -760,10 +768,11 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
       acc[i][1] *= c1;
       acc[i][2] *= c0;
       acc[i][3] *= c1;
-      const uint32_t a[4] = {permute_halves<0x5410>(words[i][0], words[i][1]),
-                             permute_halves<0x7632>(words[i][0], words[i][1]),
-                             permute_halves<0x5410>(words[i][2], words[i][3]),
-                             permute_halves<0x7632>(words[i][2], words[i][3])};
+      uint32_t word[4];  // word i % 4 of chunk i / 4 of the lane's four keys
+#pragma unroll
+      for (int k = 0; k < 4; ++k) word[k] = vector_word(vals[k][i / 4], i % 4);
+      const uint32_t a[4] = {permute_halves<0x5410>(word[0], word[1]), permute_halves<0x7632>(word[0], word[1]),
+                             permute_halves<0x5410>(word[2], word[3]), permute_halves<0x7632>(word[2], word[3])};
       mma_bf16_16816(acc[i], a, b0, b1);
     }
   };
@@ -771,17 +780,16 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   // As wl: a round's key rows loaded once the round before has scored its own, its value rows
   // once it has weighed its own.
   constexpr int STRIDE = CONSUMER_WARPS * ROUND_KEYS;
-  uint4 keys[2][MAX_PAIRS];
-  uint32_t words[MAX_TILES][4];
+  uint4 keys[2][MAX_PAIRS], vals[4][MAX_CHUNKS];
   int base = begin + env.warp * ROUND_KEYS;
   load_keys(base, keys);
-  load_values(base, words);
+  load_values(base, vals);
   for (; base < end; base += STRIDE) {
     float w[2][2], correction[R];
     score_round(base, keys, w, correction);
     load_keys(base + STRIDE, keys);
-    weigh_values(words, w, correction);
-    load_values(base + STRIDE, words);
+    weigh_values(vals, w, correction);
+    load_values(base + STRIDE, vals);
   }
 
   // The warp's state: per head its max, sum (lanes 4h .. 4h + 3 hold head h's parts) and
@@ -796,11 +804,11 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   for (int i = 0; i < MAX_TILES; ++i) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[i][e] += __shfl_xor_sync(0xffffffffu, acc[i][e], 2);
-    const int u = 8 * i + g;
-    if (i < tiles && tq < 2 && 2 * u < hd) {
+    const int dim = 64 * (i / 4) + 8 * g + 2 * (i % 4);  // row g's; row g + 8's is the next
+    if (i < tiles && tq < 2 && 64 * (i / 4) + 8 * g < hd) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        parts[(env.warp * R + 2 * tq + (e & 1)) * hd + 2 * u + (e >> 1)] = acc[i][e];
+        parts[(env.warp * R + 2 * tq + (e & 1)) * hd + dim + (e >> 1)] = acc[i][e];
       }
     }
   }
