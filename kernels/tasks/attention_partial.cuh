@@ -83,6 +83,33 @@ __device__ inline StagedCache staged_cache(const TaskEnv& env, int hd) {
   return {base, base + capacity * row_bytes, capacity, env.staged_rows, row_bytes};
 }
 
+// Where a vector pass reads the slice's cache row r: the token's own row (tok), a row staged
+// in the ring (start_cache_staging), or the cache in global memory (bf16 or f16 rows,
+// attention_vector_fits).
+struct CacheRows {
+  const uint8_t *token_k, *token_v, *k, *v;
+  StagedCache staged;
+  int pos;
+  int64_t k_stride, v_stride;
+  __device__ const uint8_t* key(int r) const {
+    if (r == pos) return token_k;
+    if (r < staged.rows) return staged.k + r * staged.row_bytes;
+    return k + r * k_stride;
+  }
+  __device__ const uint8_t* value(int r) const {
+    if (r == pos) return token_v;
+    if (r < staged.rows) return staged.v + r * staged.row_bytes;
+    return v + r * v_stride;
+  }
+};
+__device__ inline CacheRows cache_rows(const TaskEnv& env, const abi::TaskDesc& t, const Token& tok) {
+  const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
+  StagedCache staged = staged_cache(env, t.params.attention.head_dim);
+  staged.rows = min(staged.rows, tok.pos);
+  return {tok.k_row.data, tok.v_row.data, k_cache.data, v_cache.data, staged, tok.pos,
+          k_cache.stride * 2, v_cache.stride * 2};
+}
+
 // Pulls into L2 the cache rows the passes will read (the slice's rows below the token's, not
 // staged): the weights streamed since the last step have pushed them out, so each would be an
 // HBM miss on attention's chain of latencies, queued behind the rings' copies in flight. Issued
@@ -351,6 +378,47 @@ __device__ __forceinline__ VecF<__half> unpack_half8(const uint4& raw, bool f16)
 // next round's key and value rows are in flight while it computes one. No barrier separates
 // the keys (the block pass before it had four a block: scores, softmax, values, their sum);
 // the warps' states are merged once, at the end.
+// The end of a vector pass, once every consumer warp has written its online softmax's state
+// and passed a barrier: per head h, warp w's max and sum at max_sum[2 (w R + h)] and the next
+// float, its weighted values (not yet normalized) at parts[((s CONSUMER_WARPS + w) R + h) hd]
+// for each slot s of `slots` (lanes holding a share of the warp's values). A warp per head
+// weighs the warps (a lane each: warps that took no round hold max -inf and weigh nothing;
+// warp 0 took the slice's first round, so the maximum is finite); then every output sums its
+// slots' and warps' values, scaled, 16 of them loaded at once.
+template <int R>
+__device__ inline void merge_warp_states(const TaskEnv& env, const AttentionOut& out, const float* parts,
+                                         const float* max_sum, float* warp_scale, int slots, int g0, int heads,
+                                         int hd) {
+  if (env.warp < heads) {
+    const int h = env.warp, w = env.lane;
+    const bool has = w < CONSUMER_WARPS;
+    const float mw = has ? max_sum[2 * (w * R + h)] : -INFINITY;
+    const float M = warp_max(mw);
+    const float scale = expf(mw - M);
+    const float total = warp_sum(has ? max_sum[2 * (w * R + h) + 1] * scale : 0.0f);
+    if (has) warp_scale[w * R + h] = scale / total;
+    if (env.lane == 0) out.set_lse(g0 + h, M + logf(total));
+  }
+  consumer_sync();
+  const int count = slots * CONSUMER_WARPS;
+  for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
+    const int h = o / hd, i = o % hd;
+    float sum = 0;
+    for (int c0 = 0; c0 < count; c0 += 16) {
+      float part[16];
+#pragma unroll
+      for (int c = 0; c < 16; ++c) {
+        const int sw = c0 + c;  // slot sw / CONSUMER_WARPS, warp sw % CONSUMER_WARPS
+        part[c] = sw < count ? parts[(sw * R + h) * hd + i] * warp_scale[(sw % CONSUMER_WARPS) * R + h] : 0.0f;
+      }
+#pragma unroll
+      for (int c = 0; c < 16; ++c) sum += part[c];
+    }
+    out.set(g0 + h, i, sum);
+  }
+  consumer_sync();
+}
+
 template <int R>
 __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
                                        float* scratch, bool f16, int g0, int heads) {
@@ -361,11 +429,9 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
   // A row has at most 16 vectors, so a lane loads at most every second key's value vector.
   constexpr int VALUE_LOADS = ROUND_KEYS / 2;
   static_assert(ATTENTION_MAX_ROW_BYTES / 16 <= 16, "two value rows a warp load at least");
-  const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, nv = hd / V;
   const AttentionOut out{env.ref(t, 9), env.ref(t, 10), hd};
-  const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
   // The lanes of a round: key `key_lane` scored with vectors lane_in_key + LANES * i of its
   // row; value vector column `column` of the round's keys slot, slot + slots, ...
   const int lane_in_key = env.lane % LANES, key_lane = env.lane / LANES;
@@ -382,24 +448,17 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
     out.set_empty(env.tid, g0, heads);
     return;
   }
-  // Rows below `staged` are in the ring (start_cache_staging), the token's own in tok.
-  const StagedCache cache = staged_cache(env, hd);
-  const int staged = min(cache.rows, tok.pos);
+  const CacheRows rows = cache_rows(env, t, tok);
   for (int i = env.tid; i < R * hd; i += CONSUMER_THREADS) {
     qs[i] = i < heads * hd ? tok.q[g0 * hd + i] * p.scale : 0.0f;
   }
   consumer_sync();
 
-  const auto row_of = [&](int r, bool key) -> const uint8_t* {
-    if (r == tok.pos) return key ? tok.k_row.data : tok.v_row.data;
-    if (r < staged) return (key ? cache.k : cache.v) + r * cache.row_bytes;
-    return key ? k_cache.data + r * k_stride : v_cache.data + r * v_stride;
-  };
   // Round `base`'s key or value vectors of this lane, zeros past the slice (so no load is
   // issued for them).
   const auto load_keys = [&](int base, uint4 (&k)[VPL]) {
     const int key = base + key_lane;
-    const uint8_t* k_row = row_of(key, true);
+    const uint8_t* k_row = rows.key(key);
 #pragma unroll
     for (int i = 0; i < VPL; ++i) {
       const int v = lane_in_key + LANES * i;
@@ -411,7 +470,7 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
     for (int j = 0; j < VALUE_LOADS; ++j) {
       const int in_round = j * slots + slot, r = base + in_round;
       vals[j] = value_lane && in_round < ROUND_KEYS && r < end
-                    ? *reinterpret_cast<const uint4*>(row_of(r, false) + column * 16)
+                    ? *reinterpret_cast<const uint4*>(rows.value(r) + column * 16)
                     : make_uint4(0, 0, 0, 0);
     }
   };
@@ -523,37 +582,7 @@ __device__ void attention_vector_heads(TaskEnv& env, const abi::TaskDesc& t, con
     }
   }
   consumer_sync();
-  // Each warp's weight in the merge, a warp per head: a lane per consumer warp. Warps that
-  // took no round hold max -inf and weigh nothing; warp 0 took the slice's first round.
-  if (env.warp < heads) {
-    const int h = env.warp, w = env.lane;
-    const bool has = w < CONSUMER_WARPS;
-    const float mw = has ? warp_max_sum[2 * (w * R + h)] : -INFINITY;
-    const float M = warp_max(mw);
-    const float scale = expf(mw - M);
-    const float total = warp_sum(has ? warp_max_sum[2 * (w * R + h) + 1] * scale : 0.0f);
-    if (has) warp_scale[w * R + h] = scale / total;
-    if (env.lane == 0) out.set_lse(g0 + h, M + logf(total));
-  }
-  consumer_sync();
-  // The outputs: every slot's and warp's weighted values, scaled, 16 of them loaded at once.
-  const int count = slots * CONSUMER_WARPS;
-  for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
-    const int h = o / hd, i = o % hd;
-    float sum = 0;
-    for (int c0 = 0; c0 < count; c0 += 16) {
-      float part[16];
-#pragma unroll
-      for (int c = 0; c < 16; ++c) {
-        const int sw = c0 + c;  // slot sw / CONSUMER_WARPS, warp sw % CONSUMER_WARPS
-        part[c] = sw < count ? parts[(sw * R + h) * hd + i] * warp_scale[(sw % CONSUMER_WARPS) * R + h] : 0.0f;
-      }
-#pragma unroll
-      for (int c = 0; c < 16; ++c) sum += part[c];
-    }
-    out.set(g0 + h, i, sum);
-  }
-  consumer_sync();
+  merge_warp_states<R>(env, out, parts, warp_max_sum, warp_scale, slots, g0, heads, hd);
 }
 
 // a[i] for a lane-dependent i, by selects: indexing a register array with it would put the
@@ -600,13 +629,11 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
                         3 * CONSUMER_WARPS * R <=
                     attention_vector_scratch_floats(ATTENTION_MAX_ROW_BYTES / 2),
                 "the pass's scratch fits the vector pass's");
-  const Ref k_cache = env.ref(t, 7), v_cache = env.ref(t, 8);
   const abi::AttentionParams& p = t.params.attention;
   // head_dim is a multiple of 8: the k-steps' dims past it are zeros in A and B alike, and
   // the output tiles' dims past it are neither loaded nor written.
   const int hd = p.head_dim, pairs = (hd + 31) / 32, chunks = (hd + 63) / 64, tiles = 4 * chunks;
   const AttentionOut out{env.ref(t, 9), env.ref(t, 10), hd};
-  const int64_t k_stride = k_cache.stride * 2, v_stride = v_cache.stride * 2;
   const int g = env.lane / 4, tq = env.lane % 4;  // the lane's fragment row and column pair
   auto* q_frags = reinterpret_cast<uint4*>(scratch);    // [k-step][lane]
   float* parts = scratch + 2 * MAX_PAIRS * 32 * 4;      // [warp][R][hd] weighted values
@@ -619,13 +646,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
     out.set_empty(env.tid, g0, heads);
     return;
   }
-  const StagedCache cache = staged_cache(env, hd);
-  const int staged = min(cache.rows, tok.pos);
-  const auto row_of = [&](int r, bool key) -> const uint8_t* {
-    if (r == tok.pos) return key ? tok.k_row.data : tok.v_row.data;
-    if (r < staged) return (key ? cache.k : cache.v) + r * cache.row_bytes;
-    return key ? k_cache.data + r * k_stride : v_cache.data + r * v_stride;
-  };
+  const CacheRows rows = cache_rows(env, t, tok);
   // The scaled query's fragments, the same for every round: warp j those of k-steps 2j and
   // 2j + 1. Row g holds the hi (g < 4) or mid part of head g % 4, row g + 8 the lo part.
   if (env.warp < pairs) {
@@ -661,7 +682,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int key = base + 8 * u + g;
-      const uint8_t* row = row_of(key, true);
+      const uint8_t* row = rows.key(key);
 #pragma unroll
       for (int j = 0; j < MAX_PAIRS; ++j) {
         keys[u][j] = j < pairs && key < end && 32 * j + 8 * tq < hd
@@ -675,7 +696,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int key = base + 2 * tq + (i & 1) + 8 * (i >> 1);
-      const uint8_t* row = row_of(key, false);
+      const uint8_t* row = rows.value(key);
 #pragma unroll
       for (int c = 0; c < MAX_CHUNKS; ++c) {
         vals[i][c] = c < chunks && key < end && 64 * c + 8 * g < hd
@@ -813,29 +834,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
     }
   }
   consumer_sync();
-  // Each warp's weight in the merge, as attention_vector_heads.
-  if (env.warp < heads) {
-    const int h = env.warp, w = env.lane;
-    const bool has = w < CONSUMER_WARPS;
-    const float mw = has ? warp_max_sum[2 * (w * R + h)] : -INFINITY;
-    const float M = warp_max(mw);
-    const float scale = expf(mw - M);
-    const float total = warp_sum(has ? warp_max_sum[2 * (w * R + h) + 1] * scale : 0.0f);
-    if (has) warp_scale[w * R + h] = scale / total;
-    if (env.lane == 0) out.set_lse(g0 + h, M + logf(total));
-  }
-  consumer_sync();
-  for (int o = env.tid; o < heads * hd; o += CONSUMER_THREADS) {
-    const int h = o / hd, i = o % hd;
-    float part[CONSUMER_WARPS];
-#pragma unroll
-    for (int w = 0; w < CONSUMER_WARPS; ++w) part[w] = parts[(w * R + h) * hd + i] * warp_scale[w * R + h];
-    float sum = 0;
-#pragma unroll
-    for (int w = 0; w < CONSUMER_WARPS; ++w) sum += part[w];
-    out.set(g0 + h, i, sum);
-  }
-  consumer_sync();
+  merge_warp_states<R>(env, out, parts, warp_max_sum, warp_scale, 1, g0, heads, hd);
 }
 
 __device__ inline void attention_partial_vector(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
