@@ -612,9 +612,12 @@ __device__ __forceinline__ uint32_t vector_word(const uint4& v, int k) {
 // - Outputs, O^T += V^T P^T: for each tile of 16 dims, A holds them for the round's 16 keys;
 //   a lane loads 16 bytes (dims 64c + 8g .. + 7) of each of its 4 keys' rows for each chunk c
 //   of 64 dims, and word k of them is rows g (dim 64c + 8g + 2k) and g+8 (the next dim) of
-//   tile 4c + k, the halves swapped into place. B holds the weights split into two bf16 parts
-//   (hi in columns 0-3, lo in 4-7: to about 2^-17 of each weight), fetched by shuffle from the
-//   lanes that computed them. The hi and lo columns are added at the end.
+//   tile 4c + k, the halves swapped into place. B holds the weights split into three bf16
+//   parts, fetched by shuffle from the lanes that computed them: hi in columns 0-3 and mid in
+//   4-7 of one product, lo in columns 4-7 of a second into the same accumulators (columns 0-3
+//   zero), so the weights are exact to about 2^-26. With two parts (2^-17) the outputs were 10x
+//   less exact than float32's and a group-4 model's log-probs 80x (docs/performance.md). The
+//   hi and mid + lo columns are added at the end.
 // Sums in the tensor cores' order: the CPU reference's to its f32 tolerance, not to the bit.
 __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
                                            float* scratch, int g0, int heads) {
@@ -766,20 +769,25 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   // The round's values weighted into the running outputs.
   const auto weigh_values = [&](const uint4 (&vals)[4][MAX_CHUNKS], const float (&w)[2][2],
                                 const float (&correction)[R]) {
-    // B: column g is head g % 4's hi (g < 4) or lo part, rows 2t, 2t+1 (keys 2t, 2t+1 of tile
-    // 0) and 2t+8, 2t+9 (tile 1): the weights lane 4 (g % 4) + t computed.
+    // B: column g is head g % 4's hi (g < 4) or mid part, and in the second product its lo
+    // part (g >= 4; zero below), rows 2t, 2t+1 (keys 2t, 2t+1 of tile 0) and 2t+8, 2t+9 (tile
+    // 1): the weights lane 4 (g % 4) + t computed.
     const int from = 4 * (g % 4) + tq;
-    float x[2][2];
+    float x[2][2], x_lo[2][2];
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const float v = __shfl_sync(0xffffffffu, w[u][e], from);
         const float hi = __bfloat162float(__float2bfloat16_rn(v));
-        x[u][e] = g < 4 ? hi : v - hi;
+        const float rest = v - hi;
+        const float mid = __bfloat162float(__float2bfloat16_rn(rest));
+        x[u][e] = g < 4 ? hi : mid;
+        x_lo[u][e] = g < 4 ? 0.0f : rest - mid;
       }
     }
     const uint32_t b0 = pack_bf16x2(x[0][0], x[0][1]), b1 = pack_bf16x2(x[1][0], x[1][1]);
+    const uint32_t b0_lo = pack_bf16x2(x_lo[0][0], x_lo[0][1]), b1_lo = pack_bf16x2(x_lo[1][0], x_lo[1][1]);
     // The outputs' columns 2t, 2t + 1: heads (2t) % 4 and (2t + 1) % 4.
     const float c0 = select_of(correction, (2 * tq) % 4), c1 = select_of(correction, (2 * tq + 1) % 4);
 #pragma unroll
@@ -795,6 +803,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
       const uint32_t a[4] = {permute_halves<0x5410>(word[0], word[1]), permute_halves<0x7632>(word[0], word[1]),
                              permute_halves<0x5410>(word[2], word[3]), permute_halves<0x7632>(word[2], word[3])};
       mma_bf16_16816(acc[i], a, b0, b1);
+      mma_bf16_16816(acc[i], a, b0_lo, b1_lo);
     }
   };
 
@@ -814,7 +823,7 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   }
 
   // The warp's state: per head its max, sum (lanes 4h .. 4h + 3 hold head h's parts) and
-  // outputs (columns 2t, 2t + 1 of lanes t < 2, the lo parts added from lanes t + 2).
+  // outputs (columns 2t, 2t + 1 of lanes t < 2, the mid and lo parts added from lanes t + 2).
   l += __shfl_xor_sync(0xffffffffu, l, 1);
   l += __shfl_xor_sync(0xffffffffu, l, 2);
   if (g < R && tq == 0) {
