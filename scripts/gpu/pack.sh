@@ -19,7 +19,10 @@ carry=build/carry-${2:-gpu$archs}
 flags=()
 [[ -z $archs ]] || flags=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
 [[ -f $build/build.ninja ]] || cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >/dev/null
+source scripts/gpu/stale_objects.sh
+remove_stale_objects $build
 cmake --build $build
+check_no_stale_objects $build
 rm -rf $carry
 mkdir -p $carry/tools/megalith $carry/tests/gpu $carry/lib
 cp $build/tools/megalith/megalith $carry/tools/megalith/

@@ -13,6 +13,8 @@ set -euo pipefail
 # All in one function: bash has read it whole before the first checkout changes this file.
 main() {
   cd "$(dirname "$0")/../.."
+  # Main's version, read before any checkout: a branch's own pack.sh may predate it.
+  source scripts/gpu/stale_objects.sh
   if ! git diff --quiet HEAD; then
     echo "pack_branches: commit or stash the working tree's changes first" >&2
     exit 1
@@ -31,7 +33,9 @@ main() {
     local files="COMMIT lib tests/gpu/megalith_gpu_bench tests/gpu/megalith_gpu_tests
       tests/gpu/megalith_gpu_weight_stream"
     [[ ${WHOLE:-0} != 1 ]] || files=""  # pack.sh packs the whole carry without CARRY_FILES
+    remove_stale_objects build/gpu90a
     CARRY_FILES="$files" scripts/gpu/pack.sh 90a "$name" >/dev/null
+    check_no_stale_objects build/gpu90a
     du -h "build/carry-$name.txz"
   done
   git checkout -q main
