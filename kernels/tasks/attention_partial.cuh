@@ -650,6 +650,41 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
     return;
   }
   const CacheRows rows = cache_rows(env, t, tok);
+  // Round `base`'s rows of this lane, zeros past the slice and the head's dims.
+  const auto load_keys = [&](int base, uint4 (&keys)[2][MAX_PAIRS]) {
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int key = base + 8 * u + g;
+      const uint8_t* row = rows.key(key);
+#pragma unroll
+      for (int j = 0; j < MAX_PAIRS; ++j) {
+        keys[u][j] = j < pairs && key < end && 32 * j + 8 * tq < hd
+                         ? *reinterpret_cast<const uint4*>(row + 64 * j + 16 * tq)
+                         : make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+  // 16 bytes (dims 64c + 8g .. + 7) of each chunk c of the lane's keys 2t + (i & 1) + 8 (i >> 1).
+  const auto load_values = [&](int base, uint4 (&vals)[4][MAX_CHUNKS]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = base + 2 * tq + (i & 1) + 8 * (i >> 1);
+      const uint8_t* row = rows.value(key);
+#pragma unroll
+      for (int c = 0; c < MAX_CHUNKS; ++c) {
+        vals[i][c] = c < chunks && key < end && 64 * c + 8 * g < hd
+                         ? *reinterpret_cast<const uint4*>(row + 128 * c + 16 * g)
+                         : make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+
+  // The first round's rows are on their way while the query's fragments are made.
+  constexpr int STRIDE = CONSUMER_WARPS * ROUND_KEYS;
+  uint4 keys[2][MAX_PAIRS], vals[4][MAX_CHUNKS];
+  int base = begin + env.warp * ROUND_KEYS;
+  load_keys(base, keys);
+  load_values(base, vals);
   // The scaled query's fragments, the same for every round: warp j those of k-steps 2j and
   // 2j + 1. Row g holds the hi (g < 4) or mid part of head g % 4, row g + 8 the lo part.
   if (env.warp < pairs) {
@@ -679,35 +714,6 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
     }
   }
   consumer_sync();
-
-  // Round `base`'s rows of this lane, zeros past the slice and the head's dims.
-  const auto load_keys = [&](int base, uint4 (&keys)[2][MAX_PAIRS]) {
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int key = base + 8 * u + g;
-      const uint8_t* row = rows.key(key);
-#pragma unroll
-      for (int j = 0; j < MAX_PAIRS; ++j) {
-        keys[u][j] = j < pairs && key < end && 32 * j + 8 * tq < hd
-                         ? *reinterpret_cast<const uint4*>(row + 64 * j + 16 * tq)
-                         : make_uint4(0, 0, 0, 0);
-      }
-    }
-  };
-  // 16 bytes (dims 64c + 8g .. + 7) of each chunk c of the lane's keys 2t + (i & 1) + 8 (i >> 1).
-  const auto load_values = [&](int base, uint4 (&vals)[4][MAX_CHUNKS]) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int key = base + 2 * tq + (i & 1) + 8 * (i >> 1);
-      const uint8_t* row = rows.value(key);
-#pragma unroll
-      for (int c = 0; c < MAX_CHUNKS; ++c) {
-        vals[i][c] = c < chunks && key < end && 64 * c + 8 * g < hd
-                         ? *reinterpret_cast<const uint4*>(row + 128 * c + 16 * g)
-                         : make_uint4(0, 0, 0, 0);
-      }
-    }
-  };
 
   float m[R], l = 0, acc[MAX_TILES][4];  // m: every lane the same; l: head g's, lanes 0-15
 #pragma unroll
@@ -809,11 +815,6 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
 
   // As wl: a round's key rows loaded once the round before has scored its own, its value rows
   // once it has weighed its own.
-  constexpr int STRIDE = CONSUMER_WARPS * ROUND_KEYS;
-  uint4 keys[2][MAX_PAIRS], vals[4][MAX_CHUNKS];
-  int base = begin + env.warp * ROUND_KEYS;
-  load_keys(base, keys);
-  load_values(base, vals);
   for (; base < end; base += STRIDE) {
     float w[2][2], correction[R];
     score_round(base, keys, w, correction);
