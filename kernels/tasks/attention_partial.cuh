@@ -615,7 +615,7 @@ __device__ __forceinline__ uint32_t vector_word(const uint4& v, int k) {
 //   tile 4c + k, the halves swapped into place. B holds the weights split into three bf16
 //   parts, fetched by shuffle from the lanes that computed them: hi in columns 0-3 and mid in
 //   4-7 of one product, lo in columns 4-7 of a second into the same accumulators (columns 0-3
-//   zero), so the weights are exact to about 2^-26. With two parts (2^-17) the outputs were 10x
+//   zero), so the weights are exact to about 2^-27. With two parts (2^-18) the outputs were 10x
 //   less exact than float32's and a group-4 model's log-probs 80x (docs/performance.md). The
 //   hi and mid + lo columns are added at the end.
 // Sums in the tensor cores' order: the CPU reference's to its f32 tolerance, not to the bit.
