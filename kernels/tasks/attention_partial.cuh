@@ -615,9 +615,10 @@ __device__ __forceinline__ uint32_t vector_word(const uint4& v, int k) {
 //   tile 4c + k, the halves swapped into place. B holds the weights split into three bf16
 //   parts, fetched by shuffle from the lanes that computed them: hi in columns 0-3 and mid in
 //   4-7 of one product, lo in columns 4-7 of a second into the same accumulators (columns 0-3
-//   zero), so the weights are exact to about 2^-27. With two parts (2^-18) the outputs were 10x
-//   less exact than float32's and a group-4 model's log-probs 80x (docs/performance.md). The
-//   hi and mid + lo columns are added at the end.
+//   zero): 8 + 8 + 8 bits, a float32 weight exactly. Two parts (to about 2^-17) left the
+//   outputs 6x less exact than a float32 pass in emulation (scripts/dev/
+//   attention_mma_emulation.py), and compare_hf.py failed on a group-4 fixture
+//   (docs/performance.md). The hi and mid + lo columns are added at the end.
 // Sums in the tensor cores' order: the CPU reference's to its f32 tolerance, not to the bit.
 __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t, const Token& tok,
                                            float* scratch, int g0, int heads) {
