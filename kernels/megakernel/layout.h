@@ -43,17 +43,17 @@ constexpr int MAX_HEAD_DIM = 256;
 // Query heads of a KV head's group one attention pass handles together: every key and value
 // row loaded serves all of them. Larger groups take several passes.
 constexpr int ATTENTION_ROWS = 4;
-// The vector attention pass (cache rows of at most 256 bytes, 16-byte aligned): keys scored
-// per block of ATTENTION_KEY_BLOCK, each key's row read by ATTENTION_KEY_LANES lanes.
-constexpr int ATTENTION_KEY_BLOCK = 256;
+// The vector attention pass (cache rows of at most 256 bytes, 16-byte aligned): each consumer
+// warp takes rounds of 32 / ATTENTION_KEY_LANES keys, each key's row scored by
+// ATTENTION_KEY_LANES lanes.
 constexpr int ATTENTION_KEY_LANES = 4;
 constexpr int ATTENTION_MAX_ROW_BYTES = 256;
-// Its scratch: the query heads and their running outputs, the block's scores, each head's
-// running max, sum and correction, and every key group's partial outputs (at most 8 values
-// of a 16-byte vector per thread and head).
+// Its scratch: the query heads, every warp's weighted values (a warp's lanes hold at most 32
+// vectors of 8 values per head: 32 / (head_dim / 8) keys' slots of a row's columns), and each
+// warp's max, sum and weight in the merge per head.
 MEGALITH_HOST_DEVICE constexpr uint32_t attention_vector_scratch_floats(uint32_t hd) {
-  return 2 * ATTENTION_ROWS * hd + ATTENTION_ROWS * ATTENTION_KEY_BLOCK + 4 * ATTENTION_ROWS +
-         CONSUMER_THREADS * 8 * ATTENTION_ROWS;
+  return ATTENTION_ROWS * hd + CONSUMER_WARPS * 32 * 8 * ATTENTION_ROWS +
+         3 * CONSUMER_WARPS * ATTENTION_ROWS;
 }
 
 enum class MegakernelFault : uint32_t {

@@ -492,7 +492,10 @@ struct HeadShape {
 };
 // head_dim 18, the f32 cache and head_dim 256 take the scalar attention pass, the others the
 // vector pass (bf16/f16 rows of whole 16-byte vectors up to 256 bytes): head_dim 96 leaves
-// threads without a value column, a group of 8 takes two passes of query heads.
+// threads without a value column, a group of 8 takes two passes of query heads. In the bf16
+// decode kernel the bf16 ones of those take the tensor-core pass: head_dim 64 is
+// Llama-3.2-1B's, 48 leaves a k-step partly past the head's dims, 40 and 120 an output tile
+// too, a group of 6 takes two passes, groups of 3 and 1 leave heads of a pass empty.
 const HeadShape kHeadShapes[] = {
     {18, 3, 2, RefType::kBF16},
     {64, 2, 3, RefType::kF16},
@@ -500,6 +503,10 @@ const HeadShape kHeadShapes[] = {
     {256, 1, 1, RefType::kBF16},
     {128, 4, 2, RefType::kBF16},
     {96, 6, 1, RefType::kBF16},
+    {64, 4, 2, RefType::kBF16},
+    {48, 2, 2, RefType::kBF16},
+    {40, 3, 2, RefType::kBF16},
+    {120, 1, 2, RefType::kBF16},
     {64, 8, 1, RefType::kF16},
 };
 
