@@ -843,6 +843,16 @@ CudaExecutorOptions executor_options(const ModelCase& mc) {
   return options;
 }
 
+// How far a whole model's log-probs and logits may sit from the CPU executor's. Float32's
+// last-bit differences flip the rounding of a bf16 cache element now and then (a step of 2^-8
+// of it), and on some random models that moves a log-prob by 1e-2: the CPU executor itself,
+// with 1e-6 relative noise on the keys and values before they are rounded (the Llama wide
+// shapes at batch 4, 150 seeds), moved them by 3.4e-5 at the median, 1.3e-3 at the 90th
+// percentile and 1.75e-2 at most, above 2e-3 on 6 seeds (docs/performance.md, twenty-ninth
+// session). An f16 cache's step is 8x finer (the same on the Qwen2 shapes, 100 seeds: 5.7e-4
+// at most), an f32 cache rounds nothing.
+double cpu_tolerance(DType cache_dtype) { return cache_dtype == DType::kBF16 ? 3e-2 : 2e-3; }
+
 class ModelCaseTest : public ::testing::TestWithParam<ModelCase> {
  protected:
   void SetUp() override { ASSERT_GT(sm_count(), 0) << "these tests need a CUDA device"; }
@@ -912,7 +922,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
                             << ": gpu " << (*gpu)->token(diverged) << " (logprob "
                             << (*gpu)->logprob(diverged) << "), cpu " << (*cpu)->token(diverged)
                             << " (logprob " << (*cpu)->logprob(diverged) << ")";
-    EXPECT_LE(worst_logprob, 2e-3) << what;
+    EXPECT_LE(worst_logprob, cpu_tolerance(mc.dtype)) << what;
     double worst_logit = 0;
     size_t worst_index = 0;
     for (size_t i = 0; tied == -1 && i < (*cpu)->logits().size(); ++i) {
@@ -920,7 +930,7 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
       const double d = std::abs(g - c) / (1 + std::abs(c));
       if (d > worst_logit) worst_logit = d, worst_index = i;
     }
-    EXPECT_LE(worst_logit, 2e-3) << what << ": logit " << worst_index << ", gpu "
+    EXPECT_LE(worst_logit, cpu_tolerance(mc.dtype)) << what << ": logit " << worst_index << ", gpu "
                                  << (*gpu)->logits()[worst_index] << ", cpu "
                                  << (*cpu)->logits()[worst_index];
     const int64_t last = diverged != -1 ? diverged : tied != -1 ? tied : end;
@@ -1031,7 +1041,7 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
                    : fmt::format("position {}: gpu {:.6f}, cpu {:.6f}", p, (*gpu)->logprob(p, slot),
                                  (*cpu)->logprob(p, slot));
     };
-    EXPECT_LE(worst, 2e-3) << "slot " << slot << ", worst at " << at(worst_at)
+    EXPECT_LE(worst, cpu_tolerance(mc.dtype)) << "slot " << slot << ", worst at " << at(worst_at)
                            << "; first above 1e-5 at " << at(first_off);
   }
   // Alone on the GPU, in slot 0 of a fresh executor: bit for bit the batched slot's.
