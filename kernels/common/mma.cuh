@@ -2,6 +2,7 @@
 // accumulators, and the bf16 packing its fragments need.
 //
 //   uint32_t a = pack_bf16x2(x0, x1);    // x0 in the low half: the lower k (or n) index
+//   Bf16Parts p = split_bf16x3(x);       // x = p.hi + p.mid + p.lo, each a bf16 value
 //   mma_bf16_16816(d, a4, b2);           // d (16x8 f32) += A (16x16) * B (16x8)
 //
 // Fragments (PTX ISA, mma.m16n8k16 .bf16): with g = lane / 4 and t = lane % 4, A's registers
@@ -10,6 +11,7 @@
 // and g + 8 (d2, d3), columns 2t and 2t+1.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <stdint.h>
 
 namespace megalith::kernels {
@@ -19,6 +21,19 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lower, float upper) {
   uint32_t out;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(out) : "f"(upper), "f"(lower));
   return out;
+}
+
+// A float as three bf16 values that add up to it: hi rounds it, mid rounds what hi leaves, lo
+// is the rest (bf16 keeps 8 significant bits, so 8 + 8 + 8 hold a float32's 24), so that
+// products on bf16 tensor cores keep float32's precision, each part a product of its own.
+struct Bf16Parts {
+  float hi, mid, lo;
+};
+__device__ __forceinline__ Bf16Parts split_bf16x3(float x) {
+  const float hi = __bfloat162float(__float2bfloat16_rn(x));
+  const float rest = x - hi;
+  const float mid = __bfloat162float(__float2bfloat16_rn(rest));
+  return {hi, mid, rest - mid};
 }
 
 // The low halves (select 0x5410) or the high halves (0x7632) of two words side by side, the

@@ -700,11 +700,9 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
     float upper[8], lower[8];  // rows g and g + 8
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
-      const float hi = __bfloat162float(__float2bfloat16_rn(q[e]));
-      const float r1 = q[e] - hi;
-      const float mid = __bfloat162float(__float2bfloat16_rn(r1));
-      upper[e] = g < 4 ? hi : mid;
-      lower[e] = g < 4 ? r1 - mid : 0.0f;
+      const Bf16Parts part = split_bf16x3(q[e]);
+      upper[e] = g < 4 ? part.hi : part.mid;
+      lower[e] = g < 4 ? part.lo : 0.0f;
     }
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
@@ -785,12 +783,9 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
     for (int u = 0; u < 2; ++u) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float v = __shfl_sync(0xffffffffu, w[u][e], from);
-        const float hi = __bfloat162float(__float2bfloat16_rn(v));
-        const float rest = v - hi;
-        const float mid = __bfloat162float(__float2bfloat16_rn(rest));
-        x[u][e] = g < 4 ? hi : mid;
-        x_lo[u][e] = g < 4 ? 0.0f : rest - mid;
+        const Bf16Parts part = split_bf16x3(__shfl_sync(0xffffffffu, w[u][e], from));
+        x[u][e] = g < 4 ? part.hi : part.mid;
+        x_lo[u][e] = g < 4 ? 0.0f : part.lo;
       }
     }
     const uint32_t b0 = pack_bf16x2(x[0][0], x[0][1]), b1 = pack_bf16x2(x[1][0], x[1][1]);
