@@ -173,16 +173,13 @@ __device__ inline bool wait_free_stage(const MegakernelArgs& args, const Ring& r
   return true;
 }
 
-// A task's tail (its output's stores, the release fence, the signal) and the next task's input
-// row wait behind the copies this SM has in flight: measured on an H100, the tails grew from
-// 2.7 to 4.7 us with 5 ring stages instead of 3 (docs/performance.md, thirtieth session). So
-// the producer issues at most PREFILL_BEFORE_TAIL chunks of a task before the consumers have
-// finished the task whose weights it streamed before (`until`, counted by done_tasks); the
-// rest of the prefill then runs while the task waits for its events.
-#ifndef MEGALITH_PREFILL_BEFORE_TAIL
-#define MEGALITH_PREFILL_BEFORE_TAIL 0
-#endif
-constexpr int32_t PREFILL_BEFORE_TAIL = MEGALITH_PREFILL_BEFORE_TAIL;
+// A task's tail (its output's stores, the release fence, the signal) waits behind the copies
+// this SM has in flight: on an H100 the tails grew from 2.7 to 4.7 us with 5 ring stages
+// instead of 3 (docs/performance.md, thirtieth session). So the producer issues at most
+// PREFILL_BEFORE_TAIL chunks of a task before the consumers have finished the task whose
+// weights it streamed before (`until`, counted by done_tasks); the rest of the prefill runs
+// while the task waits for its events. 0, 1 and 2 measured in docs/performance.md.
+constexpr int32_t PREFILL_BEFORE_TAIL = 0;
 struct PrefillHold {
   uint32_t until;  // done_tasks to wait for; 0: none
   int32_t issued;  // chunks of the task issued so far
