@@ -117,7 +117,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
   const auto* entries = reinterpret_cast<const uint4*>(args.entries);
   if (env.tid < ENTRY_VECTORS) slots[env.tid] = entries[size_t(q_begin) * ENTRY_VECTORS + env.tid];
   consumer_sync();
-  uint32_t slot = 0, finished = 0;
+  uint32_t slot = 0;
   for (int64_t step = args.first_step; step < args.end_step; ++step) {
     for (uint32_t q = q_begin; q < q_end; ++q) {
       const QueueEntry& e = reinterpret_cast<const QueueEntry*>(slots)[slot];
@@ -148,7 +148,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
       if (env.tid == 0 && e.task.signal != abi::kNoEvent) {
         red_release_gpu_add(args.counters + e.task.signal, 1);
       }
-      if (env.tid == 0) *ring.done_tasks = ++finished;  // the producer's PrefillHold
+      env.ring.task_finished();
       if (env.tid == 0 && args.trace) {
         trace.stream_begin_ns = env.stream_begin_ns;
         trace.stream_end_ns = env.stream_end_ns;

@@ -89,6 +89,10 @@ struct Ring {
   volatile uint32_t* done_tasks;  // tasks the consumers have finished (static mode)
   uint32_t num_stages;
   bool per_warp_release;
+  // The producer's PrefillHold, off in racecheck's runs (per-thread release): its flag guards
+  // no data (the stages' barriers order every byte the consumers read), and racecheck reports
+  // the flag's unsynchronized write and polls as hazards.
+  bool hold_prefill;
 };
 
 // A weight ref's first byte (its offset is an absolute address on the device).
@@ -146,7 +150,7 @@ __device__ inline Ring setup_ring(const MegakernelArgs& args, uint8_t* smem) {
   return {smem + megakernel_ring_offset(args.scratch_floats), full, empty,
           reinterpret_cast<int32_t*>(smem + SMEM_STAGE_GROUP_OFFSET),
           reinterpret_cast<volatile uint32_t*>(smem + SMEM_DONE_OFFSET), args.num_stages,
-          args.per_thread_release == 0};
+          args.per_thread_release == 0, args.per_thread_release == 0};
 }
 
 // Where the producer is in the ring.
@@ -190,7 +194,9 @@ struct PrefillHold {
 // False when the launch was aborted or the consumers never finished the task.
 __device__ inline bool wait_prefill_hold(const MegakernelArgs& args, const Ring& ring,
                                          const PrefillHold& hold, uint32_t task, int64_t step) {
-  if (hold.issued < PREFILL_BEFORE_TAIL || *ring.done_tasks >= hold.until) return true;
+  if (!ring.hold_prefill || hold.issued < PREFILL_BEFORE_TAIL || *ring.done_tasks >= hold.until) {
+    return true;
+  }
   Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
   while (*ring.done_tasks < hold.until) {
     const SpinState s = spin.poll();
@@ -470,6 +476,14 @@ class RingReader {
   __device__ uint8_t* idle_bytes() const { return ring_.stages; }
   __device__ uint32_t idle_capacity() const { return ring_.num_stages * STAGE_BYTES; }
 
+  // The consumers are done with a task, its signal included: every consumer thread calls it,
+  // and thread 0 tells the producer (PrefillHold), which streams only a task's first chunks
+  // until the task before has finished.
+  __device__ void task_finished() {
+    ++finished_;
+    if (ring_.hold_prefill && threadIdx.x == 0) *ring_.done_tasks = finished_;
+  }
+
   // The claimed group the current stage carries (once wait() returned it).
   __device__ int32_t group() const { return ring_.group[stage_]; }
 
@@ -493,7 +507,7 @@ class RingReader {
 
  private:
   Ring ring_;
-  uint32_t stage_ = 0, phase_ = 0;
+  uint32_t stage_ = 0, phase_ = 0, finished_ = 0;
 };
 
 }  // namespace megalith::kernels
