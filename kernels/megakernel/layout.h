@@ -210,7 +210,10 @@ MEGALITH_HOST_DEVICE constexpr uint32_t attention_token_floats(uint32_t group, u
 // for the bulk copies.
 constexpr uint32_t SMEM_BARRIER_BYTES = 2 * MAX_STAGES * 8;
 constexpr uint32_t SMEM_STAGE_GROUP_OFFSET = SMEM_BARRIER_BYTES;
-constexpr uint32_t SMEM_REDUCE_OFFSET = SMEM_STAGE_GROUP_OFFSET + MAX_STAGES * 4;
+// The count of tasks the consumers have finished (signalled), which the producer polls
+// before it streams the next task's weights past its first PREFILL_BEFORE_TAIL chunks.
+constexpr uint32_t SMEM_DONE_OFFSET = SMEM_STAGE_GROUP_OFFSET + MAX_STAGES * 4;
+constexpr uint32_t SMEM_REDUCE_OFFSET = SMEM_DONE_OFFSET + 16;
 constexpr uint32_t SMEM_REDUCE_BYTES = 2 * 2 * CONSUMER_WARPS * 8;
 constexpr uint32_t SMEM_ENTRY_OFFSET = SMEM_REDUCE_OFFSET + SMEM_REDUCE_BYTES;
 constexpr uint32_t SMEM_SCRATCH_OFFSET = SMEM_ENTRY_OFFSET + 2 * sizeof(QueueEntry);

@@ -148,6 +148,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
       if (env.tid == 0 && e.task.signal != abi::kNoEvent) {
         red_release_gpu_add(args.counters + e.task.signal, 1);
       }
+      env.ring.task_finished();
       if (env.tid == 0 && args.trace) {
         trace.stream_begin_ns = env.stream_begin_ns;
         trace.stream_end_ns = env.stream_end_ns;
