@@ -159,14 +159,14 @@ struct ProducerState {
   uint64_t issued = 0;  // chunks
 };
 
-// Waits until the consumers have freed the producer's next stage. False when the launch was
-// aborted or they never freed it.
-__device__ inline bool wait_free_stage(const MegakernelArgs& args, const Ring& ring,
-                                       const ProducerState& p, uint32_t task, int64_t step) {
-  // The consumers may legitimately hold the ring while they wait on an event for up to the
-  // watchdog's time, so the producer allows twice that.
+// The producer's spin until `ready()`: the consumers may legitimately hold it up while they
+// wait on an event for up to the watchdog's time, so it allows twice that. False when the
+// launch was aborted or the time ran out (reported as a ring timeout).
+template <class Ready>
+__device__ __forceinline__ bool producer_wait(const MegakernelArgs& args, uint32_t task, int64_t step,
+                                              Ready ready) {
   Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
-  while (!mbarrier_try_wait(&ring.empty[p.stage], p.phase ^ 1)) {
+  while (!ready()) {
     const SpinState s = spin.poll();
     if (s == SpinState::kWaiting) continue;
     if (s == SpinState::kExpired) {
@@ -175,6 +175,14 @@ __device__ inline bool wait_free_stage(const MegakernelArgs& args, const Ring& r
     return false;
   }
   return true;
+}
+
+// Waits until the consumers have freed the producer's next stage. False when the launch was
+// aborted or they never freed it.
+__device__ inline bool wait_free_stage(const MegakernelArgs& args, const Ring& ring,
+                                       const ProducerState& p, uint32_t task, int64_t step) {
+  return producer_wait(args, task, step,
+                       [&] { return mbarrier_try_wait(&ring.empty[p.stage], p.phase ^ 1); });
 }
 
 // A task's tail (its output's stores, the release fence, the signal) waits behind the copies
@@ -194,19 +202,8 @@ struct PrefillHold {
 // False when the launch was aborted or the consumers never finished the task.
 __device__ inline bool wait_prefill_hold(const MegakernelArgs& args, const Ring& ring,
                                          const PrefillHold& hold, uint32_t task, int64_t step) {
-  if (!ring.hold_prefill || hold.issued < PREFILL_BEFORE_TAIL || *ring.done_tasks >= hold.until) {
-    return true;
-  }
-  Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
-  while (*ring.done_tasks < hold.until) {
-    const SpinState s = spin.poll();
-    if (s == SpinState::kWaiting) continue;
-    if (s == SpinState::kExpired) {
-      report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
-    }
-    return false;
-  }
-  return true;
+  if (!ring.hold_prefill || hold.issued < PREFILL_BEFORE_TAIL) return true;
+  return producer_wait(args, task, step, [&] { return *ring.done_tasks >= hold.until; });
 }
 
 __device__ __forceinline__ void advance(const Ring& ring, ProducerState& p) {
