@@ -163,8 +163,8 @@ struct ProducerState {
 // wait on an event for up to the watchdog's time, so it allows twice that. False when the
 // launch was aborted or the time ran out (reported as a ring timeout).
 template <class Ready>
-__device__ __forceinline__ bool producer_wait(const MegakernelArgs& args, uint32_t task, int64_t step,
-                                              Ready ready) {
+__device__ __forceinline__ bool producer_wait(const MegakernelArgs& args, uint32_t task,
+                                              int64_t step, Ready ready) {
   Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
   while (!ready()) {
     const SpinState s = spin.poll();
@@ -250,7 +250,8 @@ __device__ __forceinline__ bool stream_tile(const MegakernelArgs& args, const Ri
                                             const abi::TensorRef& w, uint32_t task, int64_t step,
                                             uint64_t policy, ProducerState& p, int32_t group,
                                             PrefillHold* hold = nullptr) {
-  return stream_chunks(args, ring, tile_base(w), plan_chunks(w), task, step, policy, p, group, hold);
+  return stream_chunks(args, ring, tile_base(w), plan_chunks(w), task, step, policy, p, group,
+                       hold);
 }
 
 // Streams every chunk of the weights of `t` (task `task` at `step`) into the ring. False when

@@ -930,9 +930,9 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
       const double d = std::abs(g - c) / (1 + std::abs(c));
       if (d > worst_logit) worst_logit = d, worst_index = i;
     }
-    EXPECT_LE(worst_logit, cpu_tolerance(mc.dtype)) << what << ": logit " << worst_index << ", gpu "
-                                 << (*gpu)->logits()[worst_index] << ", cpu "
-                                 << (*cpu)->logits()[worst_index];
+    EXPECT_LE(worst_logit, cpu_tolerance(mc.dtype))
+        << what << ": logit " << worst_index << ", gpu " << (*gpu)->logits()[worst_index]
+        << ", cpu " << (*cpu)->logits()[worst_index];
     const int64_t last = diverged != -1 ? diverged : tied != -1 ? tied : end;
     fmt::print("{} {} {}: {} tokens equal{}, max |logprob diff| {:.2e}, max logit diff {:.2e}\n",
                architecture_short_name(mc.arch), dtype_short_name(mc.dtype), what, last - first,
@@ -1041,8 +1041,9 @@ TEST_P(GpuBatchTest, SlotsMatchTheCpuAndThemselvesAlone) {
                    : fmt::format("position {}: gpu {:.6f}, cpu {:.6f}", p, (*gpu)->logprob(p, slot),
                                  (*cpu)->logprob(p, slot));
     };
-    EXPECT_LE(worst, cpu_tolerance(mc.dtype)) << "slot " << slot << ", worst at " << at(worst_at)
-                           << "; first above 1e-5 at " << at(first_off);
+    EXPECT_LE(worst, cpu_tolerance(mc.dtype))
+        << "slot " << slot << ", worst at " << at(worst_at) << "; first above 1e-5 at "
+        << at(first_off);
   }
   // Alone on the GPU, in slot 0 of a fresh executor: bit for bit the batched slot's.
   struct Alone {
