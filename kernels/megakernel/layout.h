@@ -210,8 +210,9 @@ MEGALITH_HOST_DEVICE constexpr uint32_t attention_token_floats(uint32_t group, u
 // for the bulk copies.
 constexpr uint32_t SMEM_BARRIER_BYTES = 2 * MAX_STAGES * 8;
 constexpr uint32_t SMEM_STAGE_GROUP_OFFSET = SMEM_BARRIER_BYTES;
-// The count of tasks the consumers have finished (signalled), which the producer polls
-// before it streams the next task's weights past its first PREFILL_BEFORE_TAIL chunks.
+// Two counts the producer polls (PrefillHold): the tasks the consumers have finished
+// (signalled), before it streams a task's weights past its first PREFILL_BEFORE_TAIL chunks,
+// and the tasks whose input rows they have loaded, past PREFILL_BEFORE_INPUT chunks.
 constexpr uint32_t SMEM_DONE_OFFSET = SMEM_STAGE_GROUP_OFFSET + MAX_STAGES * 4;
 constexpr uint32_t SMEM_REDUCE_OFFSET = SMEM_DONE_OFFSET + 16;
 constexpr uint32_t SMEM_REDUCE_BYTES = 2 * 2 * CONSUMER_WARPS * 8;

@@ -25,6 +25,7 @@ __device__ inline void run_linear(TaskEnv& env, const abi::TaskDesc& t) {
   // The scratch as task_scratch_floats() sizes it: the input rows, then the products of each
   // weight tile (the tiles of a kind have the same rows), then the matvec's partial sums.
   float* xs = load_slot_rows(env, t, form.norm);
+  env.ring.input_loaded();  // the producer streams the rest of the tile from here
   float* acc = xs + slots * x_floats;
   float* part = acc + form.weights * slots * rows;
   // Not unrolled: a second copy of the product loop is what this body exists to avoid.
