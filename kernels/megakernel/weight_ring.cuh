@@ -208,7 +208,8 @@ struct PrefillHold {
   int32_t issued;  // chunks of the task issued so far
 };
 
-// False when the launch was aborted or the consumers never finished the task.
+// False when the launch was aborted or the consumers never finished the task before or never
+// loaded this one's input rows.
 __device__ inline bool wait_prefill_hold(const MegakernelArgs& args, const Ring& ring,
                                          const PrefillHold& hold, uint32_t task, int64_t step) {
   if (!ring.hold_prefill || hold.issued < PREFILL_BEFORE_TAIL) return true;
