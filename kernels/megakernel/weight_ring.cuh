@@ -86,15 +86,17 @@ struct Ring {
   uint64_t* full;   // arrivals: the producer's expect_tx; completes with the copy's bytes
   uint64_t* empty;  // arrivals: one per consumer warp, or per consumer thread
   int32_t* group;   // per stage: the claimed group it carries, or END_OF_CLAIMS
-  // [0]: tasks the consumers have finished; [1]: tasks whose input rows they have loaded
-  // (static mode).
-  volatile uint32_t* done_tasks;
+  volatile uint32_t* task_counts;  // the consumers' two counts (static mode), below
   uint32_t num_stages;
   bool per_warp_release;
   // The producer's PrefillHold, off in racecheck's runs (per-thread release): its flag guards
   // no data (the stages' barriers order every byte the consumers read), and racecheck reports
   // the flag's unsynchronized write and polls as hazards.
   bool hold_prefill;
+
+  // Tasks the consumers have finished (signalled), and tasks whose input rows they have loaded.
+  __device__ volatile uint32_t& finished_tasks() const { return task_counts[0]; }
+  __device__ volatile uint32_t& loaded_tasks() const { return task_counts[1]; }
 };
 
 // A weight ref's first byte (its offset is an absolute address on the device).
@@ -192,18 +194,18 @@ __device__ inline bool wait_free_stage(const MegakernelArgs& args, const Ring& r
 // this SM has in flight: on an H100 the tails grew from 2.7 to 4.7 us with 5 ring stages
 // instead of 3 (docs/performance.md, thirtieth session). So the producer issues at most
 // PREFILL_BEFORE_TAIL chunks of a task before the consumers have finished the task whose
-// weights it streamed before (`until`, counted by done_tasks); the rest of the prefill runs
-// while the task waits for its events. Measured (H100, against no hold): 0 chunks -0.9%, +2.3%,
-// +1.6% a step on Qwen3-8B, Llama-3.2-1B, Qwen3-0.6B; 1 chunk -2.0%, -2.1%, -5.1%; 2 chunks
-// -1.9%, -3.0%, -0.7%.
+// weights it streamed before (`until`, counted by finished_tasks()); the rest of the prefill
+// runs while the task waits for its events. Measured (H100, against no hold): 0 chunks -0.9%,
+// +2.3%, +1.6% a step on Qwen3-8B, Llama-3.2-1B, Qwen3-0.6B; 1 chunk -2.0%, -2.1%, -5.1%;
+// 2 chunks -1.9%, -3.0%, -0.7%.
 constexpr int32_t PREFILL_BEFORE_TAIL = 1;
 // Past PREFILL_BEFORE_INPUT chunks the producer also waits until the consumers have loaded
-// the task's input rows (done_tasks[1]), whose loads otherwise queue behind the rest of the
+// the task's input rows (loaded_tasks()), whose loads otherwise queue behind the rest of the
 // prefill. Measured (H200, against the hold above alone): 2 chunks -1.1%, -3.5%, -0.6% a step
 // on Qwen3-8B, Llama-3.2-1B, Qwen3-0.6B; 1 chunk +0.6%, -2.2%, -1.6% (thirty-first session).
 constexpr int32_t PREFILL_BEFORE_INPUT = 2;
 struct PrefillHold {
-  uint32_t until;  // done_tasks to wait for; 0: none
+  uint32_t until;  // finished_tasks() to wait for; 0: none
   uint32_t self;   // this task's number in the consumers' count
   int32_t issued;  // chunks of the task issued so far
 };
@@ -214,9 +216,9 @@ __device__ inline bool wait_prefill_hold(const MegakernelArgs& args, const Ring&
                                          const PrefillHold& hold, uint32_t task, int64_t step) {
   if (!ring.hold_prefill || hold.issued < PREFILL_BEFORE_TAIL) return true;
   if (hold.issued < PREFILL_BEFORE_INPUT) {
-    return producer_wait(args, task, step, [&] { return ring.done_tasks[0] >= hold.until; });
+    return producer_wait(args, task, step, [&] { return ring.finished_tasks() >= hold.until; });
   }
-  return producer_wait(args, task, step, [&] { return ring.done_tasks[1] >= hold.self; });
+  return producer_wait(args, task, step, [&] { return ring.loaded_tasks() >= hold.self; });
 }
 
 __device__ __forceinline__ void advance(const Ring& ring, ProducerState& p) {
@@ -439,7 +441,7 @@ __device__ inline void run_producer(const MegakernelArgs& args, const Ring& ring
   const uint64_t policy = l2_evict_first_policy();
   ProducerState p;
   int64_t reset_step = args.first_step - 1;
-  // Tasks of the queue so far (the consumers' done_tasks count), and the last one that
+  // Tasks of the queue so far (the consumers' finished_tasks() count), and the last one that
   // streamed weights.
   uint32_t tasks = 0, last_streamed = 0;
   for (int64_t step = args.first_step; step < args.end_step; ++step) {
@@ -492,12 +494,12 @@ class RingReader {
   // until the task before has finished.
   __device__ void task_finished() {
     ++finished_;
-    if (ring_.hold_prefill && threadIdx.x == 0) ring_.done_tasks[0] = finished_;
+    if (ring_.hold_prefill && threadIdx.x == 0) ring_.finished_tasks() = finished_;
   }
 
   // The consumers have loaded the current task's input rows (PrefillHold).
   __device__ void input_loaded() {
-    if (ring_.hold_prefill && threadIdx.x == 0) ring_.done_tasks[1] = finished_ + 1;
+    if (ring_.hold_prefill && threadIdx.x == 0) ring_.loaded_tasks() = finished_ + 1;
   }
 
   // The claimed group the current stage carries (once wait() returned it).
