@@ -198,10 +198,18 @@ struct MegakernelArgs {
 
 MEGALITH_HOST_DEVICE constexpr uint32_t align_up(uint32_t v, uint32_t a) { return (v + a - 1) / a * a; }
 
-// An attention task's token: its rotated query heads, the key being rotated, and its key and
-// value rows as the caches hold them (at most 4 bytes an element), each a multiple of 4 floats.
+// An attention task's rotation table, filled before its events fire: the query and key
+// heads' norm weights as floats, then each rotation pair's cosine, sine and the position they
+// are for, each a multiple of 4 floats.
+MEGALITH_HOST_DEVICE constexpr uint32_t attention_table_floats(uint32_t hd) {
+  return 2 * align_up(hd, 4) + 3 * align_up(hd / 2, 4);
+}
+
+// An attention task's token: the rotation table, then its rotated query heads, the key being
+// rotated, and its key and value rows as the caches hold them (at most 4 bytes an element),
+// each a multiple of 4 floats.
 MEGALITH_HOST_DEVICE constexpr uint32_t attention_token_floats(uint32_t group, uint32_t hd) {
-  return align_up(group * hd, 4) + 3 * align_up(hd, 4);
+  return attention_table_floats(hd) + align_up(group * hd, 4) + 3 * align_up(hd, 4);
 }
 
 // Shared memory, in order: 2 * MAX_STAGES mbarriers (full, empty), each stage's group id, the
@@ -267,9 +275,9 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
   }
   switch (t.kind) {
     case TaskKind::kAttentionPartial: {
-      // The token's rotated queries, key and value rows, then the scalar pass's running max,
-      // sum and output row per consumer warp and query head, or the vector pass's scratch,
-      // whichever is larger.
+      // The rotation table and the token's rotated queries, key and value rows, then the
+      // scalar pass's running max, sum and output row per consumer warp and query head, or the
+      // vector pass's scratch, whichever is larger.
       const uint32_t hd = uint32_t(t.params.attention.head_dim);
       const uint32_t scalar = CONSUMER_WARPS * ATTENTION_ROWS * (hd + 2);
       const uint32_t vector = attention_vector_scratch_floats(hd);

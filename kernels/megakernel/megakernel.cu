@@ -55,7 +55,8 @@ __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& 
     if (claims_rows<P>(env.args, t)) start_claimed_op_copy(env, t);
   } else if (t.kind == abi::TaskKind::kAttentionPartial) {
     env.staged_rows = 0;
-    if (t.params.attention.stage_cache != 0) start_cache_staging(env, t);
+    if (t.params.attention.stage_cache != 0) start_cache_staging(env, t);  // has a barrier
+    start_rotation_table(env, t);
   }
 }
 

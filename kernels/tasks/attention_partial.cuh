@@ -133,13 +133,69 @@ __device__ inline void prefetch_cache_rows(const TaskEnv& env, const abi::TaskDe
   }
 }
 
+// Pair i's cosine and sine at position pos: the angle in float and its cosine and sine in
+// double, as the CPU reference computes them, so the two agree to the last bit of the
+// rotation; one sincos() reduces the angle once for both (the same bits as cos() and sin(),
+// and measured faster than the two calls, docs/performance.md).
+__device__ __forceinline__ void rotation_angle(const Ref& inv_freq, int i, int32_t pos, float& c,
+                                               float& s) {
+  const float angle = float(pos) * inv_freq.float_of(inv_freq.get_bits(0, i));
+  double sine, cosine;
+  sincos(double(angle), &sine, &cosine);
+  c = float(cosine);
+  s = float(sine);
+}
+
+// The rotation's inputs that do not depend on the step's token (layout.h,
+// attention_table_floats): the heads' norm weights as floats and each pair's cosine and sine.
+struct RotationTable {
+  float *q_gamma, *k_gamma, *cos, *sin;
+  int32_t* pos;  // the position pair i's cosine and sine are for
+};
+__device__ inline RotationTable rotation_table(float* scratch, int hd) {
+  const uint32_t row = align_up(uint32_t(hd), 4), pairs = align_up(uint32_t(hd / 2), 4);
+  float* angles = scratch + 2 * row;
+  return {scratch, scratch + row, angles, angles + pairs,
+          reinterpret_cast<int32_t*>(angles + 2 * pairs)};
+}
+
+// Fills the rotation table before the task's events fire (prepare_task), so that the rotation
+// after them loads only the token's heads: the norm weights and frequencies, read once a layer,
+// come from HBM (a latency of the rotation's chain, measured 1.9-2.3 us with the heads', the
+// thirty-second session), and the double-precision sincos is done. The warps past the first
+// fill it (thread 0 waits on the events); the barrier after the wait orders their writes
+// before the rotation's reads. The position is read now: at layer 0 it may still be the last
+// step's (this step's embedding has not run), so each pair keeps the position it is for, and
+// the rotation computes again a pair whose position is not the step's.
+__device__ inline void start_rotation_table(TaskEnv& env, const abi::TaskDesc& t) {
+  if (env.warp == 0) return;
+  const Ref q_norm = env.ref(t, 3), k_norm = env.ref(t, 4), positions = env.ref(t, 5);
+  const Ref inv_freq = env.ref(t, 6);
+  const int hd = t.params.attention.head_dim, half = hd / 2;
+  const RotationTable table = rotation_table(env.scratch, hd);
+  const int32_t pos = *reinterpret_cast<const volatile int32_t*>(positions.data);
+  for (int i = env.tid - 32; i < hd; i += CONSUMER_THREADS - 32) {
+    // Every load in flight before the first store (which the compiler cannot tell apart from
+    // a later load's address).
+    const uint32_t qb = q_norm.present() ? q_norm.get_bits(0, i) : 0;
+    const uint32_t kb = k_norm.present() ? k_norm.get_bits(0, i) : 0;
+    if (i < half) {
+      float c, s;
+      rotation_angle(inv_freq, i, pos, c, s);
+      table.cos[i] = c;
+      table.sin[i] = s;
+      table.pos[i] = pos;
+    }
+    table.q_gamma[i] = q_norm.present() ? q_norm.float_of(qb) : 1.0f;
+    table.k_gamma[i] = k_norm.present() ? k_norm.float_of(kb) : 1.0f;
+  }
+}
+
 // Normalizes and rotates the token's query heads and key, a warp per head (heads
 // 0..group-1 the queries, head `group` the key), all heads at once: this is a chain of memory
-// latencies, so it runs them side by side. Angles in float and their cosine and sine in
-// double, as the CPU reference computes them, so the two agree to the last bit of the
-// rotation; one sincos() reduces each angle once for both (the same bits as cos() and sin(),
-// and measured faster than the two calls, docs/performance.md). Appends key and value (single
-// split) or hands them to the merge (new_kv).
+// latencies, so it runs them side by side. The norm weights, cosines and sines come from the
+// rotation table (start_rotation_table). Appends key and value (single split) or hands them
+// to the merge (new_kv).
 __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float* scratch) {
   const Ref q = env.ref(t, 0), k = env.ref(t, 1), v = env.ref(t, 2), q_norm = env.ref(t, 3);
   const Ref k_norm = env.ref(t, 4), positions = env.ref(t, 5), inv_freq = env.ref(t, 6);
@@ -148,7 +204,8 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, group = p.group, half = hd / 2;
   const double eps = p.eps;
-  float* qs = scratch;
+  const RotationTable table = rotation_table(scratch, hd);
+  float* qs = scratch + attention_table_floats(uint32_t(hd));
   float* key = qs + align_up(uint32_t(group * hd), 4);
   const uint32_t row_floats = align_up(uint32_t(hd), 4);
   const Ref k_row{reinterpret_cast<uint8_t*>(key + row_floats), k_cache.type, 1, hd, hd};
@@ -168,61 +225,43 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
     const bool is_key = h == group;
     // By value: references to one of two local Refs would put both in local memory.
     const Ref src = is_key ? k : q;
-    const Ref gamma = is_key ? k_norm : q_norm;
+    const bool norm = (is_key ? k_norm : q_norm).present();
+    const float* gamma = is_key ? table.k_gamma : table.q_gamma;
     const int base = is_key ? 0 : h * hd;
     float* head = is_key ? key : qs + h * hd;
-    // Every load of the lane (the head's elements, its norm weights and frequencies) is in
-    // flight before any is used: raw bits into registers first (get_bits), converted once all
-    // are issued, and no store to shared memory between them (the compiler cannot tell that
-    // it does not alias a later load).
-    constexpr int PAIRS = MAX_HEAD_DIM / 64;  // rotation pairs per lane
+    // Every element of the lane in flight before any is used: raw bits into registers first
+    // (get_bits), converted once all are issued, and no store to shared memory between them
+    // (the compiler cannot tell that it does not alias a later load).
     constexpr int ELEMS = MAX_HEAD_DIM / 32;  // head elements per lane
-    const bool norm = gamma.present();
-    uint32_t xb[ELEMS], g1b[PAIRS], g2b[PAIRS], fb[PAIRS];
+    uint32_t xb[ELEMS];
 #pragma unroll
     for (int j = 0; j < ELEMS; ++j) {
       const int i = env.lane + 32 * j;
       xb[j] = i < hd ? src.get_bits(0, base + i) : 0;
     }
-#pragma unroll
-    for (int j = 0; j < PAIRS; ++j) {
-      const int i = env.lane + 32 * j;
-      const bool used = i < half;
-      g1b[j] = used && norm ? gamma.get_bits(0, i) : 0;
-      g2b[j] = used && norm ? gamma.get_bits(0, i + half) : 0;
-      fb[j] = used ? inv_freq.get_bits(0, i) : 0;
-    }
-    float g1[PAIRS], g2[PAIRS], freq[PAIRS], x[ELEMS];
-#pragma unroll
-    for (int j = 0; j < ELEMS; ++j) x[j] = src.float_of(xb[j]);
-#pragma unroll
-    for (int j = 0; j < PAIRS; ++j) {
-      g1[j] = norm ? gamma.float_of(g1b[j]) : 1.0f;
-      g2[j] = norm ? gamma.float_of(g2b[j]) : 1.0f;
-      freq[j] = inv_freq.float_of(fb[j]);
-    }
     double sum_sq = 0;
 #pragma unroll
     for (int j = 0; j < ELEMS; ++j) {
       const int i = env.lane + 32 * j;
-      if (i < hd) head[i] = x[j];
-      sum_sq += double(x[j]) * double(x[j]);
+      const float x = src.float_of(xb[j]);
+      if (i < hd) head[i] = x;
+      sum_sq += double(x) * double(x);
     }
     const float inv_rms = norm ? float(1.0 / sqrt(warp_sum(sum_sq) / double(hd) + eps)) : 1.0f;
     __syncwarp();
-#pragma unroll
-    for (int j = 0; j < PAIRS; ++j) {
-      const int i = env.lane + 32 * j;
-      if (i >= half) break;
+    for (int i = env.lane; i < half; i += 32) {
       float x1 = head[i], x2 = head[i + half];
       if (norm) {
-        x1 = g1[j] * (x1 * inv_rms);
-        x2 = g2[j] * (x2 * inv_rms);
+        x1 = gamma[i] * (x1 * inv_rms);
+        x2 = gamma[i + half] * (x2 * inv_rms);
       }
-      const float angle = float(pos) * freq[j];
-      double sine, cosine;
-      sincos(double(angle), &sine, &cosine);
-      const float c = float(cosine), s = float(sine);
+      float c, s;
+      if (table.pos[i] == pos) {
+        c = table.cos[i];
+        s = table.sin[i];
+      } else {
+        rotation_angle(inv_freq, i, pos, c, s);
+      }
       // Separately rounded products, as the CPU computes them (no fused multiply-add).
       const float o1 = __fmul_rn(x1, c) - __fmul_rn(x2, s);
       const float o2 = __fmul_rn(x2, c) + __fmul_rn(x1, s);
