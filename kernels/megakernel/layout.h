@@ -213,9 +213,9 @@ MEGALITH_HOST_DEVICE constexpr uint32_t attention_token_floats(uint32_t group, u
 }
 
 // Shared memory, in order: 2 * MAX_STAGES mbarriers (full, empty), each stage's group id, the
-// consumers' two task counts, the reduction area (two double buffers of CONSUMER_WARPS * 2 words each), two queue entries (the
-// current task's and the next one's), the task scratch, then the ring, aligned to 128 bytes
-// for the bulk copies.
+// consumers' two task counts, the reduction area (two double buffers of CONSUMER_WARPS * 2
+// words each), two queue entries (the current task's and the next one's), the task scratch,
+// then the ring, aligned to 128 bytes for the bulk copies.
 constexpr uint32_t SMEM_BARRIER_BYTES = 2 * MAX_STAGES * 8;
 constexpr uint32_t SMEM_STAGE_GROUP_OFFSET = SMEM_BARRIER_BYTES;
 // Two counts the producer polls (PrefillHold): the tasks the consumers have finished

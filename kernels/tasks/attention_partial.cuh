@@ -186,8 +186,9 @@ __device__ inline void start_rotation_table(TaskEnv& env, const abi::TaskDesc& t
       table.sin[i] = s;
       table.pos[i] = pos;
     }
-    table.q_gamma[i] = q_norm.present() ? q_norm.float_of(qb) : 1.0f;
-    table.k_gamma[i] = k_norm.present() ? k_norm.float_of(kb) : 1.0f;
+    // Read only where the head has a norm (rotate_token).
+    if (q_norm.present()) table.q_gamma[i] = q_norm.float_of(qb);
+    if (k_norm.present()) table.k_gamma[i] = k_norm.float_of(kb);
   }
 }
 
