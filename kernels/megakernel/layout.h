@@ -125,6 +125,7 @@ struct alignas(16) QueueEntry {
   abi::TaskDesc task;
   uint32_t task_index;       // in the task graph
   uint32_t signal_triggers;  // of the event the task signals (dynamic mode: who activates it)
+  uint32_t second_signal_triggers;  // of its second one (TaskDesc::second_signal), or 0
   WaitTarget waits[INLINE_WAITS];  // waits beyond these: MegakernelArgs::waits[wait_begin + i]
 };
 

@@ -122,7 +122,10 @@ struct TaskDesc {
   uint32_t worker = 0;      // static mode: the worker whose queue holds it
   uint32_t wait_begin = 0;  // waits[wait_begin, wait_begin + wait_count)
   uint32_t wait_count = 0;
-  uint32_t signal = kNoEvent;  // the one event it increments when done
+  uint32_t signal = kNoEvent;  // the event it increments when done
+  // A second one, or kNoEvent: a producer whose consumers are those of two other events (a
+  // tile straddling two attention groups) increments both, so each consumer waits on one.
+  uint32_t second_signal = kNoEvent;
   TaskParams params = {};
   TensorRef refs[kMaxTaskRefs] = {};
 };

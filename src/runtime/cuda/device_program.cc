@@ -153,8 +153,13 @@ Status DeviceProgram::validate_and_plan() {
         return invalid_argument("{} refers to buffer {}, which does not exist", where(i), r.buffer);
       }
     }
-    if (t.signal != abi::kNoEvent && t.signal >= tg.events.size()) {
-      return invalid_argument("{} signals event {}, which does not exist", where(i), t.signal);
+    for (const uint32_t e : {t.signal, t.second_signal}) {
+      if (e != abi::kNoEvent && e >= tg.events.size()) {
+        return invalid_argument("{} signals event {}, which does not exist", where(i), e);
+      }
+    }
+    if (t.second_signal != abi::kNoEvent && (t.signal == abi::kNoEvent || t.second_signal == t.signal)) {
+      return invalid_argument("{} has a second signal without a distinct first", where(i));
     }
     if (uint64_t(t.wait_begin) + t.wait_count > tg.waits.size()) {
       return invalid_argument("{} has waits beyond the wait list", where(i));
@@ -307,6 +312,8 @@ Status DeviceProgram::allocate_and_upload() {
     e.task = tg_.tasks[task];
     e.task_index = task;
     e.signal_triggers = e.task.signal == abi::kNoEvent ? 0 : tg_.events[e.task.signal].triggers;
+    e.second_signal_triggers =
+        e.task.second_signal == abi::kNoEvent ? 0 : tg_.events[e.task.second_signal].triggers;
     for (abi::TensorRef& r : e.task.refs) r = resolved(r);
     for (uint32_t i = 0; i < e.task.wait_count && i < uint32_t(kernels::INLINE_WAITS); ++i) {
       e.waits[i] = waits[e.task.wait_begin + i];
