@@ -92,7 +92,8 @@ __device__ inline void signal_and_activate(const MegakernelArgs& args, const Que
                                            int64_t step) {
   signal_and_activate_event(args, e.task.signal, e.signal_triggers, step);
   if (e.task.second_signal != abi::kNoEvent) {
-    signal_and_activate_event(args, e.task.second_signal, e.second_signal_triggers, step);
+    signal_and_activate_event(args, e.task.second_signal,
+                              args.dynamic.event_triggers[e.task.second_signal], step);
   }
 }
 

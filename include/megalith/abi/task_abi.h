@@ -81,12 +81,16 @@ struct SampleParams {  // Sample
   int32_t num_tiles;
   int32_t vocab;
 };
+// Seven words, the largest kind's (attention's), so that with TaskDesc::second_signal the
+// descriptor and the megakernel's queue entry keep the sizes they were measured with (440 and
+// 512 bytes; with 448 and 528 Qwen3-0.6B ran 1.4% slower, docs/performance.md).
 union TaskParams {
   LinearParams linear;
   AttentionParams attention;
   SampleParams sample;
-  uint32_t words[8];
+  uint32_t words[7];
 };
+static_assert(sizeof(TaskParams) == 28, "TaskParams: seven words");
 
 // The linear kinds multiply the input row x (ref 0; one per slot) with weight tiles that
 // stream through the ring: which refs those are, in stream order (gate/up: the gate tile,
@@ -129,6 +133,7 @@ struct TaskDesc {
   TaskParams params = {};
   TensorRef refs[kMaxTaskRefs] = {};
 };
+static_assert(sizeof(TaskDesc) == 440, "TaskDesc: the size the megakernel was measured with");
 
 // A task at step s waiting on `event` proceeds once
 //   counter[event] >= triggers[event] * (s + 1 - step_offset).
