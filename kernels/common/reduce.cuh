@@ -47,6 +47,16 @@ __device__ __forceinline__ ArgMax warp_argmax(ArgMax a) {
   return a;
 }
 
+// The RMS norm's scale from a sum of squares, in double: rsqrt(sum * inv_count + eps), with
+// inv_count = 1 / count worked out before the sum arrives, so neither a double division nor
+// a square root and a second division is on the chain after it (each tens of dependent
+// instructions). It rounds to the float that the CPU reference's 1.0 / sqrt(sum / count + eps)
+// rounds to unless the two doubles (a few units of the last place apart) straddle a float
+// rounding boundary, about one case in 10^8.
+__device__ __forceinline__ float rms_scale(double sum, double inv_count, double eps) {
+  return float(rsqrt(sum * inv_count + eps));
+}
+
 // Sum over the consumer threads, in double. `area` holds CONSUMER_WARPS doubles.
 __device__ __forceinline__ double block_sum(double v, double* area) {
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;

@@ -22,6 +22,11 @@ __device__ __forceinline__ uint64_t ld_acquire_gpu(const uint64_t* p) {
 __device__ __forceinline__ void red_release_gpu_add(uint64_t* p, uint64_t v) {
   asm volatile("red.release.gpu.global.add.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
+// After fence_acq_rel_gpu(): a release pattern (a fence, then a strong write), so that several
+// counters can be released with one fence.
+__device__ __forceinline__ void red_relaxed_gpu_add(uint64_t* p, uint64_t v) {
+  asm volatile("red.relaxed.gpu.global.add.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
 
 // Adds v with release semantics and returns the value before: the one that brings a counter
 // to a target knows it did.

@@ -74,17 +74,27 @@ __device__ inline void run_dynamic_producer(const MegakernelArgs& args, const Ri
   }
 }
 
+// Signals `event` (of `triggers` per step) at `step` and hands it to its scheduler when this
+// signal completed it.
+__device__ inline void signal_and_activate_event(const MegakernelArgs& args, uint32_t event,
+                                                 uint32_t triggers, int64_t step) {
+  const uint64_t before = atom_add_release_gpu(args.counters + event, 1);
+  if (before + 1 != uint64_t(triggers) * uint64_t(step + 1)) return;
+  const DynamicArgs& d = args.dynamic;
+  const uint32_t s = event % d.num_schedulers;
+  const uint32_t slot = atomicAdd(d.activation_count + s, 1u);
+  st_release_gpu(d.activation_log + s * d.activation_room + slot, log_entry(args, step, event));
+}
+
 // Thread 0 of a worker, once the task of entry `e` has finished at `step`, in dynamic mode:
-// signals its event and hands the event to its scheduler when this signal completed it.
+// its event, and its second one if it has one (TaskDesc::second_signal).
 __device__ inline void signal_and_activate(const MegakernelArgs& args, const QueueEntry& e,
                                            int64_t step) {
-  const uint64_t before = atom_add_release_gpu(args.counters + e.task.signal, 1);
-  if (before + 1 != uint64_t(e.signal_triggers) * uint64_t(step + 1)) return;
-  const DynamicArgs& d = args.dynamic;
-  const uint32_t s = e.task.signal % d.num_schedulers;
-  const uint32_t slot = atomicAdd(d.activation_count + s, 1u);
-  st_release_gpu(d.activation_log + s * d.activation_room + slot,
-                 log_entry(args, step, e.task.signal));
+  signal_and_activate_event(args, e.task.signal, e.signal_triggers, step);
+  if (e.task.second_signal != abi::kNoEvent) {
+    signal_and_activate_event(args, e.task.second_signal,
+                              args.dynamic.event_triggers[e.task.second_signal], step);
+  }
 }
 
 // Scheduler warp `s`: every activation of its events for the launch's steps, in the order

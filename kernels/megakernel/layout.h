@@ -127,6 +127,7 @@ struct alignas(16) QueueEntry {
   uint32_t signal_triggers;  // of the event the task signals (dynamic mode: who activates it)
   WaitTarget waits[INLINE_WAITS];  // waits beyond these: MegakernelArgs::waits[wait_begin + i]
 };
+static_assert(sizeof(QueueEntry) == 512, "QueueEntry: the size the megakernel was measured with");
 
 // A position's token as the sample task publishes it to host-mapped memory during the launch.
 struct PublishedToken {
@@ -163,6 +164,9 @@ struct DynamicArgs {
   const DispatchTarget* targets;
   uint32_t num_events;
   uint32_t num_schedulers;  // warps of the CTA after the workers; event e goes to e % S
+  // Per event, its triggers a step: a task's second event's (TaskDesc::second_signal), which
+  // its queue entry leaves out to keep 512 bytes.
+  const uint32_t* event_triggers;
 };
 
 struct MegakernelArgs {

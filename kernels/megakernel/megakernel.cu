@@ -62,6 +62,18 @@ __device__ __forceinline__ void prepare_task(TaskEnv& env, const abi::TaskDesc& 
 
 constexpr int ENTRY_VECTORS = sizeof(QueueEntry) / 16;
 
+// Thread 0, static mode: increments the task's event, or its two (TaskDesc::second_signal)
+// after one fence, so that both go out at once: a second release would wait for the first.
+__device__ __forceinline__ void signal_events(const MegakernelArgs& args, const abi::TaskDesc& t) {
+  if (t.second_signal == abi::kNoEvent) {
+    red_release_gpu_add(args.counters + t.signal, 1);
+    return;
+  }
+  fence_acq_rel_gpu();
+  red_relaxed_gpu_add(args.counters + t.signal, 1);
+  red_relaxed_gpu_add(args.counters + t.second_signal, 1);
+}
+
 // What the consumer threads share besides the task scratch.
 struct ConsumerShared {
   volatile uint32_t stop;  // thread 0 saw the launch end (abort or watchdog)
@@ -146,9 +158,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
       // Every consumer thread's writes happen before thread 0's release (the barrier orders
       // them, the release is cumulative), so the event's consumers see the whole output.
       consumer_sync();
-      if (env.tid == 0 && e.task.signal != abi::kNoEvent) {
-        red_release_gpu_add(args.counters + e.task.signal, 1);
-      }
+      if (env.tid == 0 && e.task.signal != abi::kNoEvent) signal_events(args, e.task);
       env.ring.task_finished();
       if (env.tid == 0 && args.trace) {
         trace.stream_begin_ns = env.stream_begin_ns;

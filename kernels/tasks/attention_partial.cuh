@@ -204,7 +204,7 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
   const bool append = !env.ref(t, 10).present();
   const abi::AttentionParams& p = t.params.attention;
   const int hd = p.head_dim, group = p.group, half = hd / 2;
-  const double eps = p.eps;
+  const double eps = p.eps, inv_hd = 1.0 / double(hd);
   const RotationTable table = rotation_table(scratch, hd);
   float* qs = scratch + attention_table_floats(uint32_t(hd));
   float* key = qs + align_up(uint32_t(group * hd), 4);
@@ -248,7 +248,7 @@ __device__ inline Token rotate_token(TaskEnv& env, const abi::TaskDesc& t, float
       if (i < hd) head[i] = x;
       sum_sq += double(x) * double(x);
     }
-    const float inv_rms = norm ? float(1.0 / sqrt(warp_sum(sum_sq) / double(hd) + eps)) : 1.0f;
+    const float inv_rms = norm ? rms_scale(warp_sum(sum_sq), inv_hd, eps) : 1.0f;
     __syncwarp();
     for (int i = env.lane; i < half; i += 32) {
       float x1 = head[i], x2 = head[i + half];

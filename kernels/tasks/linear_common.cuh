@@ -89,10 +89,11 @@ __device__ inline void start_norm_weight_copy(TaskEnv& env, const abi::TaskDesc&
 __device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t, float* xs,
                                            int r = 0) {
   const Ref x = env.ref(t, 0), gamma = env.ref(t, 1);
+  const double inv_cols = 1.0 / double(x.cols);
   const double sum_sq = load_row(env, x, r, xs);
   wait_async_copies();  // this thread's part of the norm weight; block_sum's barrier, everyone's
   const double total = block_sum(sum_sq, env.reduce);
-  const float inv_rms = float(1.0 / sqrt(total / double(x.cols) + double(t.params.linear.eps)));
+  const float inv_rms = rms_scale(total, inv_cols, double(t.params.linear.eps));
   if (gamma.type == abi::RefType::kBF16 && gamma.present() && x.cols % 4 == 0) {
     // Four elements a thread at a time, every iteration's loads independent of the last's:
     // the element-wise loop below waits out two shared-memory loads per element (get()'s

@@ -1,10 +1,36 @@
+#include <algorithm>
+#include <iterator>
 #include <map>
+#include <optional>
+#include <set>
 
 #include "passes.h"
 
 namespace megalith::compiler {
 
 namespace {
+
+using ConsumerSet = std::vector<std::pair<uint32_t, uint32_t>>;  // (task, step offset), sorted
+
+// `set` as two disjoint sets of `others` (the consumer sets of its op's other producers), if it
+// is their union: a tile straddling two attention groups, say, read by both groups' tasks,
+// beside tiles read by one group each. Such a producer signals the two sets' events instead of
+// an event of its own, so each consumer waits on one event of the op, not also on one per
+// straddling tile (acquired one after another: 1.2-1.8 us from Llama-3.2-1B's last q/k/v tile
+// to attention, docs/performance.md), and still on exactly the tasks whose output it reads.
+std::optional<std::pair<ConsumerSet, ConsumerSet>> split_in_two(const ConsumerSet& set,
+                                                                const std::set<ConsumerSet>& others) {
+  if (set.size() < 2) return std::nullopt;
+  for (const ConsumerSet& part : others) {
+    if (part.size() >= set.size() || !std::includes(set.begin(), set.end(), part.begin(), part.end())) {
+      continue;
+    }
+    ConsumerSet rest;
+    std::set_difference(set.begin(), set.end(), part.begin(), part.end(), std::back_inserter(rest));
+    if (others.count(rest) != 0) return std::make_pair(part, rest);
+  }
+  return std::nullopt;
+}
 
 abi::RefType ref_type(ElemType t) { return abi::RefType(uint8_t(t)); }
 
@@ -53,24 +79,45 @@ TaskGraph assemble(const Program& p, const std::vector<uint32_t>& worker, const 
   }
   consumers[p.sink].push_back({p.source, 1});  // the sampled token feeds the next step
 
-  // One event per distinct consumer set: producers with the same consumers share it.
-  std::map<std::vector<std::pair<uint32_t, uint32_t>>, uint32_t> event_of;
-  std::vector<uint32_t> signal(p.tasks.size(), abi::kNoEvent);
+  // Events: one per distinct consumer set, producers with the same consumers sharing it.
+  std::vector<ConsumerSet> sets(p.tasks.size());
+  std::map<uint32_t, std::set<ConsumerSet>> op_sets;  // each op's producers' distinct sets
   for (uint32_t t = 0; t < p.tasks.size(); ++t) {
-    if (consumers[t].empty()) continue;
-    std::vector<std::pair<uint32_t, uint32_t>> key;
-    for (const auto& c : consumers[t]) key.emplace_back(c.task, c.step_offset);
-    auto [it, fresh] = event_of.emplace(std::move(key), uint32_t(tg.events.size()));
+    for (const auto& c : consumers[t]) sets[t].emplace_back(c.task, c.step_offset);
+    std::sort(sets[t].begin(), sets[t].end());
+    if (!sets[t].empty()) op_sets[p.tasks[t].op].insert(sets[t]);
+  }
+  std::map<ConsumerSet, uint32_t> event_of;
+  std::vector<ConsumerSet> event_sets;
+  const auto event_for = [&](const ConsumerSet& set) {
+    auto [it, fresh] = event_of.emplace(set, uint32_t(tg.events.size()));
     if (fresh) {
       abi::EventDesc e;
       e.consumer_begin = uint32_t(tg.consumers.size());
-      e.consumer_count = uint32_t(consumers[t].size());
-      tg.consumers.insert(tg.consumers.end(), consumers[t].begin(), consumers[t].end());
+      e.consumer_count = uint32_t(set.size());
+      for (const auto& [task, offset] : set) tg.consumers.push_back({task, offset});
       tg.events.push_back(e);
+      event_sets.push_back(set);
     }
     ++tg.events[it->second].triggers;
-    signal[t] = it->second;
+    return it->second;
+  };
+  std::vector<uint32_t> signal(p.tasks.size(), abi::kNoEvent);
+  std::vector<uint32_t> second_signal(p.tasks.size(), abi::kNoEvent);
+  for (uint32_t t = 0; t < p.tasks.size(); ++t) {
+    if (sets[t].empty()) continue;
+    const auto split = split_in_two(sets[t], op_sets[p.tasks[t].op]);
+    if (split) {
+      signal[t] = event_for(split->first);
+      second_signal[t] = event_for(split->second);
+    } else {
+      signal[t] = event_for(sets[t]);
+    }
   }
+  // Whether task t (this step) is among event e's consumers.
+  const auto consumes = [&](uint32_t e, uint32_t t) {
+    return std::binary_search(event_sets[e].begin(), event_sets[e].end(), std::make_pair(t, 0u));
+  };
 
   tg.tasks.resize(p.tasks.size());
   tg.task_cost_us.resize(p.tasks.size());
@@ -82,6 +129,7 @@ TaskGraph assemble(const Program& p, const std::vector<uint32_t>& worker, const 
     d.worker = worker[t];
     d.params = task.params;
     d.signal = signal[t];
+    d.second_signal = second_signal[t];
     d.num_refs = uint16_t(task.refs.size());
     for (size_t r = 0; r < task.refs.size(); ++r) {
       const Access& a = task.refs[r];
@@ -100,9 +148,12 @@ TaskGraph assemble(const Program& p, const std::vector<uint32_t>& worker, const 
     d.wait_begin = uint32_t(tg.waits.size());
     if (t == p.source) tg.waits.push_back({signal[p.sink], 1});
     for (uint32_t dep : task.deps) {
-      bool seen = false;
-      for (uint32_t w = d.wait_begin; w < tg.waits.size(); ++w) seen |= tg.waits[w].event == signal[dep];
-      if (!seen) tg.waits.push_back({signal[dep], 0});
+      for (const uint32_t e : {signal[dep], second_signal[dep]}) {
+        if (e == abi::kNoEvent || !consumes(e, t)) continue;
+        bool seen = false;
+        for (uint32_t w = d.wait_begin; w < tg.waits.size(); ++w) seen |= tg.waits[w].event == e;
+        if (!seen) tg.waits.push_back({e, 0});
+      }
     }
     d.wait_count = uint32_t(tg.waits.size()) - d.wait_begin;
     tg.task_cost_us[t] = float(task.cost_us);

@@ -279,6 +279,8 @@ nlohmann::json task_graph_to_json(const TaskGraph& tg) {
     tasks.push_back({{"id", t}, {"kind", task_kind_name(d.kind)}, {"op", d.op},
                      {"worker", d.worker}, {"waits", waits},
                      {"signal", d.signal == abi::kNoEvent ? json(nullptr) : json(d.signal)},
+                     {"second_signal",
+                      d.second_signal == abi::kNoEvent ? json(nullptr) : json(d.second_signal)},
                      {"refs", refs}, {"bytes", task_bytes(tg, d)},
                      {"cost_us", t < tg.task_cost_us.size() ? tg.task_cost_us[t] : 0.0f}});
   }

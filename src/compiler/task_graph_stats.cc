@@ -15,7 +15,9 @@ namespace {
 std::vector<std::vector<uint32_t>> event_producers(const TaskGraph& tg) {
   std::vector<std::vector<uint32_t>> producers(tg.events.size());
   for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
-    if (tg.tasks[t].signal != abi::kNoEvent) producers[tg.tasks[t].signal].push_back(t);
+    for (const uint32_t e : {tg.tasks[t].signal, tg.tasks[t].second_signal}) {
+      if (e != abi::kNoEvent) producers[e].push_back(t);
+    }
   }
   return producers;
 }

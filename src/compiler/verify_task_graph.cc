@@ -106,9 +106,16 @@ class Verifier {
                                 w.step_offset);
       }
     }
-    if (d.signal != abi::kNoEvent) {
-      if (d.signal >= tg_.events.size()) return invalid_argument("{}: signals no event", describe(t));
-      producers_[d.signal].push_back(t);
+    if (d.signal == abi::kNoEvent && d.second_signal != abi::kNoEvent) {
+      return invalid_argument("{}: a second signal without a first", describe(t));
+    }
+    if (d.second_signal != abi::kNoEvent && d.second_signal == d.signal) {
+      return invalid_argument("{}: signals event {} twice", describe(t), d.signal);
+    }
+    for (const uint32_t e : {d.signal, d.second_signal}) {
+      if (e == abi::kNoEvent) continue;
+      if (e >= tg_.events.size()) return invalid_argument("{}: signals no event", describe(t));
+      producers_[e].push_back(t);
     }
     return {};
   }

@@ -52,7 +52,9 @@ TaskGraph compile_or_die(const ModelConfig& cfg, int32_t workers, int64_t max_se
 std::vector<std::vector<uint32_t>> producers_of_events(const TaskGraph& tg) {
   std::vector<std::vector<uint32_t>> p(tg.events.size());
   for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
-    if (tg.tasks[t].signal != abi::kNoEvent) p[tg.tasks[t].signal].push_back(t);
+    for (const uint32_t e : {tg.tasks[t].signal, tg.tasks[t].second_signal}) {
+      if (e != abi::kNoEvent) p[e].push_back(t);
+    }
   }
   return p;
 }
@@ -156,10 +158,9 @@ TEST_P(CompilerArchTest, LinearTilesCoverEveryWeightRowOnce) {
   }
 }
 
-// An attention split waits for exactly the q/k/v tiles whose columns it reads (tile-level
-// dependencies, no whole-op barriers).
-TEST_P(CompilerArchTest, DependenciesAreExactlyTheTilesRead) {
-  const TaskGraph tg = compile_or_die(odd_config(GetParam()), 7);
+// Every attention split of `tg` waits for exactly the q/k/v tiles whose columns it reads
+// (tile-level dependencies, no whole-op barriers); returns how many it checked.
+int expect_attention_waits_on_the_tiles_read(const TaskGraph& tg) {
   int checked = 0;
   for (uint32_t t = 0; t < tg.tasks.size(); ++t) {
     const abi::TaskDesc& d = tg.tasks[t];
@@ -182,7 +183,11 @@ TEST_P(CompilerArchTest, DependenciesAreExactlyTheTilesRead) {
     EXPECT_EQ(producers_of(tg, t), expected) << "task " << t << " of " << tg.ops[d.op].name;
     ++checked;
   }
-  EXPECT_GT(checked, 0);
+  return checked;
+}
+
+TEST_P(CompilerArchTest, DependenciesAreExactlyTheTilesRead) {
+  EXPECT_GT(expect_attention_waits_on_the_tiles_read(compile_or_die(odd_config(GetParam()), 7)), 0);
 }
 
 // Shapes whose rows split into the megakernel's matvec items (multiples of 256 columns), with
@@ -281,9 +286,10 @@ TEST(CompilerClaims, VerifierRejectsClaimsWithoutTheirDependencies) {
           << "wait " << w << " of task " << t;
       ++mutations;
     }
-    if (d.signal != abi::kNoEvent) {
-      EXPECT_TRUE(is_ordering_error(verify_task_graph(without_signal(claimed, t))))
-          << "signal of task " << t;
+    for (const bool second : {false, true}) {
+      if ((second ? d.second_signal : d.signal) == abi::kNoEvent) continue;
+      EXPECT_TRUE(is_ordering_error(verify_task_graph(without_signal(claimed, t, second))))
+          << (second ? "second signal" : "signal") << " of task " << t;
       ++mutations;
     }
   }
@@ -364,9 +370,11 @@ TEST(CompilerMutation, RemovingAnyDependencyEdgeIsCaught) {
         EXPECT_TRUE(is_ordering_error(s)) << s.message();
         ++mutations;
       }
-      if (d.signal != abi::kNoEvent) {
-        const Status s = verify_task_graph(without_signal(tg, t));
-        EXPECT_FALSE(s.ok()) << "signal of task " << t << " is not needed";
+      for (const bool second : {false, true}) {
+        if ((second ? d.second_signal : d.signal) == abi::kNoEvent) continue;
+        const Status s = verify_task_graph(without_signal(tg, t, second));
+        EXPECT_FALSE(s.ok()) << (second ? "second signal" : "signal") << " of task " << t
+                             << " is not needed";
         EXPECT_TRUE(is_ordering_error(s)) << s.message();
         ++mutations;
       }
@@ -558,6 +566,37 @@ TEST(CompilerShapes, TileRowMultipleSetsTheTileCount) {
         EXPECT_EQ(op.task_count, tasks) << multiple;
       }
     }
+  }
+}
+
+// Q/k/v tiles that straddle two attention groups (Llama-3.2-1B's 24-row tiles against its
+// 256-row query groups, Qwen3-8B's 48 against 512) signal both groups' events, so an attention
+// task waits on one event of the q/k/v op, still on exactly the tiles it reads.
+TEST(CompilerShapes, AttentionWaitsOnOneQkvEvent) {
+  for (const auto& [arch, preset] :
+       {std::pair{Architecture::kLlama, "llama-3.2-1b"}, std::pair{Architecture::kQwen3, "qwen3-8b"}}) {
+    ModelConfig cfg = *preset_config(arch, preset);
+    cfg.num_layers = 2;
+    const TaskGraph tg = compile_or_die(cfg, 132, 64);
+    const auto producers = producers_of_events(tg);
+    int straddling = 0;
+    for (const abi::TaskDesc& d : tg.tasks) straddling += d.second_signal != abi::kNoEvent;
+    EXPECT_GT(straddling, 0) << preset;
+    int checked = 0;
+    for (const abi::TaskDesc& d : tg.tasks) {
+      if (d.kind != TaskKind::kAttentionPartial) continue;
+      int qkv_events = 0;
+      for (uint32_t w = d.wait_begin; w < d.wait_begin + d.wait_count; ++w) {
+        const std::vector<uint32_t>& from = producers[tg.waits[w].event];
+        qkv_events += std::any_of(from.begin(), from.end(), [&](uint32_t p) {
+          return tg.tasks[p].kind == TaskKind::kRmsNormLinear;
+        });
+      }
+      EXPECT_EQ(qkv_events, 1) << preset << ": " << tg.ops[d.op].name;
+      ++checked;
+    }
+    EXPECT_EQ(checked, 2 * cfg.num_kv_heads) << preset;
+    EXPECT_EQ(expect_attention_waits_on_the_tiles_read(tg), checked) << preset;
   }
 }
 

@@ -191,7 +191,10 @@ TEST(CpuExecutorStress, RemovedDependenciesChangeTheResult) {
       o.deadlock_timeout_s = 1;
       o.slow_task_ms = 2;
       for (uint32_t p = 0; p < tg.tasks.size(); ++p) {
-        if (tg.tasks[p].signal == tg.waits[w].event) o.slow_tasks.push_back(p);
+        const abi::TaskDesc& pd = tg.tasks[p];
+        if (pd.signal == tg.waits[w].event || pd.second_signal == tg.waits[w].event) {
+          o.slow_tasks.push_back(p);
+        }
       }
       auto got = run_model(mutated, *m.ckpt, o);
       differs = !got.ok() || !(*got == *baseline);

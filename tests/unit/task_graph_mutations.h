@@ -26,12 +26,14 @@ inline TaskGraph without_wait(const TaskGraph& tg, uint32_t c, uint32_t w) {
   return m;
 }
 
-// Removes task p's signal (its event expects one trigger fewer); an event left with no
-// producer disappears, and with it its consumers' waits.
-inline TaskGraph without_signal(const TaskGraph& tg, uint32_t p) {
+// Removes task p's signal, or with `second` its second one (its event expects one trigger
+// fewer); an event left with no producer disappears, and with it its consumers' waits.
+inline TaskGraph without_signal(const TaskGraph& tg, uint32_t p, bool second = false) {
   TaskGraph m = tg;
-  const uint32_t e = m.tasks[p].signal;
-  m.tasks[p].signal = abi::kNoEvent;
+  abi::TaskDesc& d = m.tasks[p];
+  const uint32_t e = second ? d.second_signal : d.signal;
+  if (!second) d.signal = d.second_signal;  // a task's only signal is its first
+  d.second_signal = abi::kNoEvent;
   if (--m.events[e].triggers > 0) return m;
   for (uint32_t t = 0; t < m.tasks.size(); ++t) {
     for (uint32_t w = m.tasks[t].wait_begin; w < m.tasks[t].wait_begin + m.tasks[t].wait_count; ++w) {
@@ -43,7 +45,10 @@ inline TaskGraph without_signal(const TaskGraph& tg, uint32_t p) {
   }
   m.events.erase(m.events.begin() + e);
   for (abi::EventWait& w : m.waits) w.event -= w.event > e ? 1 : 0;
-  for (abi::TaskDesc& t : m.tasks) t.signal -= t.signal != abi::kNoEvent && t.signal > e ? 1 : 0;
+  for (abi::TaskDesc& t : m.tasks) {
+    t.signal -= t.signal != abi::kNoEvent && t.signal > e ? 1 : 0;
+    t.second_signal -= t.second_signal != abi::kNoEvent && t.second_signal > e ? 1 : 0;
+  }
   return m;
 }
 

@@ -81,12 +81,16 @@ struct SampleParams {  // Sample
   int32_t num_tiles;
   int32_t vocab;
 };
+// Seven words, the largest kind's (attention's), so that with TaskDesc::second_signal the
+// descriptor and the megakernel's queue entry keep the sizes they were measured with (440 and
+// 512 bytes; with 448 and 528 Qwen3-0.6B ran 1.4% slower, docs/performance.md).
 union TaskParams {
   LinearParams linear;
   AttentionParams attention;
   SampleParams sample;
-  uint32_t words[8];
+  uint32_t words[7];
 };
+static_assert(sizeof(TaskParams) == 28, "TaskParams: seven words");
 
 // The linear kinds multiply the input row x (ref 0; one per slot) with weight tiles that
 // stream through the ring: which refs those are, in stream order (gate/up: the gate tile,
@@ -122,10 +126,14 @@ struct TaskDesc {
   uint32_t worker = 0;      // static mode: the worker whose queue holds it
   uint32_t wait_begin = 0;  // waits[wait_begin, wait_begin + wait_count)
   uint32_t wait_count = 0;
-  uint32_t signal = kNoEvent;  // the one event it increments when done
+  uint32_t signal = kNoEvent;  // the event it increments when done
+  // A second one, or kNoEvent: a producer whose consumers are those of two other events (a
+  // tile straddling two attention groups) increments both, so each consumer waits on one.
+  uint32_t second_signal = kNoEvent;
   TaskParams params = {};
   TensorRef refs[kMaxTaskRefs] = {};
 };
+static_assert(sizeof(TaskDesc) == 440, "TaskDesc: the size the megakernel was measured with");
 
 // A task at step s waiting on `event` proceeds once
 //   counter[event] >= triggers[event] * (s + 1 - step_offset).

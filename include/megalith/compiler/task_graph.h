@@ -47,7 +47,7 @@ struct FusedOpInfo {
 };
 
 struct TaskGraph {
-  static constexpr uint32_t kFormatVersion = 2;
+  static constexpr uint32_t kFormatVersion = 3;
 
   int32_t num_workers = 0;
   int32_t batch = 0;        // sequences decoded per step, one token each (slots)

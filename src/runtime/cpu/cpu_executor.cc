@@ -132,9 +132,9 @@ class Launch {
     }
     const cpu::TaskContext ctx{step, buffers_};
     cpu::run_task(ctx, tg_.tasks[t]);
-    const uint32_t e = tg_.tasks[t].signal;
     done_[t].fetch_add(1, std::memory_order_relaxed);
-    if (e != abi::kNoEvent) {
+    for (const uint32_t e : {tg_.tasks[t].signal, tg_.tasks[t].second_signal}) {
+      if (e == abi::kNoEvent) continue;
       const uint64_t now = counters_[e].fetch_add(1, std::memory_order_acq_rel) + 1;
       if (opts_.mode == SchedulingMode::kDynamic && now == step_target(e, step, 0)) {
         scheduler_queues_[e % scheduler_queues_.size()]->push(entry(e, step));

@@ -153,8 +153,13 @@ Status DeviceProgram::validate_and_plan() {
         return invalid_argument("{} refers to buffer {}, which does not exist", where(i), r.buffer);
       }
     }
-    if (t.signal != abi::kNoEvent && t.signal >= tg.events.size()) {
-      return invalid_argument("{} signals event {}, which does not exist", where(i), t.signal);
+    for (const uint32_t e : {t.signal, t.second_signal}) {
+      if (e != abi::kNoEvent && e >= tg.events.size()) {
+        return invalid_argument("{} signals event {}, which does not exist", where(i), e);
+      }
+    }
+    if (t.second_signal != abi::kNoEvent && (t.signal == abi::kNoEvent || t.second_signal == t.signal)) {
+      return invalid_argument("{} has a second signal without a distinct first", where(i));
     }
     if (uint64_t(t.wait_begin) + t.wait_count > tg.waits.size()) {
       return invalid_argument("{} has waits beyond the wait list", where(i));
@@ -346,11 +351,12 @@ Status DeviceProgram::allocate_and_upload() {
       worker_of_entry[q] = uint32_t(w);
     }
   }
-  std::vector<uint32_t> target_begin;
+  std::vector<uint32_t> target_begin, event_triggers;
   std::vector<kernels::DispatchTarget> targets;
   std::vector<uint64_t> joins(tg_.queue_tasks.size(), 0);
   if (options_.dynamic) {
     for (const abi::EventDesc& ev : tg_.events) {
+      event_triggers.push_back(ev.triggers);
       target_begin.push_back(uint32_t(targets.size()));
       for (uint32_t i = ev.consumer_begin; i < ev.consumer_begin + ev.consumer_count; ++i) {
         const abi::EventConsumer& c = tg_.consumers[i];
@@ -401,6 +407,7 @@ Status DeviceProgram::allocate_and_upload() {
       {nullptr, sizeof(int64_t)},  // kernel-per-op mode's step
       {claim_ops.data(), claim_ops.size() * sizeof(kernels::ClaimOp)},
       {nullptr, std::max<size_t>(claim_ops.size(), 1) * sizeof(uint32_t)},  // claim counters
+      {event_triggers.data(), event_triggers.size() * sizeof(uint32_t)},
   };
   uint64_t meta_bytes = 0;
   for (Piece& p : pieces) {
@@ -431,6 +438,7 @@ Status DeviceProgram::allocate_and_upload() {
     a.dynamic.joins = reinterpret_cast<uint64_t*>(d.meta + pieces[8].offset);
     a.dynamic.num_events = uint32_t(tg_.events.size());
     a.dynamic.num_schedulers = uint32_t(kernels::SCHEDULER_WARPS);
+    a.dynamic.event_triggers = reinterpret_cast<const uint32_t*>(d.meta + pieces[14].offset);
   }
   a.watchdog_ns = uint64_t(options_.watchdog_timeout_s * 1e9);
   const char* per_thread = std::getenv("MEGALITH_PER_THREAD_RELEASE");
