@@ -724,8 +724,13 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   constexpr int STRIDE = CONSUMER_WARPS * ROUND_KEYS;
   uint4 keys[2][MAX_PAIRS], vals[4][MAX_CHUNKS];
   int base = begin + env.warp * ROUND_KEYS;
-  load_keys(base, keys);
-  load_values(base, vals);
+  // A warp past the slice loads nothing (the same for the whole warp): its loads would all be
+  // predicated off, but their address arithmetic (about 120 instructions a lane) delayed the
+  // fragments' barrier.
+  if (base < end) {
+    load_keys(base, keys);
+    load_values(base, vals);
+  }
   // The scaled query's fragments, the same for every round: warp j those of k-steps 2j and
   // 2j + 1. Row g holds the hi (g < 4) or mid part of head g % 4, row g + 8 the lo part.
   if (env.warp < pairs) {
@@ -850,13 +855,15 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   };
 
   // As wl: a round's key rows loaded once the round before has scored its own, its value rows
-  // once it has weighed its own.
+  // once it has weighed its own. None past the slice: at short contexts each warp has one
+  // round, and the next one's address arithmetic sat between its scores and its weights.
   for (; base < end; base += STRIDE) {
     float w[2][2], correction[R];
+    const bool more = base + STRIDE < end;  // the same for the whole warp
     score_round(base, keys, w, correction);
-    load_keys(base + STRIDE, keys);
+    if (more) load_keys(base + STRIDE, keys);
     weigh_values(vals, w, correction);
-    load_values(base + STRIDE, vals);
+    if (more) load_values(base + STRIDE, vals);
   }
 
   // The warp's state: per head its max, sum (lanes 4h .. 4h + 3 hold head h's parts) and
@@ -869,10 +876,11 @@ __device__ inline void attention_mma_heads(TaskEnv& env, const abi::TaskDesc& t,
   }
 #pragma unroll
   for (int i = 0; i < MAX_TILES; ++i) {
+    if (i >= tiles) break;  // the same for the whole warp: no shuffles of the zero tiles
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[i][e] += __shfl_xor_sync(0xffffffffu, acc[i][e], 2);
     const int dim = 64 * (i / 4) + 8 * g + 2 * (i % 4);  // row g's; row g + 8's is the next
-    if (i < tiles && tq < 2 && 64 * (i / 4) + 8 * g < hd) {
+    if (tq < 2 && 64 * (i / 4) + 8 * g < hd) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         parts[(env.warp * R + 2 * tq + (e & 1)) * hd + dim + (e >> 1)] = acc[i][e];
