@@ -24,7 +24,7 @@ __device__ inline void run_linear(TaskEnv& env, const abi::TaskDesc& t) {
   const uint32_t x_floats = linear_x_floats(t.refs[0].cols);
   // The scratch as task_scratch_floats() sizes it: the input rows, then the products of each
   // weight tile (the tiles of a kind have the same rows), then the matvec's partial sums.
-  float* xs = load_slot_rows(env, t, form.norm);
+  float* xs = load_slot_rows<P>(env, t, form.norm);
   env.ring.input_loaded();  // the producer streams the rest of the tile from here
   float* acc = xs + slots * x_floats;
   float* part = acc + form.weights * slots * rows;

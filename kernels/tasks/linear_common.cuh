@@ -18,10 +18,15 @@
 namespace megalith::kernels {
 
 constexpr int ROW_LOADS = 4;  // 16-byte loads per thread in flight at once
+// The bf16 decode kernel's: six, so that a 4096-wide row is one round of loads over the seven
+// consumer warps instead of two, and Qwen3-8B's 12288-wide down input three instead of four
+// (eight spilled there, and the general kernel keeps four: docs/performance.md).
+constexpr int DECODE_ROW_LOADS = 6;
 
 // xs = row r of x (f32 activations), and the row's sum of squares in double. Each thread puts
-// ROW_LOADS loads in flight before storing any, so a row costs one or two memory latencies
+// LOADS loads in flight before storing any, so a row costs one or two memory latencies
 // instead of one per element.
+template <int LOADS = ROW_LOADS>
 __device__ inline double load_row(TaskEnv& env, const Ref& x, int r, float* xs) {
   const float* src = x.as<const float>() + int64_t(r) * x.stride;
   double sum_sq = 0;
@@ -29,15 +34,15 @@ __device__ inline double load_row(TaskEnv& env, const Ref& x, int r, float* xs) 
     const int vectors = x.cols / 4;
     const auto* src4 = reinterpret_cast<const float4*>(src);
     auto* dst4 = reinterpret_cast<float4*>(xs);
-    for (int base = 0; base < vectors; base += ROW_LOADS * CONSUMER_THREADS) {
-      float4 v[ROW_LOADS];
+    for (int base = 0; base < vectors; base += LOADS * CONSUMER_THREADS) {
+      float4 v[LOADS];
 #pragma unroll
-      for (int j = 0; j < ROW_LOADS; ++j) {
+      for (int j = 0; j < LOADS; ++j) {
         const int i = base + j * CONSUMER_THREADS + env.tid;
         if (i < vectors) v[j] = src4[i];
       }
 #pragma unroll
-      for (int j = 0; j < ROW_LOADS; ++j) {
+      for (int j = 0; j < LOADS; ++j) {
         const int i = base + j * CONSUMER_THREADS + env.tid;
         if (i < vectors) {
           dst4[i] = v[j];
@@ -47,15 +52,15 @@ __device__ inline double load_row(TaskEnv& env, const Ref& x, int r, float* xs) 
       }
     }
   } else {
-    for (int base = 0; base < x.cols; base += ROW_LOADS * CONSUMER_THREADS) {
-      float v[ROW_LOADS];
+    for (int base = 0; base < x.cols; base += LOADS * CONSUMER_THREADS) {
+      float v[LOADS];
 #pragma unroll
-      for (int j = 0; j < ROW_LOADS; ++j) {
+      for (int j = 0; j < LOADS; ++j) {
         const int i = base + j * CONSUMER_THREADS + env.tid;
         if (i < x.cols) v[j] = src[i];
       }
 #pragma unroll
-      for (int j = 0; j < ROW_LOADS; ++j) {
+      for (int j = 0; j < LOADS; ++j) {
         const int i = base + j * CONSUMER_THREADS + env.tid;
         if (i < x.cols) {
           xs[i] = v[j];
@@ -86,11 +91,12 @@ __device__ inline void start_norm_weight_copy(TaskEnv& env, const abi::TaskDesc&
 // xs[i] = gamma[i] * (x[r, i] * inv_rms) for the task's input x (ref 0) and norm weight
 // (ref 1, staged by start_norm_weight_copy), the CPU reference's order of operations; the
 // sum of squares in double.
+template <int LOADS = ROW_LOADS>
 __device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t, float* xs,
                                            int r = 0) {
   const Ref x = env.ref(t, 0), gamma = env.ref(t, 1);
   const double inv_cols = 1.0 / double(x.cols);
-  const double sum_sq = load_row(env, x, r, xs);
+  const double sum_sq = load_row<LOADS>(env, x, r, xs);
   wait_async_copies();  // this thread's part of the norm weight; block_sum's barrier, everyone's
   const double total = block_sum(sum_sq, env.reduce);
   const float inv_rms = rms_scale(total, inv_cols, double(t.params.linear.eps));
@@ -120,8 +126,9 @@ __device__ inline void load_normalized_row(TaskEnv& env, const abi::TaskDesc& t,
 }
 
 // xs = row r of x, as is.
+template <int LOADS = ROW_LOADS>
 __device__ inline void load_plain_row(TaskEnv& env, const Ref& x, int r, float* xs) {
-  load_row(env, x, r, xs);
+  load_row<LOADS>(env, x, r, xs);
   consumer_sync();
 }
 
@@ -498,15 +505,17 @@ __device__ __noinline__ bool stream_matvec_out_of_line(TaskEnv& env, const abi::
 // normalized with the staged norm weight (ref 1, start_norm_weight_copy), which then comes
 // first in the scratch, or as they are. Returns the first row. The layout is the one
 // task_scratch_floats() sizes (megakernel/layout.h).
+template <KernelPaths P>
 __device__ inline float* load_slot_rows(TaskEnv& env, const abi::TaskDesc& t, bool norm) {
+  constexpr int LOADS = P == KernelPaths::kBf16Decode ? DECODE_ROW_LOADS : ROW_LOADS;
   const Ref x = env.ref(t, 0);
   const uint32_t x_floats = linear_x_floats(x.cols);
   float* xs = env.scratch + (norm ? x_floats : 0);
   for (int b = 0; b < x.rows; ++b) {
     if (norm) {
-      load_normalized_row(env, t, xs + b * x_floats, b);
+      load_normalized_row<LOADS>(env, t, xs + b * x_floats, b);
     } else {
-      load_plain_row(env, x, b, xs + b * x_floats);
+      load_plain_row<LOADS>(env, x, b, xs + b * x_floats);
     }
   }
   return xs;
