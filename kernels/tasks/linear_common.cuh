@@ -19,8 +19,8 @@ namespace megalith::kernels {
 
 constexpr int ROW_LOADS = 4;  // 16-byte loads per thread in flight at once
 // The bf16 decode kernel's: six, so that a 4096-wide row is one round of loads over the seven
-// consumer warps instead of two, and Qwen3-8B's 12288-wide down input three instead of four
-// (eight spilled there, and the general kernel keeps four: docs/performance.md).
+// consumer warps instead of two, and Qwen3-8B's 12288-wide down input three instead of four.
+// Eight made that kernel spill; the general kernel keeps four (docs/performance.md).
 constexpr int DECODE_ROW_LOADS = 6;
 
 // xs = row r of x (f32 activations), and the row's sum of squares in double. Each thread puts
