@@ -80,7 +80,8 @@ struct MegakernelError {
 // GPU's global timer; and the SM the worker ran on.
 struct TaskTrace {
   uint64_t wait_ns, ready_ns, stream_begin_ns, stream_end_ns, done_ns;
-  uint32_t sm, reserved;
+  uint32_t sm;
+  uint32_t stalled_ns;  // of the stream, thread 0's time waiting for weight chunks to land
 };
 
 // An event wait with its trigger count, so a waiting thread needs no second lookup.

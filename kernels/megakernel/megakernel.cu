@@ -101,6 +101,7 @@ __device__ __forceinline__ bool run_dispatched(TaskEnv& env, const QueueEntry& e
   env.step = step;
   env.task = e.task_index;
   env.stream_begin_ns = env.stream_end_ns = 0;
+  env.stalled_ns = 0;
   run_task<KernelPaths::kGeneral>(env, e.task);
   if (env.failed) return false;
   consumer_sync();  // as in static mode: the task's writes before the release
@@ -108,6 +109,7 @@ __device__ __forceinline__ bool run_dispatched(TaskEnv& env, const QueueEntry& e
   if (env.tid == 0 && args.trace) {
     trace.stream_begin_ns = env.stream_begin_ns;
     trace.stream_end_ns = env.stream_end_ns;
+    trace.stalled_ns = env.stalled_ns;
     trace.done_ns = global_timer_ns();
     trace.sm = sm_id();
     args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;
@@ -152,6 +154,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
       env.step = step;
       env.task = e.task_index;
       env.stream_begin_ns = env.stream_end_ns = 0;
+      env.stalled_ns = 0;
       run_task<P>(env, e.task);
       if (env.failed) return;
       if (env.tid < ENTRY_VECTORS) slots[(slot ^ 1) * ENTRY_VECTORS + env.tid] = staged;
@@ -163,6 +166,7 @@ __device__ __forceinline__ void run_static_consumer(const MegakernelArgs& args, 
       if (env.tid == 0 && args.trace) {
         trace.stream_begin_ns = env.stream_begin_ns;
         trace.stream_end_ns = env.stream_end_ns;
+        trace.stalled_ns = env.stalled_ns;
         trace.done_ns = global_timer_ns();
         trace.sm = sm_id();
         args.trace[uint64_t(step - args.first_step) * args.queue_length + q] = trace;

@@ -28,14 +28,19 @@ struct TaskEnv {
   // waited (attention_partial.cuh, start_cache_staging).
   int staged_rows;
   int tid, warp, lane;
-  // Traced launches only, on thread 0: when the task began and ended streaming weights.
+  // Traced launches only, on thread 0: when the task began and ended streaming weights, and
+  // how long it waited for chunks to land in between.
   uint64_t stream_begin_ns = 0, stream_end_ns = 0;
+  uint32_t stalled_ns = 0;
 
   __device__ Ref ref(const abi::TaskDesc& t, int i) const { return make_ref(t.refs[i]); }
 
   // The next chunk's stage of the ring; nullptr (and failed) when the watchdog fired.
   __device__ const uint8_t* next_stage() {
+    const bool timed = args.trace != nullptr && tid == 0;
+    const uint64_t begin = timed ? global_timer_ns() : 0;
     const uint8_t* stage = ring.wait(args, task, step);
+    if (timed) stalled_ns += uint32_t(global_timer_ns() - begin);
     if (stage == nullptr) failed = true;
     return stage;
   }

@@ -159,6 +159,7 @@ __device__ __noinline__ void run_claimed_linear(TaskEnv& env, const abi::TaskDes
   env.failed = local.failed;
   env.stream_begin_ns = local.stream_begin_ns;
   env.stream_end_ns = local.stream_end_ns;
+  env.stalled_ns = local.stalled_ns;
 }
 
 }  // namespace megalith::kernels

@@ -11,7 +11,7 @@ namespace megalith {
 std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
                                               std::span<const TaskTiming> timings) {
   struct Sums {
-    double wait = 0, run = 0, input = 0, stream = 0, tail = 0;
+    double wait = 0, run = 0, input = 0, stream = 0, tail = 0, stalled = 0;
     int64_t n = 0, streamed = 0;
     uint64_t bytes = 0;
   };
@@ -27,6 +27,7 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
       s.input += double(t.stream_begin_ns - t.ready_ns) * 1e-3;
       s.stream += double(t.stream_end_ns - t.stream_begin_ns) * 1e-3;
       s.tail += double(t.done_ns - t.stream_end_ns) * 1e-3;
+      s.stalled += double(t.stalled_ns) * 1e-3;
       ++s.streamed;
     }
     s.bytes += task_bytes(tg, desc);
@@ -47,6 +48,7 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
     k.mean_input_us = s.input / streamed;
     k.mean_stream_us = s.stream / streamed;
     k.mean_tail_us = s.tail / streamed;
+    k.mean_stalled_us = s.stalled / streamed;
     k.bytes = s.bytes;
     k.run_gbps = s.run > 0 ? double(s.bytes) / (s.run * 1e3) : 0;
     out.push_back(std::move(k));
@@ -55,12 +57,14 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
 }
 
 std::string format_trace_summary(const std::vector<TraceKindSummary>& kinds) {
-  std::string out = fmt::format("  {:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "kind",
-                                "tasks", "wait us", "run us", "input", "stream", "tail", "GB/s");
+  std::string out =
+      fmt::format("  {:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "kind", "tasks",
+                  "wait us", "run us", "input", "stream", "stalled", "tail", "GB/s");
   for (const TraceKindSummary& k : kinds) {
-    out += fmt::format("  {:<24} {:>6} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.1f}\n",
-                       k.kind, k.tasks_per_step, k.mean_wait_us, k.mean_run_us, k.mean_input_us,
-                       k.mean_stream_us, k.mean_tail_us, k.run_gbps);
+    out += fmt::format(
+        "  {:<24} {:>6} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.1f}\n", k.kind,
+        k.tasks_per_step, k.mean_wait_us, k.mean_run_us, k.mean_input_us, k.mean_stream_us,
+        k.mean_stalled_us, k.mean_tail_us, k.run_gbps);
   }
   return out;
 }
@@ -114,6 +118,7 @@ nlohmann::json chrome_trace(const TaskGraph& tg, std::span<const TaskTiming> tim
                            {"bytes", task_bytes(tg, desc)}, {"sm", t.sm}};
     if (t.stream_begin_ns != 0) {
       args["stream_us"] = double(t.stream_end_ns - t.stream_begin_ns) * 1e-3;
+      args["stalled_us"] = double(t.stalled_ns) * 1e-3;
     }
     events.push_back({{"ph", "X"}, {"name", op_of[t.task] ? op_of[t.task]->name : kind},
                       {"cat", kind}, {"pid", 0}, {"tid", t.worker}, {"ts", us(t.ready_ns)},

@@ -41,6 +41,7 @@ std::vector<TaskTiming> synthetic(const TaskGraph& tg) {
         if (marks_phases(tg.tasks[task].kind)) {
           t.stream_begin_ns = done - 3000;
           t.stream_end_ns = done - 1000;
+          t.stalled_ns = 500;
         }
         out.push_back(t);
       }
@@ -76,6 +77,7 @@ TEST(Trace, SummaryPerKind) {
       EXPECT_DOUBLE_EQ(k.mean_input_us, 1.0);
       EXPECT_DOUBLE_EQ(k.mean_stream_us, 2.0);
       EXPECT_DOUBLE_EQ(k.mean_tail_us, 1.0);
+      EXPECT_DOUBLE_EQ(k.mean_stalled_us, 0.5);
     }
   }
   EXPECT_NE(format_trace_summary(kinds).find("rms_norm_linear"), std::string::npos);

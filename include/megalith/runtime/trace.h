@@ -28,17 +28,21 @@ struct TaskTiming {
   int64_t step = 0;
   uint64_t wait_ns = 0, ready_ns = 0, stream_begin_ns = 0, stream_end_ns = 0, done_ns = 0;
   uint32_t sm = 0;
+  uint32_t stalled_ns = 0;  // of the stream: waiting for weight chunks to land in the ring
 };
 
 // Per task kind, over all traced steps: how many tasks ran per step, the time they spent
 // waiting for their inputs and running, the bytes they moved (task_bytes) and the rate that
 // makes while running; for the kinds that stream weights, the run split into loading inputs,
-// streaming and the tail (attention: rotating the token, the passes over the cache, the tail).
+// streaming and the tail (attention: rotating the token, the passes over the cache, the tail),
+// and of the stream the time stalled on weight chunks not yet landed (the rest is the
+// consumers' own: a stream mostly stalled waits on HBM, one barely stalled on its products).
 struct TraceKindSummary {
   std::string kind;
   int64_t tasks_per_step = 0;
   double total_run_us = 0, mean_wait_us = 0, mean_run_us = 0;
   double mean_input_us = 0, mean_stream_us = 0, mean_tail_us = 0;  // 0 when not marked
+  double mean_stalled_us = 0;
   uint64_t bytes = 0;     // all traced tasks together
   double run_gbps = 0;    // bytes / total run time
 };

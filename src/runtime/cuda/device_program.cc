@@ -662,7 +662,7 @@ Status DeviceProgram::run(int64_t first_step, int64_t end_step, std::vector<Task
         for (uint32_t q = tg_.queue_begin[w]; q < tg_.queue_begin[w + 1]; ++q) {
           const kernels::TaskTrace& r = records[uint64_t(step - first_step) * tg_.queue_tasks.size() + q];
           timings->push_back({tg_.queue_tasks[q], w, step, r.wait_ns, r.ready_ns, r.stream_begin_ns,
-                              r.stream_end_ns, r.done_ns, r.sm});
+                              r.stream_end_ns, r.done_ns, r.sm, r.stalled_ns});
         }
       }
     }
