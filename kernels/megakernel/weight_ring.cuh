@@ -212,6 +212,8 @@ constexpr int32_t PREFILL_BEFORE_INPUT = 2;
 // +1.5%: a short wait ends while the copy is still in flight (thirty-seventh session).
 constexpr int32_t PREFILL_WHILE_WAITING = 1;
 constexpr uint64_t PREFILL_WAIT_NS = 1500;
+static_assert(PREFILL_BEFORE_TAIL + PREFILL_WHILE_WAITING <= PREFILL_BEFORE_INPUT,
+              "the early chunks are among those the tail hold covers");
 struct PrefillHold {
   uint32_t until;  // finished_tasks() to wait for; 0: none
   uint32_t self;   // this task's number in the consumers' count
@@ -223,6 +225,9 @@ struct PrefillHold {
 __device__ inline bool wait_prefill_hold(const MegakernelArgs& args, const Ring& ring,
                                          const PrefillHold& hold, uint32_t task, int64_t step) {
   if (!ring.hold_prefill || hold.issued < PREFILL_BEFORE_TAIL) return true;
+  if (hold.issued >= PREFILL_BEFORE_INPUT) {
+    return producer_wait(args, task, step, [&] { return ring.loaded_tasks() >= hold.self; });
+  }
   const bool early = hold.issued < PREFILL_BEFORE_TAIL + PREFILL_WHILE_WAITING;
   uint64_t since = 0;  // when the producer first saw the consumers waiting
   const auto waited_long = [&] {
@@ -233,12 +238,8 @@ __device__ inline bool wait_prefill_hold(const MegakernelArgs& args, const Ring&
     if (since == 0) since = now;
     return now - since >= PREFILL_WAIT_NS;
   };
-  if (hold.issued < PREFILL_BEFORE_INPUT) {
-    return producer_wait(args, task, step,
-                         [&] { return ring.finished_tasks() >= hold.until || waited_long(); });
-  }
   return producer_wait(args, task, step,
-                       [&] { return ring.loaded_tasks() >= hold.self || waited_long(); });
+                       [&] { return ring.finished_tasks() >= hold.until || waited_long(); });
 }
 
 __device__ __forceinline__ void advance(const Ring& ring, ProducerState& p) {
