@@ -31,6 +31,7 @@ __device__ inline void run_linear(TaskEnv& env, const abi::TaskDesc& t) {
   // Not unrolled: a second copy of the product loop is what this body exists to avoid.
 #pragma unroll 1
   for (int i = 0; i < form.weights; ++i) {
+    if (i > 0) consumer_sync();  // the last tile's sums read `part` until here
     if (!stream_matvec<P>(env, t.refs[form.weight[i]], xs, acc + i * slots * rows, part, slots,
                        x_floats)) {
       return;

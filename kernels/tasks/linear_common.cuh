@@ -357,6 +357,9 @@ __device__ __forceinline__ void sum_partials(TaskEnv& env, const float* part, in
   }
 }
 
+// No barrier after the sums: acc[o] is thread o's own (sum_partials and the epilogues take rows
+// by the same stride), and the task's end has one; a second tile's product waits for this
+// one's sums to leave `part` (run_linear).
 template <class W, int R>
 __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const float* xs,
                                     float* acc, float* part) {
@@ -365,7 +368,6 @@ __device__ bool stream_matvec_items(TaskEnv& env, const ChunkPlan& plan, const f
   if (!matvec_chunks<W, R, 1, false>(env, plan, xs, part)) return false;
   consumer_sync();
   sum_partials(env, part, plan.rows, acc);
-  consumer_sync();
   return true;
 }
 
@@ -384,8 +386,7 @@ __device__ bool stream_matvec_slot_items(TaskEnv& env, const ChunkPlan& plan, co
   for (int b = 0; b < slots; ++b) {
     sum_partials(env, part + b * part_floats, plan.rows, acc + b * plan.rows);
   }
-  consumer_sync();
-  return true;
+  return true;  // as stream_matvec_items: acc[b * rows + o] is thread o's
 }
 
 // The product for several slots' input rows (batch > 1): acc[b * w.rows + o] = W[o, :] .
@@ -523,6 +524,9 @@ __device__ inline float* load_slot_rows(TaskEnv& env, const abi::TaskDesc& t, bo
 
 // acc[o] = W[o, :] . xs for the weight tile `w` (above); with `slots` > 1 input rows,
 // x_floats apart, acc holds slots rows of w.rows and part matvec_partial_floats() per slot.
+// On return acc[b * w.rows + o] is visible to thread o % CONSUMER_THREADS (the epilogues' rows),
+// not necessarily to the others, and `part` may still be read: a barrier must come before
+// `part` is used again.
 // bf16's loop is inlined here, so the megakernel calls this from one place only (run_linear,
 // tasks/linear.cuh): one copy of the loop, already in the instruction caches whichever linear
 // kind runs, and no call's cost (measured: with a copy per kind Qwen3-0.6B's step was about
