@@ -41,7 +41,7 @@ def parse(text):
 
 def short(variant):
     """build/carry-NAME/tests/gpu/megalith_gpu_bench [flags] with env settings -> NAME [settings flags]."""
-    settings = " ".join(re.findall(r"\b[A-Z_]+=\S+", variant))
+    settings = " ".join(re.findall(r"\b[A-Z_][A-Z0-9_]*=\S+", variant))
     m = re.search(r"carry-([^/\s]+)/\S*megalith_gpu_bench(.*)", variant)
     if not m:
         return variant
