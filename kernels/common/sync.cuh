@@ -168,6 +168,10 @@ __device__ __forceinline__ void prefetch_l2(const void* p) {
 }
 
 #if __CUDA_ARCH__ >= 900
+// Asks L2 for `bytes` (a multiple of 16) from `src` (16-byte aligned), without waiting.
+__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+}
 __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;" ::"r"(
                    smem_addr(bar)),
