@@ -235,7 +235,9 @@ struct PrefillHold {
 };
 
 // The L2 request above, once the consumers have waited long enough: `begin` and `end` are the
-// tile's bytes from the held chunk on; `since`, when the producer first saw them waiting.
+// tile's bytes from the held chunk's start on (on a tile cut into row segments, some of them
+// the chunks before already copied); `since`, when the producer first saw them waiting. No
+// evict-first hint, unlike the ring's copies: the lines are to stay until the copies take them.
 __device__ inline void ask_l2_ahead(const Ring& ring, PrefillHold& hold, uintptr_t begin,
                                     uintptr_t end, uint64_t& since) {
 #if __CUDA_ARCH__ >= 900
