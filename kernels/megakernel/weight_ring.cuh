@@ -227,6 +227,13 @@ static_assert(PREFILL_BEFORE_TAIL + PREFILL_WHILE_WAITING <= PREFILL_BEFORE_INPU
 // prefetch in the same wait lost; not measured there since.
 constexpr uint32_t L2_AHEAD_BYTES = 128 * 1024;
 constexpr uint64_t L2_AHEAD_WAIT_NS = 3500;
+// Nanoseconds since `since`, which the first call (with `since` at 0) sets to now.
+__device__ __forceinline__ uint64_t waited_ns(uint64_t& since) {
+  const uint64_t now = global_timer_ns();
+  if (since == 0) since = now;
+  return now - since;
+}
+
 struct PrefillHold {
   uint32_t until;  // finished_tasks() to wait for; 0: none
   uint32_t self;   // this task's number in the consumers' count
@@ -242,9 +249,7 @@ __device__ inline void ask_l2_ahead(const Ring& ring, PrefillHold& hold, uintptr
                                     uintptr_t end, uint64_t& since) {
 #if __CUDA_ARCH__ >= 900
   if (hold.l2_asked || ring.finished_tasks() + 1 < hold.self) return;
-  const uint64_t now = global_timer_ns();
-  if (since == 0) since = now;
-  if (now - since < L2_AHEAD_WAIT_NS) return;
+  if (waited_ns(since) < L2_AHEAD_WAIT_NS) return;
   hold.l2_asked = true;
   end = min(end, begin + L2_AHEAD_BYTES);
   constexpr uintptr_t PIECE = 65536;
@@ -275,9 +280,7 @@ __device__ inline bool wait_prefill_hold(const MegakernelArgs& args, const Ring&
     if (!early || ring.finished_tasks() + 1 < hold.until || ring.loaded_tasks() >= hold.until) {
       return false;
     }
-    const uint64_t now = global_timer_ns();
-    if (since == 0) since = now;
-    return now - since >= PREFILL_WAIT_NS;
+    return waited_ns(since) >= PREFILL_WAIT_NS;
   };
   return producer_wait(args, task, step,
                        [&] { return ring.finished_tasks() >= hold.until || waited_long(); });
@@ -297,6 +300,10 @@ __device__ inline bool stream_chunks(const MegakernelArgs& args, const Ring& rin
                                      const uint8_t* tile, const ChunkPlan& plan, uint32_t task,
                                      int64_t step, uint64_t policy, ProducerState& p,
                                      int32_t group, PrefillHold* hold = nullptr) {
+  // The tile's last 16-byte boundary: the end of what a held chunk's L2 request may cover.
+  const uintptr_t tile_end =
+      (reinterpret_cast<uintptr_t>(tile) + uintptr_t(plan.rows) * plan.cols * plan.elem_bytes) &
+      ~uintptr_t(15);
   for (int32_t c = 0; c < plan.num_chunks; ++c) {
     const Chunk chunk = chunk_at(plan, c);
     const uint8_t* src = chunk_src(tile, plan, chunk);
@@ -308,9 +315,6 @@ __device__ inline bool stream_chunks(const MegakernelArgs& args, const Ring& rin
     const uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~uintptr_t(15);
     const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + bytes + 15) & ~uintptr_t(15);
     if (hold != nullptr) {
-      const uintptr_t tile_end =
-          (reinterpret_cast<uintptr_t>(tile) + uintptr_t(plan.rows) * plan.cols * plan.elem_bytes) &
-          ~uintptr_t(15);
       if (!wait_prefill_hold(args, ring, *hold, task, step, begin, tile_end)) return false;
       ++hold->issued;
     }
