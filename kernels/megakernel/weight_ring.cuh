@@ -223,8 +223,8 @@ static_assert(PREFILL_BEFORE_TAIL + PREFILL_WHILE_WAITING <= PREFILL_BEFORE_INPU
 // -0.3%, -0.1% a step on Qwen3-8B, Llama-3.2-1B, Qwen3-0.6B; after 2 us -2.0%, +0.7%, +2.9%
 // (shorter waits, Qwen3-0.6B's gate/up among them, end while the request is still in flight);
 // 256 KB after 2 us +0.1%, +2.8%, +3.6%, as the requests slow attention's loads (thirty-ninth
-// session). On an H200 the consumers' cap is HBM's share and the seventeenth session's L2
-// prefetch in the same wait lost; not measured there since.
+// session). On an H200, where the consumers' cap is HBM's share, none is +0.8%, +0.2%, -0.4%
+// and 192 KB -0.2%, +0.1%, -0.5% against it (fortieth session).
 constexpr uint32_t L2_AHEAD_BYTES = 128 * 1024;
 constexpr uint64_t L2_AHEAD_WAIT_NS = 3500;
 // Nanoseconds since `since`, which the first call (with `since` at 0) sets to now.
