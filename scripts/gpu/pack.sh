@@ -28,7 +28,7 @@ mkdir -p $carry/tools/megalith $carry/tests/gpu $carry/lib
 cp $build/tools/megalith/megalith $carry/tools/megalith/
 cp $build/tests/gpu/megalith_gpu_tests $build/tests/gpu/megalith_gpu_bench \
   $build/tests/gpu/megalith_gpu_weight_stream $build/tests/gpu/megalith_gpu_read_patterns \
-  $build/tests/gpu/megalith_gpu_event_latency \
+  $build/tests/gpu/megalith_gpu_event_latency $build/tests/gpu/megalith_gpu_fence_wait \
   $carry/tests/gpu/
 for lib in libspdlog.so.1.10 libfmt.so.9 libgomp.so.1; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" $carry/lib/
