@@ -7,34 +7,40 @@ namespace megalith::kernels {
 namespace {
 
 constexpr int kThreads = 64;  // warp 0 times, warp 1 issues the traffic
+// Every launch takes more than half an SM's shared memory, so that each CTA has an SM alone.
+constexpr uint32_t kLeastSmem = 120 << 10;
 
 __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWaitArgs args) {
 #if __CUDA_ARCH__ >= 900
   constexpr uint32_t kCopyPiece = 32768;      // a ring stage's copy
   constexpr uint32_t kPrefetchPiece = 65536;  // the L2 request's pieces (weight_ring.cuh)
-  constexpr uint64_t kSettleNs = 20000;       // after prefetches: time for them to land
-  constexpr uint8_t kFill = 0x5a;             // every cold byte (the bench fills them)
   extern __shared__ __align__(128) uint8_t stage[];
   __shared__ uint64_t full;
-  __shared__ volatile int32_t issued;
+  __shared__ volatile int32_t issued, timed;
+  __shared__ volatile int64_t fence_start;
+  __shared__ volatile uint64_t sink;
+  const bool copies = args.traffic == FenceTraffic::kCopies && args.bytes > 0;
   if (threadIdx.x == 0) {
     mbarrier_init(&full, 1);
     fence_barrier_init();
-    issued = -1;
+    issued = timed = -1;
   }
   __syncthreads();
   const uint64_t policy = l2_evict_first_policy();
-  // Each round's traffic starts 4 KB past the last one's end, CTAs interleaved: the cold
-  // buffer is far larger than L2, so a round never finds its bytes there.
   const uint64_t stride = (uint64_t(args.bytes) + 4096 + 127) / 128 * 128;
-  const uint64_t span = args.cold_bytes / stride;
-  uint64_t fence_cycles = 0, load_cycles = 0;
+  int64_t fence_cycles = 0, load_cycles = 0, landed_cycles = 0;
   uint32_t wrong = 0;
-  if (threadIdx.x == 0) (void)ld_relaxed_gpu(args.hot);  // the line is in L2 from here on
+  if (threadIdx.x == 0) sink = ld_relaxed_gpu(args.hot);  // the line is in L2 from here on
   for (int r = 0; r < FENCE_WAIT_ROUNDS; ++r) {
-    const uint8_t* src = args.cold + (uint64_t(r) * gridDim.x + blockIdx.x) % span * stride;
+    // CTAs interleaved round after round, from the launch's offset on.
+    const uint64_t at = (args.offset + (uint64_t(r) * gridDim.x + blockIdx.x) * stride) %
+                        (args.cold_bytes - stride) / 128 * 128;
+    const uint8_t* src = args.cold + at;
     if (threadIdx.x == 32) {
-      if (args.traffic == FenceTraffic::kCopies && args.bytes > 0) {
+      if (copies) {
+        // The byte the check reads, cleared first, so that each round's copies must land.
+        stage[args.bytes - 1] = 0;
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
         mbarrier_arrive_expect_tx(&full, args.bytes);
         for (uint32_t o = 0; o < args.bytes; o += kCopyPiece) {
           bulk_copy_g2s(stage + o, src + o, min(kCopyPiece, args.bytes - o), &full, policy);
@@ -49,23 +55,31 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
     if (threadIdx.x == 0) {
       while (issued != r) {
       }
-      const uint64_t t0 = clock64();
+      const int64_t t0 = clock64();
       st_relaxed_gpu(args.hot + 16 * (blockIdx.x + 1), uint64_t(r));
       fence_acq_rel_gpu();
-      const uint64_t t1 = clock64();
-      const uint64_t v = ld_relaxed_gpu(args.hot);
-      // The load's value feeds the timer read, so the read waits for it.
-      const uint64_t t2 = clock64() + (v == 1 ? 1 : 0);
+      const int64_t t1 = clock64();
+      // The store of the loaded value waits for it, and the timer read comes after the store.
+      sink = ld_relaxed_gpu(args.hot);
+      const int64_t t2 = clock64();
       fence_cycles += t1 - t0;
       load_cycles += t2 - t1;
+      fence_start = t0;
+      __threadfence_block();
+      timed = r;
     }
     if (threadIdx.x == 32) {
-      if (args.traffic == FenceTraffic::kCopies && args.bytes > 0) {
+      if (copies) {
         while (!mbarrier_try_wait(&full, uint32_t(r) & 1)) {
         }
-        wrong += stage[args.bytes - 1] != kFill ? 1u : 0u;
+        const int64_t landed = clock64();
+        wrong += stage[args.bytes - 1] != FENCE_WAIT_FILL ? 1u : 0u;
+        // Negative when the copies were in before the fence began.
+        while (timed != r) {
+        }
+        landed_cycles += landed - fence_start;
       } else if (args.traffic == FenceTraffic::kL2Prefetches) {
-        const uint64_t until = global_timer_ns() + kSettleNs;
+        const uint64_t until = global_timer_ns() + args.settle_ns;
         while (global_timer_ns() < until) {
         }
       }
@@ -73,28 +87,35 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
     __syncthreads();  // the next round's copies overwrite the stage
   }
   if (threadIdx.x == 0) {
-    args.cycles[2 * blockIdx.x] = fence_cycles;
-    args.cycles[2 * blockIdx.x + 1] = load_cycles;
+    args.cycles[FENCE_WAIT_SUMS * blockIdx.x] = fence_cycles;
+    args.cycles[FENCE_WAIT_SUMS * blockIdx.x + 1] = load_cycles;
   }
+  if (threadIdx.x == 32) args.cycles[FENCE_WAIT_SUMS * blockIdx.x + 2] = landed_cycles;
   if (wrong != 0) atomicAdd(args.errors, wrong);
+#else
+  __trap();  // no bulk copies: launch_fence_wait refuses such devices, and this build runs none
 #endif
 }
 
 }  // namespace
 
 cudaError_t launch_fence_wait(const FenceWaitArgs& args, int ctas, cudaStream_t stream) {
+  int device = 0, major = 0, sms = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (e != cudaSuccess) return e;
   const bool copies = args.traffic == FenceTraffic::kCopies;
-  if (ctas < 1 || args.bytes % 16 != 0 || (copies && args.bytes > FENCE_WAIT_MAX_COPY_BYTES) ||
+  if (ctas < 1 || ctas > sms || args.cold == nullptr || args.hot == nullptr ||
+      args.cycles == nullptr || args.errors == nullptr ||
+      reinterpret_cast<uintptr_t>(args.cold) % 128 != 0 || args.bytes % 16 != 0 ||
+      (copies && args.bytes > FENCE_WAIT_MAX_COPY_BYTES) ||
       args.cold_bytes < (uint64_t(256) << 20) ||
       args.cold_bytes < 64 * (uint64_t(args.bytes) + 4096)) {
     return cudaErrorInvalidValue;
   }
-  int device = 0, major = 0;
-  cudaError_t e = cudaGetDevice(&device);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  if (e != cudaSuccess) return e;
   if (major < 9) return cudaErrorNotSupported;
-  const int smem = copies ? int(args.bytes) : 0;
+  const int smem = int(copies && args.bytes > kLeastSmem ? args.bytes : kLeastSmem);
   e = cudaFuncSetAttribute(fence_wait_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) return e;
   fence_wait_kernel<<<ctas, kThreads, smem, stream>>>(args);

@@ -5,7 +5,8 @@
 // a relaxed store followed by the megakernel's release fence (fence.acq_rel.gpu), and one load
 // of a line that is already in L2 (tests/gpu/fence_wait_bench.cc).
 //
-//   FenceWaitArgs a = {cold, cold_bytes, hot, cycles, errors, FenceTraffic::kCopies, 96 << 10};
+//   FenceWaitArgs a = {cold, cold_bytes, offset, hot, cycles, errors, FenceTraffic::kCopies,
+//                      96 << 10, settle_ns};
 //   megalith::kernels::launch_fence_wait(a, ctas, stream);
 #pragma once
 
@@ -20,20 +21,32 @@ enum class FenceTraffic : int32_t { kNone = 0, kCopies = 1, kL2Prefetches = 2 };
 // Copies land in shared memory, so a round's copies are at most this many bytes.
 constexpr uint32_t FENCE_WAIT_MAX_COPY_BYTES = 192 << 10;
 constexpr int FENCE_WAIT_ROUNDS = 64;
+constexpr uint8_t FENCE_WAIT_FILL = 0x5a;  // every byte of the cold buffer
+// Cycle sums a CTA writes: the fences', the loads', and (copies) from the fence's start to the
+// copies' landing as their issuing warp saw it.
+constexpr int FENCE_WAIT_SUMS = 3;
 
 struct FenceWaitArgs {
-  const uint8_t* cold;  // bytes no round reads twice while they could still be in L2
+  const uint8_t* cold;  // FENCE_WAIT_FILL bytes, far more than L2 holds
   uint64_t cold_bytes;  // at least 256 MiB and 64 rounds' traffic
-  uint64_t* hot;        // (ctas + 1) * 16 words: word 0 the line every CTA loads, then a
-                        // line a CTA for its store
-  uint64_t* cycles;     // 2 words a CTA: the fences' and the loads' SM cycles, summed
-  uint32_t* errors;     // one word, zero before the launch: copies that landed wrong
+  // Where this launch's traffic starts in `cold`: each launch past the last one's end
+  // (fence_wait_span()), so that no launch finds its bytes in L2.
+  uint64_t offset;
+  uint64_t* hot;     // (ctas + 1) * 16 words: word 0 the line every CTA loads, then a line a CTA
+  int64_t* cycles;   // FENCE_WAIT_SUMS words a CTA
+  uint32_t* errors;  // one word, zero before the launch: copies that landed wrong
   FenceTraffic traffic;
-  uint32_t bytes;       // a round's traffic, a multiple of 16
+  uint32_t bytes;      // a round's traffic, a multiple of 16
+  uint64_t settle_ns;  // after a round's L2 prefetches: time for them to land
 };
 
-// `ctas` CTAs (at most one per SM, so that each has its SM to itself) run FENCE_WAIT_ROUNDS
-// rounds. cudaErrorNotSupported before sm_90 (no bulk copies).
+// The cold bytes a launch of `ctas` CTAs spans (the next launch's offset is this much further).
+inline uint64_t fence_wait_span(uint32_t bytes, int ctas) {
+  return uint64_t(FENCE_WAIT_ROUNDS) * uint64_t(ctas) * ((uint64_t(bytes) + 4096 + 127) / 128 * 128);
+}
+
+// `ctas` CTAs, at most one per SM (each takes more than half an SM's shared memory), run
+// FENCE_WAIT_ROUNDS rounds. cudaErrorNotSupported before sm_90 (no bulk copies).
 cudaError_t launch_fence_wait(const FenceWaitArgs& args, int ctas, cudaStream_t stream);
 
 }  // namespace megalith::kernels
