@@ -27,10 +27,13 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
   }
   __syncthreads();
   const uint64_t policy = l2_evict_first_policy();
-  const uint64_t stride = (uint64_t(args.bytes) + 4096 + 127) / 128 * 128;
+  const uint64_t stride = fence_wait_stride(args.bytes);
+  // The hot line's address in a register before any timing (not a constant-bank load on the
+  // timed path).
+  uint64_t* hot = args.hot;
+  asm volatile("" : "+l"(hot));
   int64_t fence_cycles = 0, load_cycles = 0, landed_cycles = 0;
   uint32_t wrong = 0;
-  if (threadIdx.x == 0) sink = ld_relaxed_gpu(args.hot);  // the line is in L2 from here on
   for (int r = 0; r < FENCE_WAIT_ROUNDS; ++r) {
     // CTAs interleaved round after round, from the launch's offset on.
     const uint64_t at = (args.offset + (uint64_t(r) * gridDim.x + blockIdx.x) * stride) %
@@ -53,14 +56,18 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
       issued = r;
     }
     if (threadIdx.x == 0) {
+      // Untimed: the line back in L2 each round, whatever the last round's traffic evicted
+      // (512 KB of prefetches from every SM are more than L2 holds).
+      sink = ld_relaxed_gpu(hot);
       while (issued != r) {
       }
       const int64_t t0 = clock64();
-      st_relaxed_gpu(args.hot + 16 * (blockIdx.x + 1), uint64_t(r));
+      st_relaxed_gpu(hot + 16 * (blockIdx.x + 1), uint64_t(r));
       fence_acq_rel_gpu();
       const int64_t t1 = clock64();
       // The store of the loaded value waits for it, and the timer read comes after the store.
-      sink = ld_relaxed_gpu(args.hot);
+      sink = ld_relaxed_gpu(hot);
+      asm volatile("" ::: "memory");
       const int64_t t2 = clock64();
       fence_cycles += t1 - t0;
       load_cycles += t2 - t1;
@@ -114,7 +121,10 @@ cudaError_t launch_fence_wait(const FenceWaitArgs& args, int ctas, cudaStream_t 
       args.cold_bytes < 64 * (uint64_t(args.bytes) + 4096)) {
     return cudaErrorInvalidValue;
   }
-  if (major < 9) return cudaErrorNotSupported;
+  cudaFuncAttributes built{};
+  e = cudaFuncGetAttributes(&built, fence_wait_kernel);
+  if (e != cudaSuccess) return e;
+  if (major < 9 || built.ptxVersion < 90) return cudaErrorNotSupported;
   const int smem = int(copies && args.bytes > kLeastSmem ? args.bytes : kLeastSmem);
   e = cudaFuncSetAttribute(fence_wait_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) return e;

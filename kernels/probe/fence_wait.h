@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "megalith/abi/task_abi.h"  // MEGALITH_HOST_DEVICE
+
 namespace megalith::kernels {
 
 enum class FenceTraffic : int32_t { kNone = 0, kCopies = 1, kL2Prefetches = 2 };
@@ -40,13 +42,17 @@ struct FenceWaitArgs {
   uint64_t settle_ns;  // after a round's L2 prefetches: time for them to land
 };
 
+// How far apart a launch's rounds and CTAs read `cold`; their addresses wrap at cold_bytes less
+// this, so the next launch's offset does too.
+MEGALITH_HOST_DEVICE inline uint64_t fence_wait_stride(uint32_t bytes) { return (uint64_t(bytes) + 4096 + 127) / 128 * 128; }
 // The cold bytes a launch of `ctas` CTAs spans (the next launch's offset is this much further).
 inline uint64_t fence_wait_span(uint32_t bytes, int ctas) {
-  return uint64_t(FENCE_WAIT_ROUNDS) * uint64_t(ctas) * ((uint64_t(bytes) + 4096 + 127) / 128 * 128);
+  return uint64_t(FENCE_WAIT_ROUNDS) * uint64_t(ctas) * fence_wait_stride(bytes);
 }
 
 // `ctas` CTAs, at most one per SM (each takes more than half an SM's shared memory), run
-// FENCE_WAIT_ROUNDS rounds. cudaErrorNotSupported before sm_90 (no bulk copies).
+// FENCE_WAIT_ROUNDS rounds. cudaErrorNotSupported before sm_90, or where the build has no
+// sm_90 code (no bulk copies).
 cudaError_t launch_fence_wait(const FenceWaitArgs& args, int ctas, cudaStream_t stream);
 
 }  // namespace megalith::kernels

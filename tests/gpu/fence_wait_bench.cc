@@ -76,7 +76,7 @@ int run(int argc, char** /*argv*/) {
                                  errors, c.traffic,  bytes,   settle_ns};
         CHECK_CUDA(launch_fence_wait(args, ctas, nullptr));
         CHECK_CUDA(cudaDeviceSynchronize());
-        offset = (offset + fence_wait_span(bytes, ctas)) % cold_bytes;
+        offset = (offset + fence_wait_span(bytes, ctas)) % (cold_bytes - fence_wait_stride(bytes));
       }
       CHECK_CUDA(cudaMemcpy(sums.data(), cycles, size_t(ctas) * FENCE_WAIT_SUMS * sizeof(int64_t),
                             cudaMemcpyDeviceToHost));
