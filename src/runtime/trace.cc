@@ -14,6 +14,7 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
     double wait = 0, run = 0, input = 0, stream = 0, tail = 0, stalled = 0;
     int64_t n = 0, streamed = 0;
     uint64_t bytes = 0;
+    std::vector<double> waits;
   };
   std::map<std::string_view, Sums> by_kind;
   int64_t first_step = INT64_MAX, last_step = INT64_MIN;
@@ -22,6 +23,7 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
     const abi::TaskDesc& desc = tg.tasks[t.task];
     Sums& s = by_kind[task_kind_name(desc.kind)];
     s.wait += double(t.ready_ns - t.wait_ns) * 1e-3;
+    s.waits.push_back(double(t.ready_ns - t.wait_ns) * 1e-3);
     s.run += double(t.done_ns - t.ready_ns) * 1e-3;
     if (t.stream_begin_ns != 0) {
       s.input += double(t.stream_begin_ns - t.ready_ns) * 1e-3;
@@ -37,13 +39,16 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
   }
   const int64_t steps = by_kind.empty() ? 1 : last_step - first_step + 1;
   std::vector<TraceKindSummary> out;
-  for (const auto& [kind, s] : by_kind) {
+  for (auto& [kind, s] : by_kind) {
     const double n = double(s.n), streamed = double(std::max<int64_t>(1, s.streamed));
     TraceKindSummary k;
     k.kind = std::string(kind);
     k.tasks_per_step = s.n / steps;
     k.total_run_us = s.run;
     k.mean_wait_us = s.wait / n;
+    const auto middle = s.waits.begin() + std::ptrdiff_t(s.waits.size() / 2);
+    std::nth_element(s.waits.begin(), middle, s.waits.end());
+    k.median_wait_us = *middle;
     k.mean_run_us = s.run / n;
     k.mean_input_us = s.input / streamed;
     k.mean_stream_us = s.stream / streamed;
@@ -58,13 +63,14 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
 
 std::string format_trace_summary(const std::vector<TraceKindSummary>& kinds) {
   std::string out =
-      fmt::format("  {:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "kind", "tasks",
-                  "wait us", "run us", "input", "stream", "stalled", "tail", "GB/s");
+      fmt::format("  {:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "kind",
+                  "tasks", "wait us", "median", "run us", "input", "stream", "stalled", "tail",
+                  "GB/s");
   for (const TraceKindSummary& k : kinds) {
     out += fmt::format(
-        "  {:<24} {:>6} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.1f}\n", k.kind,
-        k.tasks_per_step, k.mean_wait_us, k.mean_run_us, k.mean_input_us, k.mean_stream_us,
-        k.mean_stalled_us, k.mean_tail_us, k.run_gbps);
+        "  {:<24} {:>6} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.1f}\n",
+        k.kind, k.tasks_per_step, k.mean_wait_us, k.median_wait_us, k.mean_run_us,
+        k.mean_input_us, k.mean_stream_us, k.mean_stalled_us, k.mean_tail_us, k.run_gbps);
   }
   return out;
 }

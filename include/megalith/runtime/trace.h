@@ -37,10 +37,12 @@ struct TaskTiming {
 // streaming and the tail (attention: rotating the token, the passes over the cache, the tail),
 // and of the stream the time stalled on weight chunks not yet landed (the rest is the
 // consumers' own: a stream mostly stalled waits on HBM, one barely stalled on its products).
+// The wait's median beside its mean: a few workers that wait most of a step for their only
+// task (lm_head's on the SMs the layers leave idle) make a mean that no task waited.
 struct TraceKindSummary {
   std::string kind;
   int64_t tasks_per_step = 0;
-  double total_run_us = 0, mean_wait_us = 0, mean_run_us = 0;
+  double total_run_us = 0, mean_wait_us = 0, median_wait_us = 0, mean_run_us = 0;
   double mean_input_us = 0, mean_stream_us = 0, mean_tail_us = 0;  // 0 when not marked
   double mean_stalled_us = 0;
   uint64_t bytes = 0;     // all traced tasks together
@@ -49,7 +51,8 @@ struct TraceKindSummary {
 std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
                                               std::span<const TaskTiming> timings);
 
-// The summaries as a table, one line per kind (times in microseconds, the rate in GB/s).
+// The summaries as a table, one line per kind (times in microseconds, the rate in GB/s; the
+// wait's mean, then its median).
 std::string format_trace_summary(const std::vector<TraceKindSummary>& kinds);
 
 // Time per step: from one step's last task done to the next's, median over the steps.
