@@ -1,6 +1,7 @@
 #include "probe/fence_wait.h"
 
 #include "common/sync.cuh"
+#include "megakernel/layout.h"
 
 namespace megalith::kernels {
 
@@ -12,7 +13,6 @@ constexpr uint32_t kLeastSmem = 120 << 10;
 
 __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWaitArgs args) {
 #if __CUDA_ARCH__ >= 900
-  constexpr uint32_t kCopyPiece = 32768;      // a ring stage's copy
   constexpr uint32_t kPrefetchPiece = 65536;  // the L2 request's pieces (weight_ring.cuh)
   extern __shared__ __align__(128) uint8_t stage[];
   __shared__ uint64_t full;
@@ -45,8 +45,10 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
         stage[args.bytes - 1] = 0;
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
         mbarrier_arrive_expect_tx(&full, args.bytes);
-        for (uint32_t o = 0; o < args.bytes; o += kCopyPiece) {
-          bulk_copy_g2s(stage + o, src + o, min(kCopyPiece, args.bytes - o), &full, policy);
+        // A ring stage's copy at a time.
+        for (uint32_t o = 0; o < args.bytes; o += STAGE_BYTES) {
+          bulk_copy_g2s(stage + o, src + o, min(uint32_t(STAGE_BYTES), args.bytes - o), &full,
+                        policy);
         }
       } else if (args.traffic == FenceTraffic::kL2Prefetches) {
         for (uint32_t o = 0; o < args.bytes; o += kPrefetchPiece) {
@@ -109,7 +111,9 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
 cudaError_t launch_fence_wait(const FenceWaitArgs& args, int ctas, cudaStream_t stream) {
   int device = 0, major = 0, sms = 0;
   cudaError_t e = cudaGetDevice(&device);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  if (e == cudaSuccess) {
+    e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  }
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   if (e != cudaSuccess) return e;
   const bool copies = args.traffic == FenceTraffic::kCopies;
@@ -118,7 +122,7 @@ cudaError_t launch_fence_wait(const FenceWaitArgs& args, int ctas, cudaStream_t 
       reinterpret_cast<uintptr_t>(args.cold) % 128 != 0 || args.bytes % 16 != 0 ||
       (copies && args.bytes > FENCE_WAIT_MAX_COPY_BYTES) ||
       args.cold_bytes < (uint64_t(256) << 20) ||
-      args.cold_bytes < 64 * (uint64_t(args.bytes) + 4096)) {
+      args.cold_bytes < FENCE_WAIT_ROUNDS * fence_wait_stride(args.bytes)) {
     return cudaErrorInvalidValue;
   }
   cudaFuncAttributes built{};

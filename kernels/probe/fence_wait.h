@@ -44,7 +44,9 @@ struct FenceWaitArgs {
 
 // How far apart a launch's rounds and CTAs read `cold`; their addresses wrap at cold_bytes less
 // this, so the next launch's offset does too.
-MEGALITH_HOST_DEVICE inline uint64_t fence_wait_stride(uint32_t bytes) { return (uint64_t(bytes) + 4096 + 127) / 128 * 128; }
+MEGALITH_HOST_DEVICE inline uint64_t fence_wait_stride(uint32_t bytes) {
+  return (uint64_t(bytes) + 4096 + 127) / 128 * 128;
+}
 // The cold bytes a launch of `ctas` CTAs spans (the next launch's offset is this much further).
 inline uint64_t fence_wait_span(uint32_t bytes, int ctas) {
   return uint64_t(FENCE_WAIT_ROUNDS) * uint64_t(ctas) * fence_wait_stride(bytes);

@@ -5,16 +5,17 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <numeric>
 
 namespace megalith {
 
 std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
                                               std::span<const TaskTiming> timings) {
   struct Sums {
-    double wait = 0, run = 0, input = 0, stream = 0, tail = 0, stalled = 0;
+    double run = 0, input = 0, stream = 0, tail = 0, stalled = 0;
     int64_t n = 0, streamed = 0;
     uint64_t bytes = 0;
-    std::vector<double> waits;
+    std::vector<double> waits;  // each task's: summed for the mean, the middle one the median
   };
   std::map<std::string_view, Sums> by_kind;
   int64_t first_step = INT64_MAX, last_step = INT64_MIN;
@@ -22,7 +23,6 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
     if (t.task >= tg.tasks.size()) continue;
     const abi::TaskDesc& desc = tg.tasks[t.task];
     Sums& s = by_kind[task_kind_name(desc.kind)];
-    s.wait += double(t.ready_ns - t.wait_ns) * 1e-3;
     s.waits.push_back(double(t.ready_ns - t.wait_ns) * 1e-3);
     s.run += double(t.done_ns - t.ready_ns) * 1e-3;
     if (t.stream_begin_ns != 0) {
@@ -45,7 +45,7 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
     k.kind = std::string(kind);
     k.tasks_per_step = s.n / steps;
     k.total_run_us = s.run;
-    k.mean_wait_us = s.wait / n;
+    k.mean_wait_us = std::accumulate(s.waits.begin(), s.waits.end(), 0.0) / n;
     const auto middle = s.waits.begin() + std::ptrdiff_t(s.waits.size() / 2);
     std::nth_element(s.waits.begin(), middle, s.waits.end());
     k.median_wait_us = *middle;
