@@ -13,9 +13,10 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
                                               std::span<const TaskTiming> timings) {
   struct Sums {
     double run = 0, input = 0, stream = 0, tail = 0, stalled = 0;
-    int64_t n = 0, streamed = 0;
+    int64_t streamed = 0;
     uint64_t bytes = 0;
-    std::vector<double> waits;  // each task's: summed for the mean, the middle one the median
+    // Each task's: one per task of the kind, summed for the mean, the middle one the median.
+    std::vector<double> waits;
   };
   std::map<std::string_view, Sums> by_kind;
   int64_t first_step = INT64_MAX, last_step = INT64_MIN;
@@ -33,17 +34,17 @@ std::vector<TraceKindSummary> summarize_trace(const TaskGraph& tg,
       ++s.streamed;
     }
     s.bytes += task_bytes(tg, desc);
-    ++s.n;
     first_step = std::min(first_step, t.step);
     last_step = std::max(last_step, t.step);
   }
   const int64_t steps = by_kind.empty() ? 1 : last_step - first_step + 1;
   std::vector<TraceKindSummary> out;
   for (auto& [kind, s] : by_kind) {
-    const double n = double(s.n), streamed = double(std::max<int64_t>(1, s.streamed));
+    const int64_t tasks = int64_t(s.waits.size());
+    const double n = double(tasks), streamed = double(std::max<int64_t>(1, s.streamed));
     TraceKindSummary k;
     k.kind = std::string(kind);
-    k.tasks_per_step = s.n / steps;
+    k.tasks_per_step = tasks / steps;
     k.total_run_us = s.run;
     k.mean_wait_us = std::accumulate(s.waits.begin(), s.waits.end(), 0.0) / n;
     const auto middle = s.waits.begin() + std::ptrdiff_t(s.waits.size() / 2);
