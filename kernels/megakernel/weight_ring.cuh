@@ -252,9 +252,9 @@ __device__ inline void ask_l2_ahead(const Ring& ring, PrefillHold& hold, uintptr
   if (waited_ns(since) < L2_AHEAD_WAIT_NS) return;
   hold.l2_asked = true;
   end = min(end, begin + L2_AHEAD_BYTES);
-  constexpr uintptr_t PIECE = 65536;
-  for (uintptr_t at = begin; at < end; at += PIECE) {
-    bulk_prefetch_l2(reinterpret_cast<const void*>(at), uint32_t(min(PIECE, end - at)));
+  for (uintptr_t at = begin; at < end; at += L2_PREFETCH_PIECE) {
+    bulk_prefetch_l2(reinterpret_cast<const void*>(at),
+                     uint32_t(min(uintptr_t(L2_PREFETCH_PIECE), end - at)));
   }
 #endif
 }

@@ -13,7 +13,6 @@ constexpr uint32_t kLeastSmem = 120 << 10;
 
 __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWaitArgs args) {
 #if __CUDA_ARCH__ >= 900
-  constexpr uint32_t kPrefetchPiece = 65536;  // the L2 request's pieces (weight_ring.cuh)
   extern __shared__ __align__(128) uint8_t stage[];
   __shared__ uint64_t full;
   __shared__ volatile int32_t issued, timed;
@@ -51,8 +50,8 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
                         policy);
         }
       } else if (args.traffic == FenceTraffic::kL2Prefetches) {
-        for (uint32_t o = 0; o < args.bytes; o += kPrefetchPiece) {
-          bulk_prefetch_l2(src + o, min(kPrefetchPiece, args.bytes - o));
+        for (uint32_t o = 0; o < args.bytes; o += L2_PREFETCH_PIECE) {
+          bulk_prefetch_l2(src + o, min(L2_PREFETCH_PIECE, args.bytes - o));
         }
       }
       issued = r;
