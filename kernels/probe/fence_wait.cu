@@ -18,7 +18,9 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
   __shared__ volatile int32_t issued, timed;
   __shared__ volatile int64_t fence_start;
   __shared__ volatile uint64_t sink;
-  const bool copies = args.traffic == FenceTraffic::kCopies && args.bytes > 0;
+  const bool copies = fence_wait_copies(args.traffic) && args.bytes > 0;
+  // Copies of lines asked of L2 first, untimed, with time to arrive.
+  const bool via_l2 = args.traffic == FenceTraffic::kCopiesFromL2 && args.bytes > 0;
   if (threadIdx.x == 0) {
     mbarrier_init(&full, 1);
     fence_barrier_init();
@@ -39,6 +41,14 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
                         (args.cold_bytes - stride) / 128 * 128;
     const uint8_t* src = args.cold + at;
     if (threadIdx.x == 32) {
+      if (via_l2) {
+        for (uint32_t o = 0; o < args.bytes; o += L2_PREFETCH_PIECE) {
+          bulk_prefetch_l2(src + o, min(L2_PREFETCH_PIECE, args.bytes - o));
+        }
+        const uint64_t until = global_timer_ns() + args.settle_ns;
+        while (global_timer_ns() < until) {
+        }
+      }
       if (copies) {
         // The byte the check reads, cleared first, so that each round's copies must land.
         stage[args.bytes - 1] = 0;
@@ -115,7 +125,7 @@ cudaError_t launch_fence_wait(const FenceWaitArgs& args, int ctas, cudaStream_t 
   }
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   if (e != cudaSuccess) return e;
-  const bool copies = args.traffic == FenceTraffic::kCopies;
+  const bool copies = fence_wait_copies(args.traffic);
   if (ctas < 1 || ctas > sms || args.cold == nullptr || args.hot == nullptr ||
       args.cycles == nullptr || args.errors == nullptr ||
       reinterpret_cast<uintptr_t>(args.cold) % 128 != 0 || args.bytes % 16 != 0 ||

@@ -1,9 +1,11 @@
 // The host's entry point into the fence probe (fence_wait.cu): what a task's release fence and
 // an input load wait for while the SM has memory traffic of its own in flight. In every CTA,
 // warp 1 issues a round's traffic (cold bulk copies into shared memory, as the weight ring's
-// producer does, or cold L2 prefetches, as its L2 request does, or nothing), then warp 0 times
-// a relaxed store followed by the megakernel's release fence (fence.acq_rel.gpu), and one load
-// of a line that is already in L2 (tests/gpu/fence_wait_bench.cc).
+// producer does; cold L2 prefetches, as its L2 request does; copies of bytes it first asked L2
+// for and gave time to arrive, as a ring that asks L2 ahead and copies late would; or nothing),
+// then warp 0 times a relaxed store followed by the megakernel's release fence
+// (fence.acq_rel.gpu), and one load of a line that is already in L2
+// (tests/gpu/fence_wait_bench.cc).
 //
 //   FenceWaitArgs a = {cold, cold_bytes, offset, hot, cycles, errors, FenceTraffic::kCopies,
 //                      96 << 10, settle_ns};
@@ -18,7 +20,11 @@
 
 namespace megalith::kernels {
 
-enum class FenceTraffic : int32_t { kNone = 0, kCopies = 1, kL2Prefetches = 2 };
+enum class FenceTraffic : int32_t { kNone = 0, kCopies = 1, kL2Prefetches = 2, kCopiesFromL2 = 3 };
+
+MEGALITH_HOST_DEVICE inline bool fence_wait_copies(FenceTraffic t) {
+  return t == FenceTraffic::kCopies || t == FenceTraffic::kCopiesFromL2;
+}
 
 // Copies land in shared memory, so a round's copies are at most this many bytes.
 constexpr uint32_t FENCE_WAIT_MAX_COPY_BYTES = 192 << 10;
@@ -38,8 +44,10 @@ struct FenceWaitArgs {
   int64_t* cycles;   // FENCE_WAIT_SUMS words a CTA
   uint32_t* errors;  // one word, zero before the launch: copies that landed wrong
   FenceTraffic traffic;
-  uint32_t bytes;      // a round's traffic, a multiple of 16
-  uint64_t settle_ns;  // after a round's L2 prefetches: time for them to land
+  uint32_t bytes;  // a round's traffic, a multiple of 16
+  // Time for a round's L2 prefetches to land: after the timing (kL2Prefetches), or before the
+  // copies (kCopiesFromL2).
+  uint64_t settle_ns;
 };
 
 // How far apart a launch's rounds and CTAs read `cold`; their addresses wrap at cold_bytes less

@@ -1,13 +1,14 @@
 // What a task's release fence and its input's loads wait for (docs/performance.md, thirty-ninth
-// and fortieth sessions): in every CTA, one warp issues cold memory traffic, as the weight
+// to forty-second sessions): in every CTA, one warp issues cold memory traffic, as the weight
 // ring's producer does, and another then times the megakernel's release fence after a store,
 // and a load of a line already in L2. Traffic: none, bulk copies into shared memory (a ring
-// stage's 32 KB a copy), or cp.async.bulk.prefetch.L2 requests (the ring's L2 request, 64 KB
-// a request). Printed: SM cycles per fence and per load, the mean of 64 rounds and of the CTAs,
-// on one SM and on every SM (all streaming, as in a decode step), and when the copies landed
-// (from the fence's start, as their warp saw it: a fence about as long waits for them). Every
-// launch reads bytes no launch before it read, so none finds them in L2. Each round's copies
-// are checked; a wrong byte fails the run.
+// stage's 32 KB a copy), the same copies of lines asked of L2 first (untimed, given time to
+// arrive), or cp.async.bulk.prefetch.L2 requests (the ring's L2 request, 64 KB a request).
+// Printed: SM cycles per fence and per load, the mean of 64 rounds and of the CTAs, on one SM
+// and on every SM (all streaming, as in a decode step), and when the copies landed (from the
+// fence's start, as their warp saw it: a fence about as long waits for them). Every launch
+// reads bytes no launch before it read, so none finds them in L2 but those its own rounds asked
+// for. Each round's copies are checked; a wrong byte fails the run.
 //
 //   megalith_gpu_fence_wait
 #include <cuda_runtime.h>
@@ -54,6 +55,8 @@ int run(int argc, char** /*argv*/) {
                         {FenceTraffic::kCopies, 32, "copies"},
                         {FenceTraffic::kCopies, 96, "copies"},
                         {FenceTraffic::kCopies, 192, "copies"},
+                        {FenceTraffic::kCopiesFromL2, 32, "copies from L2"},
+                        {FenceTraffic::kCopiesFromL2, 96, "copies from L2"},
                         {FenceTraffic::kL2Prefetches, 32, "L2 prefetches"},
                         {FenceTraffic::kL2Prefetches, 128, "L2 prefetches"},
                         {FenceTraffic::kL2Prefetches, 512, "L2 prefetches"}};
@@ -87,8 +90,7 @@ int run(int argc, char** /*argv*/) {
         }
       }
       const std::string traffic = c.kb > 0 ? fmt::format("{} KB of {}", c.kb, c.what) : c.what;
-      const std::string landed =
-          c.traffic == FenceTraffic::kCopies ? fmt::format("{:.0f}", mean[2]) : "";
+      const std::string landed = fence_wait_copies(c.traffic) ? fmt::format("{:.0f}", mean[2]) : "";
       fmt::print("  {:>5}  {:<24} {:>14.0f} {:>18.0f} {:>8}\n", ctas, traffic, mean[0], mean[1],
                  landed);
       uint32_t wrong = 0;
