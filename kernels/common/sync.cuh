@@ -172,6 +172,14 @@ __device__ __forceinline__ void prefetch_l2(const void* p) {
 __device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
 }
+// The same for the bytes from `begin` to `end` (both 16-byte aligned), as requests of
+// L2_PREFETCH_PIECE.
+__device__ __forceinline__ void bulk_prefetch_l2_range(uintptr_t begin, uintptr_t end) {
+  for (uintptr_t at = begin; at < end; at += L2_PREFETCH_PIECE) {
+    bulk_prefetch_l2(reinterpret_cast<const void*>(at),
+                     uint32_t(min(uintptr_t(L2_PREFETCH_PIECE), end - at)));
+  }
+}
 __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;" ::"r"(
                    smem_addr(bar)),

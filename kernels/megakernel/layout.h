@@ -30,8 +30,8 @@ constexpr int CHUNK_PAYLOAD = STAGE_BYTES - 32;
 // Row segments (rows longer than a stage) start at multiples of this many elements: one warp
 // unit of bf16 weights (32 lanes x 8).
 constexpr int SEGMENT_ALIGN = 256;
-// The pieces a request to L2 (cp.async.bulk.prefetch.L2) is cut into: the ring's L2 request
-// (weight_ring.cuh) and the fence probe's, which measures it.
+// The pieces a request to L2 (cp.async.bulk.prefetch.L2) is cut into (bulk_prefetch_l2_range
+// in common/sync.cuh: the ring's L2 request and the fence probe's, which measures it).
 constexpr uint32_t L2_PREFETCH_PIECE = 65536;
 constexpr int MAX_STAGES = 8;
 constexpr int MIN_STAGES = 2;

@@ -252,10 +252,7 @@ __device__ inline void ask_l2_ahead(const Ring& ring, PrefillHold& hold, uintptr
   if (waited_ns(since) < L2_AHEAD_WAIT_NS) return;
   hold.l2_asked = true;
   end = min(end, begin + L2_AHEAD_BYTES);
-  for (uintptr_t at = begin; at < end; at += L2_PREFETCH_PIECE) {
-    bulk_prefetch_l2(reinterpret_cast<const void*>(at),
-                     uint32_t(min(uintptr_t(L2_PREFETCH_PIECE), end - at)));
-  }
+  bulk_prefetch_l2_range(begin, end);
 #endif
 }
 

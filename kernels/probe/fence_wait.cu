@@ -42,9 +42,7 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
     const uint8_t* src = args.cold + at;
     if (threadIdx.x == 32) {
       if (via_l2) {
-        for (uint32_t o = 0; o < args.bytes; o += L2_PREFETCH_PIECE) {
-          bulk_prefetch_l2(src + o, min(L2_PREFETCH_PIECE, args.bytes - o));
-        }
+        bulk_prefetch_l2_range(uintptr_t(src), uintptr_t(src) + args.bytes);
         const uint64_t until = global_timer_ns() + args.settle_ns;
         while (global_timer_ns() < until) {
         }
@@ -60,9 +58,7 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
                         policy);
         }
       } else if (args.traffic == FenceTraffic::kL2Prefetches) {
-        for (uint32_t o = 0; o < args.bytes; o += L2_PREFETCH_PIECE) {
-          bulk_prefetch_l2(src + o, min(L2_PREFETCH_PIECE, args.bytes - o));
-        }
+        bulk_prefetch_l2_range(uintptr_t(src), uintptr_t(src) + args.bytes);
       }
       issued = r;
     }
