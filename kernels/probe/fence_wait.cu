@@ -11,6 +11,13 @@ constexpr int kThreads = 64;  // warp 0 times, warp 1 issues the traffic
 // Every launch takes more than half an SM's shared memory, so that each CTA has an SM alone.
 constexpr uint32_t kLeastSmem = 120 << 10;
 
+// A round's L2 prefetches are given this long to land.
+__device__ void settle(uint64_t ns) {
+  const uint64_t until = global_timer_ns() + ns;
+  while (global_timer_ns() < until) {
+  }
+}
+
 __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWaitArgs args) {
 #if __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) uint8_t stage[];
@@ -43,9 +50,7 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
     if (threadIdx.x == 32) {
       if (via_l2) {
         bulk_prefetch_l2_range(uintptr_t(src), uintptr_t(src) + args.bytes);
-        const uint64_t until = global_timer_ns() + args.settle_ns;
-        while (global_timer_ns() < until) {
-        }
+        settle(args.settle_ns);
       }
       if (copies) {
         // The byte the check reads, cleared first, so that each round's copies must land.
@@ -93,9 +98,7 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
         }
         landed_cycles += landed - fence_start;
       } else if (args.traffic == FenceTraffic::kL2Prefetches) {
-        const uint64_t until = global_timer_ns() + args.settle_ns;
-        while (global_timer_ns() < until) {
-        }
+        settle(args.settle_ns);
       }
     }
     __syncthreads();  // the next round's copies overwrite the stage
