@@ -2,12 +2,12 @@
 """How a linear op's tiles differ in stream time, and whether the differences repeat. First, per
 kind, what the ops' spread costs the middle step: the sum over its ops of the last tile's end
 after the mean tile's end (the next op waits for the last; with the tiles balanced it would wait
-for the mean). Then, per task,
-its stream time over its op's mean in the same step (slowness; the op's largest tiles only),
-and the share of the slowness' variance that the task itself explains across the traced steps
-(the same tile on the same worker: persistent), its worker alone, or its SM. With a second
-trace of another launch (the workers land on other SMs), the correlation of each tile's mean
-slowness between the two launches says whether it follows the tile or the SM.
+for the mean). Then, per task, its stream time over its op's mean in the same step (slowness;
+the op's largest tiles only), and the share of the slowness' variance that the task itself
+explains across the traced steps (the same tile on the same worker: persistent), its worker
+alone, or its SM. With a second trace of another launch (the workers land on other SMs), the
+correlation of each tile's mean slowness between the two launches says whether it follows the
+tile or the SM.
 
   python3 scripts/gpu/tile_slowness.py trace.json [other_launch.json] [--kind KIND]
 
@@ -77,6 +77,14 @@ def correlation(a, b):
     return num / den if den > 0 else 0.0
 
 
+def launch_correlation(rows, rows2, key):
+    """The correlation between two launches of the mean slowness of each group of `key`."""
+    a = {k: st.mean(v) for k, v in grouped(rows, key).items()}
+    b = {k: st.mean(v) for k, v in grouped(rows2, key).items()}
+    common = sorted(set(a) & set(b))
+    return correlation([a[k] for k in common], [b[k] for k in common])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace")
@@ -95,24 +103,16 @@ def main():
         steps = len({r[3] for r in rows})
         step, spread = end_spread_us(first, kind)
         print(f"{kind}: step {step}'s last ends after the mean ends by {spread:.0f} us in all")
+        task, worker, sm = (explained(rows, lambda r, i=i: r[i]) for i in (0, 1, 2))
         print(f"  {len(rows)} tasks over {steps} steps, slowness sd "
-              f"{st.pstdev([r[4] for r in rows]):.3f}; variance explained by the task "
-              f"{explained(rows, lambda r: r[0]):.2f}, its worker {explained(rows, lambda r: r[1]):.2f}, "
-              f"its SM {explained(rows, lambda r: r[2]):.2f}")
+              f"{st.pstdev([r[4] for r in rows]):.3f}; variance explained by the task {task:.2f}, "
+              f"its worker {worker:.2f}, its SM {sm:.2f}")
         if other is None:
             continue
         rows2 = slowness(other, kind)
         print(f"  against the other launch: a tile's mean slowness correlates "
               f"{launch_correlation(rows, rows2, lambda r: r[0]):.2f}, an SM's "
               f"{launch_correlation(rows, rows2, lambda r: r[2]):.2f}")
-
-
-def launch_correlation(rows, rows2, key):
-    """The correlation between two launches of the mean slowness of each group of `key`."""
-    a = {k: st.mean(v) for k, v in grouped(rows, key).items()}
-    b = {k: st.mean(v) for k, v in grouped(rows2, key).items()}
-    common = sorted(set(a) & set(b))
-    return correlation([a[k] for k in common], [b[k] for k in common])
 
 
 if __name__ == "__main__":
