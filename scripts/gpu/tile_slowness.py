@@ -14,17 +14,11 @@ tile or the SM.
 A share near 1/steps is what chance gives a task seen `steps` times.
 """
 import argparse
-import gzip
-import json
 import math
 import statistics as st
 from collections import defaultdict
 
-
-def load(path):
-    with (gzip.open if path.endswith(".gz") else open)(path, "rt") as f:
-        events = json.load(f)["traceEvents"]
-    return [e for e in events if e.get("ph") == "X" and e.get("name") != "wait"]
+from sm_speeds import load_tasks
 
 
 def slowness(events, kind):
@@ -93,8 +87,8 @@ def main():
                         help="task kinds (default: the three linear kinds of the layers)")
     args = parser.parse_args()
     kinds = args.kind or ["rms_norm_linear", "linear_residual", "rms_norm_gate_up_silu"]
-    first = load(args.trace)
-    other = load(args.other) if args.other else None
+    first = load_tasks(args.trace)
+    other = load_tasks(args.other) if args.other else None
     for kind in kinds:
         rows = slowness(first, kind)
         if not rows:
