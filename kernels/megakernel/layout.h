@@ -315,16 +315,29 @@ MEGALITH_HOST_DEVICE inline uint32_t task_scratch_floats(const abi::TaskDesc& t)
 // session: 5.1%, 8.3% and 12.6% shorter steps on Qwen3-8B, Llama-3.2-1B and Qwen3-0.6B).
 enum class KernelPaths : uint32_t { kGeneral, kBf16Decode };
 
-// Whether task t takes only kBf16Decode's paths: a linear's weights are bf16 and it has one
-// input row; attention reads bf16 caches through the vector pass (attention_vector_fits()).
-// Refs as the launch has them (offsets absolute addresses) or relative to 16-byte aligned
-// buffers, which gives the same answer.
+// The columns of one item of the bf16 product loop (linear_common.cuh, UNIT_COLS).
+constexpr int BF16_ITEM_COLS = 256;
+// The fewest rows of a weight tile the bf16 decode kernel multiplies: its one product path
+// takes items of 4 rows (the last group of a tile may be shorter).
+constexpr int BF16_DECODE_MIN_ROWS = 4;
+
+// Whether task t takes only kBf16Decode's paths: a linear has one input row and its weight
+// tiles are bf16 rows of whole items, 16-byte aligned, at least BF16_DECODE_MIN_ROWS of them
+// (every real model's tiles: the kernel holds only the product loop they take, not the paths
+// of 2 and 1 rows an item or of odd shapes, 2,300 of its instructions, docs/performance.md);
+// attention reads bf16 caches through the vector pass (attention_vector_fits()). Refs as the
+// launch has them (offsets absolute addresses) or relative to 16-byte aligned buffers, which
+// gives the same answer.
 MEGALITH_HOST_DEVICE inline bool bf16_decode_covers(const abi::TaskDesc& t) {
   const abi::LinearForm form = abi::linear_form(t.kind);
   if (form.weights > 0) {
     if (t.refs[0].rows != 1) return false;
     for (int i = 0; i < form.weights; ++i) {
-      if (t.refs[form.weight[i]].type != abi::RefType::kBF16) return false;
+      const abi::TensorRef& w = t.refs[form.weight[i]];
+      if (w.type != abi::RefType::kBF16 || w.offset % 16 != 0 || w.cols % BF16_ITEM_COLS != 0 ||
+          w.row_stride != w.cols || w.rows < BF16_DECODE_MIN_ROWS) {
+        return false;
+      }
     }
     return true;
   }

@@ -170,6 +170,7 @@ template <class W>
 constexpr int UNIT_QUADS = VEC<W> / 4;  // quads per lane in an item
 template <class W>
 constexpr int UNIT_COLS = 32 * VEC<W>;
+static_assert(UNIT_COLS<__nv_bfloat16> == BF16_ITEM_COLS, "the bf16 decode kernel's items");
 
 // Whether every chunk of the plan splits into whole items starting on 16 bytes in the stage:
 // true for every real model's shapes.
@@ -541,11 +542,14 @@ __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, cons
   }
   bool ok;
   if constexpr (P == KernelPaths::kBf16Decode) {
-    if (slots > 1 || w.type != abi::RefType::kBF16) {
+    // Items of 4 rows only (bf16_decode_covers).
+    const ChunkPlan plan = plan_chunks(w);
+    if (slots > 1 || w.type != abi::RefType::kBF16 || plan.rows_per_chunk < 4 ||
+        !splits_into_items<__nv_bfloat16>(w, plan)) {
       fail_unsupported(env);
       return false;
     }
-    ok = stream_matvec_typed<__nv_bfloat16>(env, w, xs, acc, part);
+    ok = stream_matvec_items<__nv_bfloat16, 4>(env, plan, xs, acc, part);
   } else if (slots > 1) {
     switch (w.type) {
       case abi::RefType::kBF16:

@@ -798,20 +798,27 @@ struct ModelCase {
   int32_t attention_workers = 0;
   // A bf16 model on the general kernel instead of the one compiled for bf16 decode.
   bool general_paths = false;
+  // 0: every SM. Otherwise the wide shapes on this many workers and without claimed rows: tiles
+  // of at least 4 rows of whole items, which the bf16 decode kernel multiplies (the tiny
+  // shapes' rows of 128 columns and the wide ones' tiles on every SM, 2 to 6 rows, take the
+  // general kernel).
+  int32_t workers = 0;
 };
 
 // Which kernel a case's launches run: the bf16 decode one wherever it covers the graph.
 bool runs_bf16_decode_kernel(const ModelCase& mc) {
-  return mc.dtype == DType::kBF16 && mc.mode == SchedulingMode::kStatic && !mc.wide &&
+  return mc.dtype == DType::kBF16 && mc.mode == SchedulingMode::kStatic && mc.workers > 0 &&
          !mc.general_paths;
 }
+bool claims_every_row(const ModelCase& mc) { return mc.wide && mc.workers == 0; }
 
 // A case's test name: llama_bf16_dynamic_wide, ...
 std::string case_name(const ModelCase& mc) {
-  return fmt::format("{}_{}{}{}{}{}{}", architecture_short_name(mc.arch),
+  return fmt::format("{}_{}{}{}{}{}{}{}", architecture_short_name(mc.arch),
                      dtype_short_name(mc.dtype),
                      mc.mode == SchedulingMode::kDynamic ? "_dynamic" : "",
                      mc.kernel_per_op ? "_kernel_per_op" : "", mc.wide ? "_wide" : "",
+                     mc.workers > 0 ? fmt::format("_{}_workers", mc.workers) : "",
                      mc.attention_workers > 0 ? "_attention_workers" : "",
                      mc.general_paths ? "_general_paths" : "");
 }
@@ -884,12 +891,13 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   // merge); the Llama case, like a real short cache, takes one attention task per KV head.
   const int64_t keys_per_split = mc.arch == Architecture::kLlama ? 256 : 16;
   auto tg = compile(*graph, (*ckpt)->config(),
-                    {.num_workers = workers_for(mc.mode), .attention_keys_per_split = keys_per_split,
-                     .attention_workers = mc.attention_workers, .claim_rows = mc.wide});
+                    {.num_workers = mc.workers > 0 ? mc.workers : workers_for(mc.mode),
+                     .attention_keys_per_split = keys_per_split,
+                     .attention_workers = mc.attention_workers, .claim_rows = claims_every_row(mc)});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   auto claimed = claimed_ops(*tg);
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
-  EXPECT_EQ(claimed->empty(), !mc.wide) << "the wide shapes claim rows, the tiny ones cannot";
+  EXPECT_EQ(claimed->empty(), !claims_every_row(mc)) << "the wide shapes claim rows, the tiny ones cannot";
   auto cpu = CpuExecutor::create(*tg, **ckpt, {});
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
   auto gpu = CudaExecutor::create(*tg, **ckpt, executor_options(mc));
@@ -1213,7 +1221,19 @@ INSTANTIATE_TEST_SUITE_P(Architectures, GpuModelTest,
                                                      true},
                                            ModelCase{Architecture::kLlama, DType::kBF16,
                                                      SchedulingMode::kStatic, true, false, 3, 0,
-                                                     true}),
+                                                     true},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true, 3, 0,
+                                                     false, 12},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true, 3, 2,
+                                                     false, 12},
+                                           ModelCase{Architecture::kLlama, DType::kBF16,
+                                                     SchedulingMode::kStatic, true, true, 3, 0,
+                                                     false, 12},
+                                           ModelCase{Architecture::kQwen3, DType::kBF16,
+                                                     SchedulingMode::kStatic, false, true, 3, 0,
+                                                     true, 12}),
                          [](const auto& info) { return case_name(info.param); });
 
 }  // namespace
