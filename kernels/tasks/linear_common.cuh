@@ -544,7 +544,7 @@ __device__ inline bool stream_matvec(TaskEnv& env, const abi::TensorRef& w, cons
   if constexpr (P == KernelPaths::kBf16Decode) {
     // Items of 4 rows only (bf16_decode_covers).
     const ChunkPlan plan = plan_chunks(w);
-    if (slots > 1 || w.type != abi::RefType::kBF16 || plan.rows_per_chunk < 4 ||
+    if (slots > 1 || w.type != abi::RefType::kBF16 || plan.rows_per_chunk < BF16_DECODE_MIN_ROWS ||
         !splits_into_items<__nv_bfloat16>(w, plan)) {
       fail_unsupported(env);
       return false;
