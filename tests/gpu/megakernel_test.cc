@@ -789,8 +789,9 @@ struct ModelCase {
   DType dtype;
   SchedulingMode mode = SchedulingMode::kStatic;
   bool kernel_per_op = false;  // the megakernel's ablation (static mode's queues per op)
-  // Hidden 256, intermediate 768, head_dim 64, compiled with claimed rows: rows that split into
-  // the matvec items, so the gate/up and residual linears claim them (compiler/claimed_rows.h).
+  // Hidden 256, intermediate 768, head_dim 64, compiled with claimed rows (on every SM): rows
+  // that split into the matvec items, so the gate/up and residual linears claim them
+  // (compiler/claimed_rows.h).
   bool wide = false;
   int32_t batch = 3;  // GpuBatchTest's slots
   // Workers that run only attention, which then stages the cache in their idle weight rings
@@ -893,11 +894,13 @@ TEST_P(GpuModelTest, SameTokensAsTheCpuExecutor) {
   auto tg = compile(*graph, (*ckpt)->config(),
                     {.num_workers = mc.workers > 0 ? mc.workers : workers_for(mc.mode),
                      .attention_keys_per_split = keys_per_split,
-                     .attention_workers = mc.attention_workers, .claim_rows = claims_every_row(mc)});
+                     .attention_workers = mc.attention_workers,
+                     .claim_rows = claims_every_row(mc)});
   ASSERT_TRUE(tg.ok()) << tg.status().message();
   auto claimed = claimed_ops(*tg);
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
-  EXPECT_EQ(claimed->empty(), !claims_every_row(mc)) << "the wide shapes claim rows, the tiny ones cannot";
+  EXPECT_EQ(claimed->empty(), !claims_every_row(mc))
+      << "the wide shapes on every SM claim rows; the tiny ones cannot";
   auto cpu = CpuExecutor::create(*tg, **ckpt, {});
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
   auto gpu = CudaExecutor::create(*tg, **ckpt, executor_options(mc));
