@@ -334,8 +334,9 @@ MEGALITH_HOST_DEVICE inline bool bf16_decode_covers(const abi::TaskDesc& t) {
     if (t.refs[0].rows != 1) return false;
     for (int i = 0; i < form.weights; ++i) {
       const abi::TensorRef& w = t.refs[form.weight[i]];
+      // (Rows are contiguous in every weight tile: DeviceProgram rejects others first.)
       if (w.type != abi::RefType::kBF16 || w.offset % 16 != 0 || w.cols % BF16_ITEM_COLS != 0 ||
-          w.row_stride != w.cols || w.rows < BF16_DECODE_MIN_ROWS) {
+          w.rows < BF16_DECODE_MIN_ROWS) {
         return false;
       }
     }
