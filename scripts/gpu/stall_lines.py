@@ -22,7 +22,8 @@ SECTION = re.compile(r"^//-+ \.text\.(\S+)")
 def read_chains(path, kernel):
     """Offset -> (source chain innermost first, instruction text) for the kernel's section."""
     chains, chain, in_kernel, pending = {}, [], False, False
-    with gzip.open(path, "rt") as f:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f:
         for line in f:
             m = SECTION.match(line)
             if m:
