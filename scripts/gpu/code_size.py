@@ -34,7 +34,10 @@ def main():
     by_line = collections.Counter()
     for chain, _ in chains.values():
         files = [f for f, _ in chain]
-        task = next((f for f in reversed(files) if f in TASK_FILES), "the worker loop")
+        if files and files[0].startswith("__"):  # stall_lines.SUBROUTINE: the compiler's own
+            task = "the compiler's subroutines"
+        else:
+            task = next((f for f in reversed(files) if f in TASK_FILES), "the worker loop")
         by_task[task] += 1
         by_line[chain[0] if chain else ("no source line", 0)] += 1
     print(f"{len(chains)} instructions ({16 * len(chains) / 1024:.0f} KB) in {args.kernel}")

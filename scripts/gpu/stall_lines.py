@@ -17,6 +17,9 @@ import re
 LOCATION = re.compile(r'//## File "([^"]+)", line (\d+)')
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 SECTION = re.compile(r"^//-+ \.text\.(\S+)")
+# A subroutine the compiler appends to the kernel (double-precision slow paths and the like):
+# its instructions carry no line info, and without this they would count for the line before.
+SUBROUTINE = re.compile(r"^\$(?:\S*\$)?(__\S+):\s*$")
 
 
 def read_chains(path, kernel):
@@ -30,6 +33,10 @@ def read_chains(path, kernel):
                 in_kernel = kernel in m.group(1)
                 continue
             if not in_kernel:
+                continue
+            m = SUBROUTINE.match(line)
+            if m:
+                chain, pending = [(m.group(1), 0)], False
                 continue
             m = LOCATION.search(line)
             if m:
