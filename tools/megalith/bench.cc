@@ -190,6 +190,7 @@ Status run(BenchArgs a) {
       {"hf_eager_ms", nullptr},
       {"hf_compiled_ms", nullptr},
   };
+  if (a.device.keys_per_split > 0) record["keys_per_split"] = a.device.keys_per_split;
   exec.reset();  // the peers get the whole GPU
   // The peers decode one sequence.
   if (!a.no_peers && a.batch == 1) {

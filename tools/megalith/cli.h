@@ -54,6 +54,9 @@ struct DeviceOptions {
   std::string schedule = "static";
   uint64_t shuffle_seed = 0;
   int64_t max_seq_len = 0;  // 0: what the request needs
+  // Cache rows per attention split (CompileOptions::attention_keys_per_split); 0: the
+  // compiler's default.
+  int64_t keys_per_split = 0;
 };
 void add_device_options(CLI::App& cmd, DeviceOptions& opts);
 // --temperature, --top-p, --top-k and --seed.

@@ -87,6 +87,9 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
       ->capture_default_str();
   cmd.add_option("--max-seq-len", opts.max_seq_len,
                  "KV-cache positions to compile for; default: what the request needs");
+  cmd.add_option("--keys-per-split", opts.keys_per_split,
+                 "cache rows per attention split: a KV head's attention is split into "
+                 "max-seq-len / this tasks, at most workers / KV heads; default: the compiler's");
 }
 
 Status check_device(const DeviceOptions& opts) {
@@ -115,6 +118,10 @@ Status check_device(const DeviceOptions& opts) {
   if (opts.max_seq_len < 0 || opts.max_seq_len > (1 << 24)) {
     return invalid_argument("--max-seq-len must be between 1 and 16777216, got {}",
                             opts.max_seq_len);
+  }
+  if (opts.keys_per_split < 0 || opts.keys_per_split > (1 << 24)) {
+    return invalid_argument("--keys-per-split must be between 1 and 16777216, got {}",
+                            opts.keys_per_split);
   }
   return {};
 }
@@ -216,6 +223,7 @@ StatusOr<std::unique_ptr<Executor>> make_executor(const DeviceOptions& opts, con
 #endif
   ProgressBar passes("compiling", ProgressUnit::kSteps);
   CompileOptions compile_options{.num_workers = workers, .batch = batch};
+  if (opts.keys_per_split > 0) compile_options.attention_keys_per_split = opts.keys_per_split;
   compile_options.on_pass = [&passes](std::string_view pass, int done, int total) {
     passes.update(uint64_t(done), uint64_t(total), std::string(pass));
   };
