@@ -28,6 +28,19 @@ namespace {
 
 constexpr int64_t kLmPartialWords = sizeof(abi::LmPartial) / 4;
 
+// Splits of one KV head's attention over a cache of max_seq rows, before the workers' cap. A
+// split costs a rotation of the token, a share of the merge and the wait for the slowest of
+// the head's splits, so a cache is split only past attention_keys_per_split rows, one split a
+// keys_per_split rows. From four times that on, at least kLongCacheSplits: on an H100 at 1,024
+// tokens of context 8 splits were 0.3-2.2% faster a step than 4, and at 2,048 tokens 16 were
+// 0.6-1.8% slower than 8 (docs/performance.md, forty-fifth session).
+constexpr int64_t kLongCacheSplits = 8;
+int64_t attention_splits(int64_t max_seq, const CompileOptions& opts) {
+  const int64_t by_keys = max_seq / opts.attention_keys_per_split;
+  if (by_keys >= 4) return std::max(by_keys, kLongCacheSplits);
+  return std::max<int64_t>(1, by_keys);
+}
+
 // One linear of a fused op: its weight, optional bias and where its output goes.
 struct LinearPart {
   int op;  // the graph op
@@ -429,13 +442,10 @@ class Lowering {
     const int64_t max_seq = p_.max_seq_len;  // the cache rows of one slot
 
     const std::string layer = att.name.substr(0, att.name.rfind('.') + 1);
-    // A slice's keys are loaded a block of 256 at a time, each block in a few memory
-    // latencies, and a split costs a merge task and one hop: slices are long.
     const int64_t attention_workers =
         opts_.attention_workers > 0 ? opts_.attention_workers : opts_.num_workers;
-    const int64_t splits = std::clamp<int64_t>(
-        attention_workers / (kv_heads * slots), 1,
-        std::max<int64_t>(1, max_seq / opts_.attention_keys_per_split));
+    const int64_t splits = std::clamp<int64_t>(attention_workers / (kv_heads * slots), 1,
+                                               attention_splits(max_seq, opts_));
     const ValueId out = value(att.outputs[0]);
     const bool merged = splits > 1;
     ValueId partial = kNoValue, lse = kNoValue, new_kv = kNoValue;

@@ -74,10 +74,12 @@ TEST(BatchCompile, GivesEverySlotItsRowsCacheSliceAndAttentionTasks) {
     EXPECT_EQ(bytes(three, io), 3 * bytes(one, io)) << io;
   }
   EXPECT_EQ(bytes(three, "layers.0.k_cache"), 3 * bytes(one, "layers.0.k_cache"));
-  // 24 workers: 6 splits of one KV head of one slot (8 keys each) at batch 1, 2 at batch 3.
+  // 24 workers: a split per 8 keys, at least 8 splits from 32 keys on (CompileOptions::
+  // attention_keys_per_split), as many as the workers hold for each slot's KV heads.
   const int64_t kv = f.cfg.num_kv_heads, layers = f.cfg.num_layers;
-  const int64_t splits_one = std::min<int64_t>(24 / kv, kMaxSeq / 8);
-  const int64_t splits_three = std::min<int64_t>(24 / (3 * kv), kMaxSeq / 8);
+  const int64_t by_keys = kMaxSeq / 8 >= 4 ? std::max<int64_t>(kMaxSeq / 8, 8) : kMaxSeq / 8;
+  const int64_t splits_one = std::min<int64_t>(24 / kv, by_keys);
+  const int64_t splits_three = std::min<int64_t>(24 / (3 * kv), by_keys);
   EXPECT_EQ(count_kind(one, abi::TaskKind::kAttentionPartial), size_t(layers * kv * splits_one));
   EXPECT_EQ(count_kind(three, abi::TaskKind::kAttentionPartial),
             size_t(layers * 3 * kv * splits_three));

@@ -600,6 +600,40 @@ TEST(CompilerShapes, AttentionWaitsOnOneQkvEvent) {
   }
 }
 
+// A KV head's attention splits: one per attention_keys_per_split cache rows past that many,
+// at least 8 from four times that on, never more than the workers hold for each KV head.
+TEST(CompilerShapes, AttentionSplitsFollowTheCacheLength) {
+  const ModelConfig cfg = *preset_config(Architecture::kQwen3, "qwen3-0.6b");  // 8 KV heads
+  struct Case {
+    int64_t max_seq;
+    int32_t workers;
+    int64_t keys_per_split, splits;
+  };
+  for (const Case& c : std::vector<Case>{{200, 132, 256, 1},
+                                         {600, 132, 256, 2},
+                                         {1023, 132, 256, 3},
+                                         {1151, 132, 256, 8},
+                                         {1151, 32, 256, 4},
+                                         {2175, 132, 256, 8},
+                                         {4223, 132, 256, 16},
+                                         {1151, 132, 512, 2},
+                                         {1151, 132, 96, 11}}) {
+    StatusOr<Graph> g = build_decode_graph(cfg, 1, c.max_seq);
+    ASSERT_TRUE(g.ok());
+    StatusOr<TaskGraph> tg =
+        compile(*g, cfg, {.num_workers = c.workers, .attention_keys_per_split = c.keys_per_split});
+    ASSERT_TRUE(tg.ok()) << tg.status().message();
+    int64_t partials = 0;
+    for (const abi::TaskDesc& t : tg->tasks) {
+      if (t.kind != TaskKind::kAttentionPartial) continue;
+      ++partials;
+      EXPECT_EQ(t.params.attention.num_splits, c.splits)
+          << c.max_seq << " rows, " << c.workers << " workers, " << c.keys_per_split << " keys";
+    }
+    EXPECT_EQ(partials, cfg.num_layers * cfg.num_kv_heads * c.splits) << c.max_seq;
+  }
+}
+
 // Dedicated attention workers: the first ones run every attention task and nothing else, so
 // single-split attention may stage the cache in their idle weight rings; the linears' tiles
 // fill the other workers.

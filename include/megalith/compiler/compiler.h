@@ -37,7 +37,8 @@ struct CompileOptions {
   double task_overhead_us = 0.5;
   // Each split of the KV cache (one attention task per KV head and split, then a merge)
   // spans at least this many positions of cache capacity; shorter caches take one task per
-  // KV head, which writes the attention output itself.
+  // KV head, which writes the attention output itself. Caches of four times this or more are
+  // split at least 8 ways (as the workers allow), each split then shorter than this.
   int64_t attention_keys_per_split = 256;
   // Workers 0 .. attention_workers-1 run only the attention tasks, whose splits are sized to
   // them and whose single splits stage their cache rows in those workers' idle weight rings;
