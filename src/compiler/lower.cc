@@ -32,7 +32,7 @@ constexpr int64_t kLmPartialWords = sizeof(abi::LmPartial) / 4;
 // split costs a rotation of the token, a share of the merge and the wait for the slowest of
 // the head's splits, so a cache is split only past attention_keys_per_split rows, one split a
 // keys_per_split rows. From four times that on, at least kLongCacheSplits: on an H100 at 1,024
-// tokens of context 8 splits were 0.3-2.2% faster a step than 4, and at 2,048 tokens 16 were
+// tokens of context 8 splits were 0.3-2.3% faster a step than 4, and at 2,048 tokens 16 were
 // 0.6-1.8% slower than 8 (docs/performance.md, forty-fifth session).
 constexpr int64_t kLongCacheSplits = 8;
 int64_t attention_splits(int64_t max_seq, const CompileOptions& opts) {

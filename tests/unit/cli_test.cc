@@ -148,6 +148,7 @@ TEST_F(CliTest, BadInputFailsWithOneLineError) {
       "generate" + model() + " --prompt-ids 1 --temperature -2",
       "generate" + model() + " --prompt-ids 1 --top-p 0",
       "generate" + model() + " --prompt-ids 1 --device tpu",
+      "generate" + model() + " --prompt-ids 1 --keys-per-split -1",
       "generate" + model() + " --prompt hello",  // the model has no tokenizer.json
       "generate" + model() + " --prompt hello --prompt-ids 1",
       "generate" + model() + " --prompt-ids 1 --chat",
@@ -321,7 +322,8 @@ TEST_F(CliTest, CompiledCpuMatchesTheReferenceForAnyThreadsAndSchedule) {
   const auto expected = json::parse(ref.out)["tokens"];
   // --workers 0 (the default) compiles for 132 workers off the GPU.
   for (const char* extra : {" --cpu-workers 1", " --cpu-workers 3 --schedule dynamic --shuffle-seed 5",
-                            " --workers 5 --schedule dynamic", " --workers 0"}) {
+                            " --workers 5 --schedule dynamic", " --workers 0",
+                            " --keys-per-split 2"}) {  // 8 attention splits and a merge
     const Result r = run(args + " --device cpu" + extra);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(json::parse(r.out)["tokens"], expected) << extra;

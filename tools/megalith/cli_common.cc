@@ -88,8 +88,9 @@ void add_device_options(CLI::App& cmd, DeviceOptions& opts) {
   cmd.add_option("--max-seq-len", opts.max_seq_len,
                  "KV-cache positions to compile for; default: what the request needs");
   cmd.add_option("--keys-per-split", opts.keys_per_split,
-                 "cache rows per attention split: a KV head's attention is split into "
-                 "max-seq-len / this tasks, at most workers / KV heads; default: the compiler's");
+                 "cache rows per attention split: a KV head's attention takes a task per this "
+                 "many rows of --max-seq-len (at least 8 from four times this on), at most "
+                 "workers / KV heads; default: the compiler's");
 }
 
 Status check_device(const DeviceOptions& opts) {
