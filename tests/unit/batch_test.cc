@@ -74,12 +74,12 @@ TEST(BatchCompile, GivesEverySlotItsRowsCacheSliceAndAttentionTasks) {
     EXPECT_EQ(bytes(three, io), 3 * bytes(one, io)) << io;
   }
   EXPECT_EQ(bytes(three, "layers.0.k_cache"), 3 * bytes(one, "layers.0.k_cache"));
-  // 24 workers: a split per 8 keys, at least 8 splits from 32 keys on (CompileOptions::
-  // attention_keys_per_split), as many as the workers hold for each slot's KV heads.
+  // 24 workers, 40 positions at 8 keys a split: at batch 1, 8 splits of each KV head (5 by
+  // the keys, raised to the compiler's 8 from 32 positions on); at batch 3, the 4 that the
+  // workers hold for each of 3 slots x 2 KV heads.
   const int64_t kv = f.cfg.num_kv_heads, layers = f.cfg.num_layers;
-  const int64_t by_keys = kMaxSeq / 8 >= 4 ? std::max<int64_t>(kMaxSeq / 8, 8) : kMaxSeq / 8;
-  const int64_t splits_one = std::min<int64_t>(24 / kv, by_keys);
-  const int64_t splits_three = std::min<int64_t>(24 / (3 * kv), by_keys);
+  ASSERT_EQ(kv, 2);
+  const int64_t splits_one = 8, splits_three = 4;
   EXPECT_EQ(count_kind(one, abi::TaskKind::kAttentionPartial), size_t(layers * kv * splits_one));
   EXPECT_EQ(count_kind(three, abi::TaskKind::kAttentionPartial),
             size_t(layers * 3 * kv * splits_three));
