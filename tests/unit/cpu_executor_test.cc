@@ -206,6 +206,32 @@ TEST(CpuExecutorStress, RemovedDependenciesChangeTheResult) {
   EXPECT_EQ(caught, tried);
 }
 
+// An attention task that no longer waits for its step's q/k/v (and so for the embedding that
+// writes the position) reads the poisoned position, -1: it must neither write outside its
+// cache nor crash, and the tokens change.
+TEST(CpuExecutorStress, AttentionBeforeItsPositionComputesNothing) {
+  const Model& m = model(Architecture::kQwen3);
+  const TaskGraph tg = compiled(m, 8);
+  auto baseline = run_model(tg, *m.ckpt, {});
+  ASSERT_TRUE(baseline.ok());
+  int tried = 0;
+  for (uint32_t t = 0; t < tg.tasks.size() && tried < 2; ++t) {
+    const abi::TaskDesc& d = tg.tasks[t];
+    if (d.kind != abi::TaskKind::kAttentionPartial || d.wait_count != 1) continue;
+    const TaskGraph mutated = without_wait(tg, t, d.wait_begin);
+    CpuExecutorOptions o;
+    o.mode = SchedulingMode::kDynamic;
+    o.poison_each_step = true;
+    o.deadlock_timeout_s = 1;
+    o.slow_task_ms = 5;
+    o.slow_tasks = {tg.source_task};
+    auto got = run_model(mutated, *m.ckpt, o);
+    EXPECT_TRUE(!got.ok() || !(*got == *baseline)) << "attention task " << t;
+    ++tried;
+  }
+  EXPECT_EQ(tried, 2);
+}
+
 TEST(CpuExecutorErrors, DeadlockIsReportedNotHung) {
   const Model& m = model(Architecture::kLlama);
   TaskGraph tg = compiled(m, 2);

@@ -74,6 +74,9 @@ class RefView {
 // `gamma` when present, as transformers computes it: gamma * (x * inv_rms).
 void rms_normalize_row(const RefView& x, int64_t r, const RefView& gamma, double eps, float* out);
 
+// Every element of `r` (when present) NaN: the outputs of a task that cannot compute.
+void fill_nan(const RefView& r);
+
 // sum_i in[i] * w[row, i], accumulated in double.
 double dot_row(const float* in, const RefView& w, int64_t row);
 

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "task_context.h"
@@ -15,6 +16,13 @@ void rms_normalize_row(const RefView& x, int64_t r, const RefView& gamma, double
   for (int64_t i = 0; i < x.cols(); ++i) {
     const float g = gamma.present() ? gamma.get(0, i) : 1.0f;
     out[i] = g * (x.get(r, i) * inv_rms);
+  }
+}
+
+void fill_nan(const RefView& r) {
+  if (!r.present()) return;
+  for (int64_t i = 0; i < r.rows(); ++i) {
+    for (int64_t j = 0; j < r.cols(); ++j) r.set(i, j, std::numeric_limits<float>::quiet_NaN());
   }
 }
 

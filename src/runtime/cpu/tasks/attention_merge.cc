@@ -30,6 +30,10 @@ void run_attention_merge(const TaskContext& ctx, const abi::TaskDesc& t) {
     }
   }
   const int32_t pos = positions.get_int(0, 0);
+  if (pos < 0 || pos >= k_cache.rows()) {
+    fill_nan(out);  // a broken graph's stale position, as run_attention_partial's
+    return;
+  }
   for (int64_t i = 0; i < hd; ++i) {
     k_cache.set(pos, i, new_kv.get(0, i));
     v_cache.set(pos, i, new_kv.get(0, hd + i));

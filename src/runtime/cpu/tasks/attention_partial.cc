@@ -58,6 +58,14 @@ void run_attention_partial(const TaskContext& ctx, const abi::TaskDesc& t) {
   const int64_t hd = p.head_dim, group = p.group;
   const bool split = lse.present();
   const int32_t pos = positions.get_int(0, 0);
+  if (pos < 0 || pos >= k_cache.rows()) {
+    // Not a position of the cache: the graph let this task run before the step's embedding
+    // (a broken graph, as the stress tests make). Its outputs are NaN and the caches untouched.
+    fill_nan(partial);
+    fill_nan(lse);
+    fill_nan(new_kv);
+    return;
+  }
 
   std::vector<float> qs(static_cast<size_t>(group * hd)), key(static_cast<size_t>(hd)),
       value(static_cast<size_t>(hd));
