@@ -15,6 +15,58 @@ __device__ __forceinline__ float round_value(int round, int cta, int i) {
   return float(round * 8192 + cta * 97 + i);
 }
 
+__device__ __forceinline__ void red_add_f32(float* p, float v) {
+  asm volatile("red.relaxed.gpu.global.add.f32 [%0], %1;" ::"l"(p), "f"(v) : "memory");
+}
+__device__ __forceinline__ void red_add_f32x4(float* p, float v) {
+  asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %1, %1, %1};" ::"l"(p), "f"(v)
+               : "memory");
+}
+
+// The whole vector after round r of an accumulating scheme: the two vectors alternate, and
+// every CTA added 1 to each element in each of its vector's rounds (exact in a float: at most
+// 50,000 rounds of 132 CTAs on one vector stay below 2^24).
+__device__ __forceinline__ float accumulated_value(int round) {
+  return float((round / 2 + 1) * int(gridDim.x));
+}
+
+// Round r's partial of a split-K product: 1 added to each of the vector's `total` elements.
+__device__ void accumulate_round(const EventLatencyArgs& args, int r, int total) {
+  if (args.accumulate == kAccumulateU64) {
+    uint64_t* vector = args.tagged_vectors + size_t(r % 2) * size_t(total);
+    for (int i = int(threadIdx.x); i < total; i += kThreads) red_relaxed_gpu_add(vector + i, 1);
+    return;
+  }
+  float* vector = args.vectors + size_t(r % 2) * size_t(total);
+  if (args.accumulate == kAccumulateF32) {
+    for (int i = int(threadIdx.x); i < total; i += kThreads) red_add_f32(vector + i, 1.0f);
+  } else {
+    for (int i = 4 * int(threadIdx.x); i < total; i += 4 * kThreads) red_add_f32x4(vector + i, 1.0f);
+  }
+}
+
+// Loads an accumulating scheme's 64-bit words into the row as floats, as a reader of a
+// fixed-point vector would (four 16-byte loads in flight a thread).
+__device__ void load_u64_row(const uint64_t* vector, int total, float* row) {
+  const ulonglong2* src = reinterpret_cast<const ulonglong2*>(vector);
+  for (int base = 0; base < total / 2; base += kLoadsInFlight * kThreads) {
+    ulonglong2 v[kLoadsInFlight];
+#pragma unroll
+    for (int j = 0; j < kLoadsInFlight; ++j) {
+      const int k = base + j * kThreads + int(threadIdx.x);
+      if (k < total / 2) v[j] = src[k];
+    }
+#pragma unroll
+    for (int j = 0; j < kLoadsInFlight; ++j) {
+      const int k = base + j * kThreads + int(threadIdx.x);
+      if (k < total / 2) {
+        row[2 * k] = float(v[j].x);
+        row[2 * k + 1] = float(v[j].y);
+      }
+    }
+  }
+}
+
 // Round r with the signal in the data (NCCL's LL protocol): each float goes out with the round
 // in the upper half of one 8-byte relaxed store (single-copy atomic), and the readers load the
 // whole vector, loading again each element whose round is not yet theirs. No counter, no
@@ -71,8 +123,12 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
     // Two vectors: a CTA writes round r + 1's only after every CTA signalled round r, that
     // is, finished loading round r - 1's from the same vector.
     float* vector = args.vectors + size_t(r % 2) * size_t(total);
-    for (int i = int(threadIdx.x); i < per; i += kThreads) {
-      vector[blockIdx.x * per + i] = round_value(r, int(blockIdx.x), i);
+    if (args.accumulate != kAccumulateNone) {
+      accumulate_round(args, r, total);
+    } else {
+      for (int i = int(threadIdx.x); i < per; i += kThreads) {
+        vector[blockIdx.x * per + i] = round_value(r, int(blockIdx.x), i);
+      }
     }
     __syncthreads();  // the CTA's writes before its release, as a task's tail
     __shared__ uint32_t stuck;
@@ -140,24 +196,30 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
       if (threadIdx.x == 0) atomicAdd(args.errors, 1u);
       return;
     }
+    if (args.accumulate == kAccumulateU64) {
+      load_u64_row(args.tagged_vectors + size_t(r % 2) * size_t(total), total, row);
+    }
     const float4* src = reinterpret_cast<const float4*>(vector);
-    for (int base = 0; base < total / 4; base += kLoadsInFlight * kThreads) {
+    const int vectors4 = args.accumulate == kAccumulateU64 ? 0 : total / 4;
+    for (int base = 0; base < vectors4; base += kLoadsInFlight * kThreads) {
       float4 v[kLoadsInFlight];
 #pragma unroll
       for (int j = 0; j < kLoadsInFlight; ++j) {
         const int k = base + j * kThreads + int(threadIdx.x);
-        if (k < total / 4) v[j] = src[k];
+        if (k < vectors4) v[j] = src[k];
       }
 #pragma unroll
       for (int j = 0; j < kLoadsInFlight; ++j) {
         const int k = base + j * kThreads + int(threadIdx.x);
-        if (k < total / 4) reinterpret_cast<float4*>(row)[k] = v[j];
+        if (k < vectors4) reinterpret_cast<float4*>(row)[k] = v[j];
       }
     }
     __syncthreads();  // the row is the task's input from here on
     if (per > 0) {
       const int k = (r * 131 + int(blockIdx.x) * 7 + int(threadIdx.x)) % total;
-      wrong += row[k] != round_value(r, k / per, k % per) ? 1u : 0u;
+      const float expected = args.accumulate != kAccumulateNone ? accumulated_value(r)
+                                                                : round_value(r, k / per, k % per);
+      wrong += row[k] != expected ? 1u : 0u;
     }
   }
   if (wrong != 0) atomicAdd(args.errors, wrong);
@@ -169,7 +231,12 @@ cudaError_t launch_event_latency(const EventLatencyArgs& args, int ctas, cudaStr
   if (args.floats_per_cta < 0 || args.floats_per_cta % 4 != 0 || args.floats_per_cta > 96 ||
       args.rounds < 1 || ctas < 1 || args.counters < 1 || args.counters > EVENT_MAX_COUNTERS ||
       (args.flags != 0 && ctas > EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE) ||
-      (args.tagged != 0 && (args.floats_per_cta == 0 || args.tagged_vectors == nullptr))) {
+      (args.tagged != 0 && (args.floats_per_cta == 0 || args.tagged_vectors == nullptr)) ||
+      args.accumulate < kAccumulateNone || args.accumulate > kAccumulateU64 ||
+      (args.accumulate != kAccumulateNone &&
+       (args.floats_per_cta == 0 || args.tagged != 0 || args.counters != 1 ||
+        args.relaxed_poll != 0 || args.flags != 0 || args.tagged_vectors == nullptr ||
+        args.rounds > 50000))) {
     return cudaErrorInvalidValue;
   }
   const size_t smem = event_latency_smem(ctas, args.floats_per_cta);

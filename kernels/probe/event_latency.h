@@ -4,7 +4,9 @@
 // until every CTA has signalled, and loads the whole vector as a task loads its input row
 // (tests/gpu/event_latency_bench.cc). The signal's alternatives: relaxed polls and one acquire
 // fence, the releases spread over several counters that the waiting warp polls together, a
-// flag a CTA instead of a counter, and no signal at all but the round in the data.
+// flag a CTA instead of a counter, and no signal at all but the round in the data. And the
+// hand-off of a split-K product: every CTA adds a partial of the whole vector with atomics
+// (floats, 4-float vectors, or 64-bit fixed-point words) before the megakernel's signal.
 //
 //   EventLatencyArgs a = {counter, vectors, errors, rounds, floats_per_cta};
 //   megalith::kernels::launch_event_latency(a, ctas, stream);
@@ -35,6 +37,19 @@ struct EventLatencyArgs {
                             // waiting warp polls every CTA's word (relaxed, then the fence)
   int32_t tagged = 0;       // 1: no counter; the vector's floats carry the round (tagged_round)
   uint64_t* tagged_vectors = nullptr;  // tagged: two vectors of ctas * floats_per_cta words
+  int32_t accumulate = 0;   // an EventAccumulate: every CTA adds 1 to each of the vector's
+                            // ctas * floats_per_cta elements, then the megakernel's signal
+};
+
+// How a CTA adds its partial to the whole vector (EventLatencyArgs::accumulate): relaxed
+// reductions at GPU scope of one float, of four (a 16-byte `red.v4.f32`, sm_90), or of one
+// 64-bit integer (fixed point, whose sum does not depend on the order of the adds), in
+// tagged_vectors; the readers load 64-bit words then, twice the bytes.
+enum EventAccumulate : int32_t {
+  kAccumulateNone = 0,
+  kAccumulateF32 = 1,
+  kAccumulateF32x4 = 2,
+  kAccumulateU64 = 3,
 };
 
 // The vector's floats a CTA loads after each barrier, so the dynamic shared memory it takes.

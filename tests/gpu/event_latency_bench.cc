@@ -10,6 +10,10 @@
 // waiting warp's lanes poll and add up, a flag a CTA (a release store of the round) that the
 // waiting warp polls for every CTA, and no signal at all, each float stored with the round
 // beside it in one 8-byte word (NCCL's LL protocol) and loaded until its round is the reader's.
+// And the hand-off a split-K product would need: every CTA adds 1 to each element of the whole
+// vector with relaxed atomics (floats, 4-float vectors, 64-bit integers) before the
+// megakernel's signal, at 8 and 16 floats a CTA too (about the 1,024- and 2,048-wide rows of
+// Qwen3-0.6B and Llama-3.2-1B on 128 SMs), beside the megakernel's signal at those widths.
 // The loaded values are checked; a wrong one fails the run.
 //
 //   megalith_gpu_event_latency [--rounds N]
@@ -49,7 +53,8 @@ int run(int argc, char** argv) {
   constexpr size_t kCounterBytes = EVENT_MAX_COUNTERS * EVENT_COUNTER_STRIDE * sizeof(uint64_t);
   CHECK_CUDA(cudaMalloc(&counter, kCounterBytes));
   CHECK_CUDA(cudaMalloc(&errors, 4));
-  CHECK_CUDA(cudaMalloc(&vectors, size_t(2) * size_t(sms) * kMostFloats * sizeof(float)));
+  const size_t vectors_bytes = size_t(2) * size_t(sms) * kMostFloats * sizeof(float);
+  CHECK_CUDA(cudaMalloc(&vectors, vectors_bytes));
   uint64_t* tagged = nullptr;
   const size_t tagged_bytes = size_t(2) * size_t(sms) * kMostFloats * sizeof(uint64_t);
   CHECK_CUDA(cudaMalloc(&tagged, tagged_bytes));
@@ -60,7 +65,7 @@ int run(int argc, char** argv) {
   fmt::print("{} rounds a launch; us a round (the best of 3 launches after a warm-up)\n", rounds);
   struct Scheme {
     const char* name;
-    int counters, relaxed_poll, flags, tagged;
+    int counters, relaxed_poll, flags, tagged, accumulate;
   };
   const Scheme schemes[] = {{"one counter, acquire polls (the megakernel's)", 1, 0},
                             {"one counter, relaxed polls", 1, 1},
@@ -68,12 +73,24 @@ int run(int argc, char** argv) {
                             {"8 counters, relaxed polls", 8, 1},
                             {"32 counters, relaxed polls", 32, 1},
                             {"a flag a CTA, relaxed polls", 1, 1, 1},
-                            {"no signal: the round in the data (loads only)", 1, 0, 0, 1}};
+                            {"no signal: the round in the data (loads only)", 1, 0, 0, 1},
+                            {"split-K: red.f32 of the whole vector, then one counter", 1, 0, 0,
+                             0, kAccumulateF32},
+                            {"split-K: red.v4.f32 of the whole vector, then one counter", 1, 0,
+                             0, 0, kAccumulateF32x4},
+                            {"split-K: red.u64 (fixed point) of the whole vector, then one counter",
+                             1, 0, 0, 0, kAccumulateU64}};
   fmt::print("  {:>5} {:>14} {:>10}  {}\n", "CTAs", "floats a CTA", "us", "signal");
   for (const int ctas : {2, sms}) {
-    for (const int floats : {0, 32, kMostFloats}) {
+    for (const int floats : {0, 8, 16, 32, kMostFloats}) {
       for (const Scheme& scheme : schemes) {
         if (scheme.tagged != 0 && floats == 0) continue;  // no data, nothing to carry the round
+        if (scheme.accumulate != kAccumulateNone && floats == 0) continue;
+        // The narrow rows only for the split-K schemes and the signal they compare with.
+        const bool megakernels = &scheme == &schemes[0];
+        if ((floats == 8 || floats == 16) && scheme.accumulate == kAccumulateNone && !megakernels) {
+          continue;
+        }
         const EventLatencyArgs args{counter,
                                     vectors,
                                     errors,
@@ -83,11 +100,13 @@ int run(int argc, char** argv) {
                                     scheme.relaxed_poll,
                                     scheme.flags,
                                     scheme.tagged,
-                                    tagged};
+                                    tagged,
+                                    scheme.accumulate};
         float best = 0;
         for (int launch = 0; launch < 4; ++launch) {
           CHECK_CUDA(cudaMemset(counter, 0, kCounterBytes));
           CHECK_CUDA(cudaMemset(tagged, 0, tagged_bytes));
+          CHECK_CUDA(cudaMemset(vectors, 0, vectors_bytes));
           CHECK_CUDA(cudaEventRecord(start));
           CHECK_CUDA(launch_event_latency(args, ctas, nullptr));
           CHECK_CUDA(cudaEventRecord(stop));
