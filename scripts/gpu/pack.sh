@@ -29,6 +29,7 @@ cp $build/tools/megalith/megalith $carry/tools/megalith/
 cp $build/tests/gpu/megalith_gpu_tests $build/tests/gpu/megalith_gpu_bench \
   $build/tests/gpu/megalith_gpu_weight_stream $build/tests/gpu/megalith_gpu_read_patterns \
   $build/tests/gpu/megalith_gpu_event_latency $build/tests/gpu/megalith_gpu_fence_wait \
+  $build/tests/gpu/megalith_gpu_cluster_exchange \
   $carry/tests/gpu/
 for lib in libspdlog.so.1.10 libfmt.so.9 libgomp.so.1; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" $carry/lib/
