@@ -18,9 +18,14 @@ __device__ __forceinline__ float round_value(int round, int cta, int i) {
 __device__ __forceinline__ void red_add_f32(float* p, float v) {
   asm volatile("red.relaxed.gpu.global.add.f32 [%0], %1;" ::"l"(p), "f"(v) : "memory");
 }
+// One 16-byte reduction on sm_90 (vector `red` is new there), four before it.
 __device__ __forceinline__ void red_add_f32x4(float* p, float v) {
+#if __CUDA_ARCH__ >= 900
   asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %1, %1, %1};" ::"l"(p), "f"(v)
                : "memory");
+#else
+  for (int i = 0; i < 4; ++i) red_add_f32(p + i, v);
+#endif
 }
 
 // The whole vector after round r of an accumulating scheme: the two vectors alternate, and
