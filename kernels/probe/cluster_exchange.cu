@@ -2,8 +2,7 @@
 
 #include <cooperative_groups.h>
 
-#include "common/sync.cuh"
-#include "megakernel/watchdog.cuh"
+#include "probe/probe_common.cuh"
 
 namespace megalith::kernels {
 
@@ -22,24 +21,11 @@ __device__ __forceinline__ float round_value(int round, int cta, int i) {
   return float((round % 512) * 16384 + cta * 97 + i);
 }
 
-// `count` floats (a multiple of 4) from global `src` into shared `row`, four 16-byte loads in
-// flight a thread.
+// `count` floats (a multiple of 4) from global `src` into shared `row`.
 __device__ void load_vector(const float* src, int count, float* row) {
-  const float4* src4 = reinterpret_cast<const float4*>(src);
   float4* row4 = reinterpret_cast<float4*>(row);
-  for (int base = 0; base < count / 4; base += kLoadsInFlight * kThreads) {
-    float4 v[kLoadsInFlight];
-#pragma unroll
-    for (int j = 0; j < kLoadsInFlight; ++j) {
-      const int k = base + j * kThreads + int(threadIdx.x);
-      if (k < count / 4) v[j] = src4[k];
-    }
-#pragma unroll
-    for (int j = 0; j < kLoadsInFlight; ++j) {
-      const int k = base + j * kThreads + int(threadIdx.x);
-      if (k < count / 4) row4[k] = v[j];
-    }
-  }
+  load_vectors<kThreads, kLoadsInFlight>(reinterpret_cast<const float4*>(src), count / 4,
+                                         [&](int k, const float4& v) { row4[k] = v; });
 }
 
 #endif
@@ -75,17 +61,7 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_exchange_kernel(const Clu
       cluster.sync();  // the cluster's stores before its peers' loads, or its leader's release
       if (args.scheme == ClusterExchange::kGlobalLeaders) {
         if (rank == 0 && threadIdx.x == 0) {
-          red_release_gpu_add(args.counter, 1);
-          const uint64_t target = uint64_t(clusters) * uint64_t(r + 1);
-          const MegakernelArgs no_launch{};
-          Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
-          stuck = 0;
-          while (ld_acquire_gpu(args.counter) < target) {
-            if (spin.poll() == SpinState::kExpired) {
-              stuck = 1;
-              break;
-            }
-          }
+          stuck = signal_and_wait(args.counter, uint64_t(clusters) * uint64_t(r + 1)) ? 1u : 0u;
         }
         // The leader's acquire before every peer's loads; its verdict to the peers.
         cluster.sync();

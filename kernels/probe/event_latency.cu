@@ -2,6 +2,7 @@
 
 #include "common/sync.cuh"
 #include "megakernel/watchdog.cuh"
+#include "probe/probe_common.cuh"
 
 namespace megalith::kernels {
 
@@ -51,25 +52,13 @@ __device__ void accumulate_round(const EventLatencyArgs& args, int r, int total)
 }
 
 // Loads an accumulating scheme's 64-bit words into the row as floats, as a reader of a
-// fixed-point vector would (four 16-byte loads in flight a thread).
+// fixed-point vector would.
 __device__ void load_u64_row(const uint64_t* vector, int total, float* row) {
-  const ulonglong2* src = reinterpret_cast<const ulonglong2*>(vector);
-  for (int base = 0; base < total / 2; base += kLoadsInFlight * kThreads) {
-    ulonglong2 v[kLoadsInFlight];
-#pragma unroll
-    for (int j = 0; j < kLoadsInFlight; ++j) {
-      const int k = base + j * kThreads + int(threadIdx.x);
-      if (k < total / 2) v[j] = src[k];
-    }
-#pragma unroll
-    for (int j = 0; j < kLoadsInFlight; ++j) {
-      const int k = base + j * kThreads + int(threadIdx.x);
-      if (k < total / 2) {
-        row[2 * k] = float(v[j].x);
-        row[2 * k + 1] = float(v[j].y);
-      }
-    }
-  }
+  load_vectors<kThreads, kLoadsInFlight>(reinterpret_cast<const ulonglong2*>(vector), total / 2,
+                                         [&](int k, const ulonglong2& v) {
+                                           row[2 * k] = float(v.x);
+                                           row[2 * k + 1] = float(v.y);
+                                         });
 }
 
 // Round r with the signal in the data (NCCL's LL protocol): each float goes out with the round
@@ -139,20 +128,7 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
     __shared__ uint32_t stuck;
     const bool alternative = args.counters > 1 || args.relaxed_poll != 0 || args.flags != 0;
     if (threadIdx.x == 0 && !alternative) {
-      red_release_gpu_add(args.counter, 1);
-      const uint64_t target = uint64_t(ctas) * uint64_t(r + 1);
-      // The megakernel's own wait loop (wait_target's). A CTA that never runs (the GPU shared
-      // with other work) would leave the rest spinning: a second without progress ends the
-      // launch with an error instead of a hang. No abort flag is watched.
-      const MegakernelArgs no_launch{};
-      Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
-      stuck = 0;
-      while (ld_acquire_gpu(args.counter) < target) {
-        if (spin.poll() == SpinState::kExpired) {
-          stuck = 1;
-          break;
-        }
-      }
+      stuck = signal_and_wait(args.counter, uint64_t(ctas) * uint64_t(r + 1)) ? 1u : 0u;
     } else if (threadIdx.x < 32 && alternative) {
       // The releases spread over `counters` lines, lane i polling line i, the warp adding up
       // what its lanes saw; or a flag a CTA, lane i polling CTAs i, i + 32, ...; relaxed polls
@@ -203,21 +179,10 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
     }
     if (args.accumulate == kAccumulateU64) {
       load_u64_row(args.tagged_vectors + size_t(r % 2) * size_t(total), total, row);
-    }
-    const float4* src = reinterpret_cast<const float4*>(vector);
-    const int vectors4 = args.accumulate == kAccumulateU64 ? 0 : total / 4;
-    for (int base = 0; base < vectors4; base += kLoadsInFlight * kThreads) {
-      float4 v[kLoadsInFlight];
-#pragma unroll
-      for (int j = 0; j < kLoadsInFlight; ++j) {
-        const int k = base + j * kThreads + int(threadIdx.x);
-        if (k < vectors4) v[j] = src[k];
-      }
-#pragma unroll
-      for (int j = 0; j < kLoadsInFlight; ++j) {
-        const int k = base + j * kThreads + int(threadIdx.x);
-        if (k < vectors4) reinterpret_cast<float4*>(row)[k] = v[j];
-      }
+    } else {
+      float4* row4 = reinterpret_cast<float4*>(row);
+      load_vectors<kThreads, kLoadsInFlight>(reinterpret_cast<const float4*>(vector), total / 4,
+                                             [&](int k, const float4& v) { row4[k] = v; });
     }
     __syncthreads();  // the row is the task's input from here on
     if (per > 0) {

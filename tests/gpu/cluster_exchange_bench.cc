@@ -11,10 +11,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstring>
-#include <string>
 
 #include "check_cuda.h"
+#include "probe_driver.h"
 #include "probe/cluster_exchange.h"
 
 namespace {
@@ -31,19 +30,8 @@ const char* scheme_name(ClusterExchange s) {
 }
 
 int run(int argc, char** argv) {
-  int rounds = 2000;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
-      rounds = std::stoi(argv[++i]);
-    } else {
-      fmt::print(stderr, "usage: megalith_gpu_cluster_exchange [--rounds N]\n");
-      return 2;
-    }
-  }
-  if (rounds < 1 || rounds > 100000) {
-    fmt::print(stderr, "--rounds must be 1..100000\n");
-    return 2;
-  }
+  int rounds = 0;
+  if (!parse_rounds(argc, argv, "megalith_gpu_cluster_exchange", &rounds)) return 2;
   int sms = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   float* vectors = nullptr;
@@ -93,13 +81,7 @@ int run(int argc, char** argv) {
       }
     }
   }
-  uint32_t wrong = 0;
-  CHECK_CUDA(cudaMemcpy(&wrong, errors, 4, cudaMemcpyDeviceToHost));
-  if (wrong != 0) {
-    fmt::print(stderr, "{} loaded values were wrong or waits gave up\n", wrong);
-    return 1;
-  }
-  return 0;
+  return errors_verdict(errors);
 }
 
 }  // namespace

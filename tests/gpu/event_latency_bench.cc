@@ -20,10 +20,8 @@
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
-#include <cstring>
-#include <string>
-
 #include "check_cuda.h"
+#include "probe_driver.h"
 #include "probe/event_latency.h"
 
 namespace {
@@ -31,19 +29,8 @@ namespace {
 using namespace megalith::kernels;
 
 int run(int argc, char** argv) {
-  int rounds = 2000;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
-      rounds = std::stoi(argv[++i]);
-    } else {
-      fmt::print(stderr, "usage: megalith_gpu_event_latency [--rounds N]\n");
-      return 2;
-    }
-  }
-  if (rounds < 1 || rounds > 100000) {
-    fmt::print(stderr, "--rounds must be 1..100000\n");
-    return 2;
-  }
+  int rounds = 0;
+  if (!parse_rounds(argc, argv, "megalith_gpu_event_latency", &rounds)) return 2;
   int sms = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   constexpr int kMostFloats = 96;
@@ -120,13 +107,7 @@ int run(int argc, char** argv) {
       }
     }
   }
-  uint32_t wrong = 0;
-  CHECK_CUDA(cudaMemcpy(&wrong, errors, 4, cudaMemcpyDeviceToHost));
-  if (wrong != 0) {
-    fmt::print(stderr, "{} loaded values were wrong or waits gave up\n", wrong);
-    return 1;
-  }
-  return 0;
+  return errors_verdict(errors);
 }
 
 }  // namespace

@@ -1,0 +1,47 @@
+// What the hand-off probes' drivers share: their one flag, `--rounds N` (1 to 100,000, default
+// 2,000), the rounds of each launch; and the verdict on the launches' error count.
+//
+//   int rounds;
+//   if (!parse_rounds(argc, argv, "megalith_gpu_event_latency", &rounds)) return 2;
+//   ...
+//   return errors_verdict(errors);
+#pragma once
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "check_cuda.h"
+
+// False, with the usage printed, on anything but --rounds N.
+inline bool parse_rounds(int argc, char** argv, const char* program, int* rounds) {
+  *rounds = 2000;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+      *rounds = std::atoi(argv[++i]);
+    } else {
+      fmt::print(stderr, "usage: {} [--rounds N]\n", program);
+      return false;
+    }
+  }
+  if (*rounds < 1 || *rounds > 100000) {
+    fmt::print(stderr, "--rounds must be 1..100000\n");
+    return false;
+  }
+  return true;
+}
+
+// 0 when no launch counted a wrong value or a wait given up in `errors` (device memory), else 1
+// with the count printed.
+inline int errors_verdict(const uint32_t* errors) {
+  uint32_t wrong = 0;
+  CHECK_CUDA(cudaMemcpy(&wrong, errors, 4, cudaMemcpyDeviceToHost));
+  if (wrong != 0) {
+    fmt::print(stderr, "{} loaded values were wrong or waits gave up\n", wrong);
+    return 1;
+  }
+  return 0;
+}
