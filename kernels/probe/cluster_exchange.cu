@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_exchange_kernel(const Clu
   __shared__ uint32_t stuck;
   uint32_t wrong = 0;
   for (int r = 0; r < args.rounds; ++r) {
-    // The CTA's first of the vector's floats it checks, and where the vector's float k sits.
+    // What the CTA holds in `row` this round: `checked` floats, CTA `check_first`'s share first.
     int check_first = first, checked = size * per;
     float* row = smem;
     if (args.scheme == ClusterExchange::kSharedMemory) {
