@@ -2,6 +2,8 @@
 
 #include <cooperative_groups.h>
 
+#include <algorithm>
+
 #include "probe/probe_common.cuh"
 
 namespace megalith::kernels {
@@ -65,8 +67,9 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_exchange_kernel(const Clu
         }
         // The leader's acquire before every peer's loads; its verdict to the peers.
         cluster.sync();
-        if (*cluster.map_shared_rank(&stuck, 0) != 0) {
+        if (*cluster.map_shared_rank(&stuck, 0) != 0) {  // the same verdict in every peer
           if (threadIdx.x == 0) atomicAdd(args.errors, 1u);
+          cluster.sync();  // the leader's `stuck` stays readable until every peer has read it
           return;
         }
         check_first = 0;
@@ -87,11 +90,15 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_exchange_kernel(const Clu
 #endif
 }
 
+// More than half an SM's shared memory, so that no two CTAs share an SM (the kernel's registers
+// would let three), as no two of the megakernel's workers do.
+constexpr size_t kOneCtaAnSm = 120 << 10;
+
 size_t exchange_smem(int cluster, int clusters, int floats_per_cta, ClusterExchange scheme) {
   const int floats = scheme == ClusterExchange::kSharedMemory ? 2 * cluster * floats_per_cta
                      : scheme == ClusterExchange::kGlobalCluster ? cluster * floats_per_cta
                                                                   : cluster * clusters * floats_per_cta;
-  return size_t(floats) * sizeof(float);
+  return std::max(size_t(floats) * sizeof(float), kOneCtaAnSm);
 }
 
 cudaLaunchConfig_t exchange_config(int cluster, int clusters, size_t smem, cudaStream_t stream,
@@ -138,8 +145,9 @@ bool valid_shape(int cluster, int floats_per_cta) {
 cudaError_t cluster_exchange_max_clusters(int cluster, int floats_per_cta, ClusterExchange scheme,
                                           int* clusters) {
   if (!valid_shape(cluster, floats_per_cta) || clusters == nullptr) return cudaErrorInvalidValue;
-  int sms = 0;
-  cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  int device = 0, sms = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   if (e != cudaSuccess) return e;
   // The largest grid's shared memory: a kGlobalLeaders row of every SM's share.
   const size_t smem = exchange_smem(cluster, sms / cluster, floats_per_cta, scheme);

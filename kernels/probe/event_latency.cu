@@ -30,8 +30,8 @@ __device__ __forceinline__ void red_add_f32x4(float* p, float v) {
 }
 
 // The whole vector after round r of an accumulating scheme: the two vectors alternate, and
-// every CTA added 1 to each element in each of its vector's rounds (exact in a float: at most
-// 50,000 rounds of 132 CTAs on one vector stay below 2^24).
+// every CTA added 1 to each element in each of its vector's rounds (exact in a float while
+// below 2^24, which launch_event_latency checks).
 __device__ __forceinline__ float accumulated_value(int round) {
   return float((round / 2 + 1) * int(gridDim.x));
 }
@@ -206,7 +206,7 @@ cudaError_t launch_event_latency(const EventLatencyArgs& args, int ctas, cudaStr
       (args.accumulate != kAccumulateNone &&
        (args.floats_per_cta == 0 || args.tagged != 0 || args.counters != 1 ||
         args.relaxed_poll != 0 || args.flags != 0 || args.tagged_vectors == nullptr ||
-        args.rounds > 50000))) {
+        (uint64_t(args.rounds) / 2 + 1) * uint64_t(ctas) >= (uint64_t(1) << 24)))) {
     return cudaErrorInvalidValue;
   }
   const size_t smem = event_latency_smem(ctas, args.floats_per_cta);

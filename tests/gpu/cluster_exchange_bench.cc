@@ -2,8 +2,8 @@
 // (docs/performance.md, forty-eighth session): for clusters of 1, 2, 4, 8 and 16 CTAs (one per
 // SM, as many clusters as run at once), the microseconds a round of each exchange of
 // kernels/probe/cluster_exchange.h takes, with 8 and 32 floats a CTA. A cluster of one CTA with
-// kGlobalLeaders is the megakernel's own boundary (every CTA releases the counter and waits on
-// it), the baseline the others compare with. The loaded values are checked; a wrong one, or a
+// kGlobalLeaders is the megakernel's boundary with the scheme's two cluster barriers added (the
+// boundary alone: megalith_gpu_event_latency). The loaded values are checked; a wrong one, or a
 // wait given up, fails the run.
 //
 //   megalith_gpu_cluster_exchange [--rounds N]

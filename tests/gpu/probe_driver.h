@@ -21,7 +21,9 @@ inline bool parse_rounds(int argc, char** argv, const char* program, int* rounds
   *rounds = 2000;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
-      *rounds = std::atoi(argv[++i]);
+      char* end = nullptr;
+      const long n = std::strtol(argv[++i], &end, 10);
+      *rounds = *end == '\0' && n >= 1 && n <= 100000 ? int(n) : 0;
     } else {
       fmt::print(stderr, "usage: {} [--rounds N]\n", program);
       return false;
