@@ -18,11 +18,6 @@ constexpr int kThreads = 256;
 
 constexpr int kLoadsInFlight = 4;  // 16-byte loads per thread, as a task's load_row
 
-// The value CTA `cta`'s float `i` holds in round `round`: exact in a float.
-__device__ __forceinline__ float round_value(int round, int cta, int i) {
-  return float((round % 512) * 16384 + cta * 97 + i);
-}
-
 // `count` floats (a multiple of 4) from global `src` into shared `row`.
 __device__ void load_vector(const float* src, int count, float* row) {
   float4* row4 = reinterpret_cast<float4*>(row);

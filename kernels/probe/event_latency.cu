@@ -11,11 +11,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kLoadsInFlight = 4;  // 16-byte loads per thread, as a task's load_row
 
-// The value CTA `cta`'s float `i` holds in round `round`.
-__device__ __forceinline__ float round_value(int round, int cta, int i) {
-  return float(round * 8192 + cta * 97 + i);
-}
-
 __device__ __forceinline__ void red_add_f32(float* p, float v) {
   asm volatile("red.relaxed.gpu.global.add.f32 [%0], %1;" ::"l"(p), "f"(v) : "memory");
 }

@@ -1,6 +1,7 @@
 // What the hand-off probes share with the megakernel's tasks: the input row's loads as a task's
 // load_row issues them, and the megakernel's signal and wait on one counter.
 //
+//   vector[cta * per + i] = round_value(r, cta, i);   // what readers check
 //   load_vectors<256, 4>(src4, count / 4, [&](int k, const float4& v) { row4[k] = v; });
 //   const bool stuck = signal_and_wait(counter, target);
 #pragma once
@@ -11,6 +12,12 @@
 #include "megakernel/watchdog.cuh"
 
 namespace megalith::kernels {
+
+// The value CTA `cta`'s float `i` holds in round `round`: an integer below 2^24, so exact in a
+// float, and different for the rounds a reader could confuse.
+__device__ __forceinline__ float round_value(int round, int cta, int i) {
+  return float((round % 512) * 16384 + cta * 97 + i);
+}
 
 // Each thread of THREADS puts LOADS 16-byte loads in flight before it hands any of them on, so
 // a row costs one or two memory latencies, not one per vector.

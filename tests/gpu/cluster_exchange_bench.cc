@@ -41,9 +41,6 @@ int run(int argc, char** argv) {
   CHECK_CUDA(cudaMalloc(&counter, sizeof(uint64_t)));
   CHECK_CUDA(cudaMalloc(&errors, 4));
   CHECK_CUDA(cudaMemset(errors, 0, 4));
-  cudaEvent_t start, stop;
-  CHECK_CUDA(cudaEventCreate(&start));
-  CHECK_CUDA(cudaEventCreate(&stop));
   fmt::print("{} rounds a launch; us a round (the best of 3 launches after a warm-up)\n", rounds);
   fmt::print("  {:>7} {:>8} {:>5} {:>12} {:>9}  {}\n", "cluster", "clusters", "CTAs", "floats a CTA",
              "us", "exchange");
@@ -66,15 +63,10 @@ int run(int argc, char** argv) {
         clusters = std::min(clusters, sms / cluster);
         const ClusterExchangeArgs args{vectors, counter, errors, rounds, floats, scheme};
         float best = 0;
-        for (int launch = 0; launch < 4; ++launch) {
-          CHECK_CUDA(cudaMemset(counter, 0, sizeof(uint64_t)));
-          CHECK_CUDA(cudaEventRecord(start));
-          CHECK_CUDA(launch_cluster_exchange(args, cluster, clusters, nullptr));
-          CHECK_CUDA(cudaEventRecord(stop));
-          CHECK_CUDA(cudaEventSynchronize(stop));
-          float ms = 0;
-          CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-          if (launch > 0 && (best == 0 || ms < best)) best = ms;
+        if (best_of_launches([&] { return cudaMemset(counter, 0, sizeof(uint64_t)); },
+                             [&] { return launch_cluster_exchange(args, cluster, clusters, nullptr); },
+                             &best) != 0) {
+          return 1;
         }
         fmt::print("  {:>7} {:>8} {:>5} {:>12} {:>9.3f}  {}\n", cluster, clusters,
                    cluster * clusters, floats, double(best) * 1e3 / rounds, scheme_name(scheme));

@@ -46,9 +46,6 @@ int run(int argc, char** argv) {
   const size_t tagged_bytes = size_t(2) * size_t(sms) * kMostFloats * sizeof(uint64_t);
   CHECK_CUDA(cudaMalloc(&tagged, tagged_bytes));
   CHECK_CUDA(cudaMemset(errors, 0, 4));
-  cudaEvent_t start, stop;
-  CHECK_CUDA(cudaEventCreate(&start));
-  CHECK_CUDA(cudaEventCreate(&stop));
   fmt::print("{} rounds a launch; us a round (the best of 3 launches after a warm-up)\n", rounds);
   struct Scheme {
     const char* name;
@@ -89,18 +86,15 @@ int run(int argc, char** argv) {
                                     scheme.tagged,
                                     tagged,
                                     scheme.accumulate};
+        const auto reset = [&] {
+          cudaError_t e = cudaMemset(counter, 0, kCounterBytes);
+          if (e == cudaSuccess) e = cudaMemset(tagged, 0, tagged_bytes);
+          return e == cudaSuccess ? cudaMemset(vectors, 0, vectors_bytes) : e;
+        };
         float best = 0;
-        for (int launch = 0; launch < 4; ++launch) {
-          CHECK_CUDA(cudaMemset(counter, 0, kCounterBytes));
-          CHECK_CUDA(cudaMemset(tagged, 0, tagged_bytes));
-          CHECK_CUDA(cudaMemset(vectors, 0, vectors_bytes));
-          CHECK_CUDA(cudaEventRecord(start));
-          CHECK_CUDA(launch_event_latency(args, ctas, nullptr));
-          CHECK_CUDA(cudaEventRecord(stop));
-          CHECK_CUDA(cudaEventSynchronize(stop));
-          float ms = 0;
-          CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-          if (launch > 0 && (best == 0 || ms < best)) best = ms;
+        if (best_of_launches(reset, [&] { return launch_event_latency(args, ctas, nullptr); },
+                             &best) != 0) {
+          return 1;
         }
         fmt::print("  {:>5} {:>14} {:>10.3f}  {}\n", ctas, floats, double(best) * 1e3 / rounds,
                    scheme.name);
