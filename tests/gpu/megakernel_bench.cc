@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -133,7 +134,7 @@ Status bench(const std::string& spec, int64_t steps, int sms, double bandwidth,
 
 int run_bench(int argc, char** argv) {
   int64_t steps = 64;
-  int use_sms = 0;  // 0: every SM
+  std::optional<int> use_sms;  // unset: every SM
   CudaExecutorOptions options;
   CompileOptions compile_options;
   std::vector<std::string> specs;
@@ -186,15 +187,15 @@ int run_bench(int argc, char** argv) {
     return 1;
   }
   fmt::print("{}, {} SMs: streaming read {:.0f} GB/s\n", prop.name, sms, *bandwidth / 1e9);
-  if (use_sms < 0 || use_sms > sms) {
+  if (use_sms && (*use_sms < 1 || *use_sms > sms)) {
     fmt::print(stderr, "megalith_gpu_bench: --sms must be 1..{}\n", sms);
     return 2;
   }
-  if (use_sms > 0 && use_sms < sms) {
+  const int run_sms = use_sms.value_or(sms);
+  if (run_sms < sms) {
     fmt::print("the megakernel on {} of the {} SMs: {:.1f} GB/s an SM of that read (all {}: {:.1f})\n",
-               use_sms, sms, *bandwidth / 1e9 / use_sms, sms, *bandwidth / 1e9 / sms);
+               run_sms, sms, *bandwidth / 1e9 / run_sms, sms, *bandwidth / 1e9 / sms);
   }
-  const int run_sms = use_sms > 0 ? use_sms : sms;
   int failures = 0;
   for (const std::string& spec : specs) {
     const Status s = bench(spec, steps, run_sms, *bandwidth, options, compile_options);
