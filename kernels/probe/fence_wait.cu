@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
       } else if (args.traffic == FenceTraffic::kL2Prefetches) {
         bulk_prefetch_l2_range(uintptr_t(src), uintptr_t(src) + args.bytes);
       }
-      if (!in_pieces) issued = r;
+      if (!(in_pieces && copies)) issued = r;  // else the pieces' lane 0, once all have issued
     }
     if (in_pieces && copies && threadIdx.x >= 32) {
       // Warp 1's lanes cut the round's bytes into 16-byte pieces, after lane 0's clear.
