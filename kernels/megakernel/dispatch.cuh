@@ -64,7 +64,8 @@ __device__ inline void run_dynamic_producer(const MegakernelArgs& args, const Ri
   ProducerState p;
   for (uint64_t n = 0; n < total; ++n) {
     // The consumers report a dispatch that never comes; the producer only leaves.
-    const uint64_t v = wait_log(args, log, n, 2 * args.watchdog_ns, false);
+    uint64_t v = wait_log(args, log, n, 2 * args.watchdog_ns, false);
+    if (!lanes_agree(v != 0)) v = 0;  // an entry, once written, is the same for every lane
     const QueueEntry& e = args.entries[log_index(v)];
     if (v == 0 ||
         !stream_task_weights(args, ring, e.task, e.task_index, log_step(args, v), policy, p)) {

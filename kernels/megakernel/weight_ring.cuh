@@ -158,6 +158,17 @@ __device__ inline Ring setup_ring(const MegakernelArgs& args, uint8_t* smem) {
           args.per_thread_release == 0, args.per_thread_release == 0};
 }
 
+// sm_80: a stage completes only when all PRODUCER_LANES lanes have filled their parts, so the
+// lanes leave a wait together; one that saw the abort while another saw the stage free would
+// leave that stage a fill short, and drain_producer() waiting on it for ever.
+__device__ __forceinline__ bool lanes_agree(bool ok) {
+#if __CUDA_ARCH__ >= 900
+  return ok;
+#else
+  return __all_sync(0xffffffffu, ok);
+#endif
+}
+
 // Where the producer is in the ring.
 struct ProducerState {
   uint32_t stage = 0, phase = 0;
@@ -171,15 +182,17 @@ template <class Ready>
 __device__ __forceinline__ bool producer_wait(const MegakernelArgs& args, uint32_t task,
                                               int64_t step, Ready ready) {
   Spin spin(args, 2 * args.watchdog_ns, /*watch_abort=*/true);
+  bool ok = true;
   while (!ready()) {
     const SpinState s = spin.poll();
     if (s == SpinState::kWaiting) continue;
     if (s == SpinState::kExpired) {
       report_fault(args, MegakernelFault::kRingTimeout, task, step, abi::kNoEvent, 0, 0);
     }
-    return false;
+    ok = false;
+    break;
   }
-  return true;
+  return lanes_agree(ok);
 }
 
 // Waits until the consumers have freed the producer's next stage. False when the launch was
@@ -439,7 +452,7 @@ __device__ __forceinline__ int32_t claim_group(uint32_t* counter) {
 __device__ inline bool wait_claims_reset(const MegakernelArgs& args, uint32_t task, int64_t step) {
   // The producer may wait on the sink as long as a task waits on an event, and its consumers'
   // wait besides: twice the watchdog's time, as for a free stage.
-  return wait_target(args, args.claims.step_end, step, task, 2 * args.watchdog_ns);
+  return lanes_agree(wait_target(args, args.claims.step_end, step, task, 2 * args.watchdog_ns));
 }
 
 // A claimed task's weights: groups claimed from the op's counter until the groups run out or

@@ -76,7 +76,9 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
       // Warp 1's lanes cut the round's bytes into 16-byte pieces, after lane 0's clear.
       __syncwarp();
       const uint32_t lane = threadIdx.x - 32;
-      for (uint32_t o = lane * 16; o < args.bytes; o += 32 * 16) copy16_g2s(stage + o, src + o, policy);
+      for (uint32_t o = lane * 16; o < args.bytes; o += 32 * 16) {
+        copy16_g2s(stage + o, src + o, policy);
+      }
       copies_arrive(&pieces);
       __syncwarp();
       if (lane == 0) issued = r;
