@@ -197,20 +197,20 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
       "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
       : "memory");
 }
-#endif
-
-// One 16-byte global -> shared copy (cached in L2 only), its lines tagged with `policy`: the
-// sm_80 ring's pieces (sm_90 builds have them for the fence probe).
+#else
+// sm_80: one 16-byte global -> shared copy (cached in L2 only), its lines tagged with
+// `policy`.
 __device__ __forceinline__ void copy16_g2s(void* dst, const void* src, uint64_t policy) {
   asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)),
                "l"(src), "l"(policy)
                : "memory");
 }
 
-// Arrives on `bar` once this thread's earlier cp.async copies have landed; the arrival
+// sm_80: arrives on `bar` once this thread's earlier cp.async copies have landed; the arrival
 // counts against the barrier's expected count.
 __device__ __forceinline__ void copies_arrive(uint64_t* bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
 }
+#endif
 
 }  // namespace megalith::kernels

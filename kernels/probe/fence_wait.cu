@@ -21,18 +21,15 @@ __device__ void settle(uint64_t ns) {
 __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWaitArgs args) {
 #if __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) uint8_t stage[];
-  __shared__ uint64_t full;    // the bulk copies' bytes
-  __shared__ uint64_t pieces;  // the cp.async pieces: one arrival a lane of warp 1
+  __shared__ uint64_t full;
   __shared__ volatile int32_t issued, timed;
   __shared__ volatile int64_t fence_start;
   __shared__ volatile uint64_t sink;
   const bool copies = fence_wait_copies(args.traffic) && args.bytes > 0;
-  const bool in_pieces = args.traffic == FenceTraffic::kAsyncPieces;
   // Copies of lines asked of L2 first, untimed, with time to arrive.
   const bool via_l2 = args.traffic == FenceTraffic::kCopiesFromL2 && args.bytes > 0;
   if (threadIdx.x == 0) {
     mbarrier_init(&full, 1);
-    mbarrier_init(&pieces, 32);
     fence_barrier_init();
     issued = timed = -1;
   }
@@ -58,30 +55,17 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
       if (copies) {
         // The byte the check reads, cleared first, so that each round's copies must land.
         stage[args.bytes - 1] = 0;
-        if (!in_pieces) {
-          asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-          mbarrier_arrive_expect_tx(&full, args.bytes);
-          // A ring stage's copy at a time.
-          for (uint32_t o = 0; o < args.bytes; o += STAGE_BYTES) {
-            bulk_copy_g2s(stage + o, src + o, min(uint32_t(STAGE_BYTES), args.bytes - o), &full,
-                          policy);
-          }
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        mbarrier_arrive_expect_tx(&full, args.bytes);
+        // A ring stage's copy at a time.
+        for (uint32_t o = 0; o < args.bytes; o += STAGE_BYTES) {
+          bulk_copy_g2s(stage + o, src + o, min(uint32_t(STAGE_BYTES), args.bytes - o), &full,
+                        policy);
         }
       } else if (args.traffic == FenceTraffic::kL2Prefetches) {
         bulk_prefetch_l2_range(uintptr_t(src), uintptr_t(src) + args.bytes);
       }
-      if (!(in_pieces && copies)) issued = r;  // else the pieces' lane 0, once all have issued
-    }
-    if (in_pieces && copies && threadIdx.x >= 32) {
-      // Warp 1's lanes cut the round's bytes into 16-byte pieces, after lane 0's clear.
-      __syncwarp();
-      const uint32_t lane = threadIdx.x - 32;
-      for (uint32_t o = lane * 16; o < args.bytes; o += 32 * 16) {
-        copy16_g2s(stage + o, src + o, policy);
-      }
-      copies_arrive(&pieces);
-      __syncwarp();
-      if (lane == 0) issued = r;
+      issued = r;
     }
     if (threadIdx.x == 0) {
       // Untimed: the line back in L2 each round, whatever the last round's traffic evicted
@@ -105,7 +89,7 @@ __global__ void __launch_bounds__(kThreads, 1) fence_wait_kernel(const FenceWait
     }
     if (threadIdx.x == 32) {
       if (copies) {
-        while (!mbarrier_try_wait(in_pieces ? &pieces : &full, uint32_t(r) & 1)) {
+        while (!mbarrier_try_wait(&full, uint32_t(r) & 1)) {
         }
         const int64_t landed = clock64();
         wrong += stage[args.bytes - 1] != FENCE_WAIT_FILL ? 1u : 0u;

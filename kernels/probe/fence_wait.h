@@ -2,9 +2,7 @@
 // an input load wait for while the SM has memory traffic of its own in flight. In every CTA,
 // warp 1 issues a round's traffic (cold bulk copies into shared memory, as the weight ring's
 // producer does; cold L2 prefetches, as its L2 request does; copies of bytes it first asked L2
-// for and gave time to arrive, as a ring that asks L2 ahead and copies late would; the same
-// bytes in 16-byte cp.async pieces from all 32 lanes, as the sm_80 ring's producer fills a stage;
-// or nothing),
+// for and gave time to arrive, as a ring that asks L2 ahead and copies late would; or nothing),
 // then warp 0 times a relaxed store followed by the megakernel's release fence
 // (fence.acq_rel.gpu), and one load of a line that is already in L2
 // (tests/gpu/fence_wait_bench.cc).
@@ -22,18 +20,10 @@
 
 namespace megalith::kernels {
 
-enum class FenceTraffic : int32_t {
-  kNone = 0,
-  kCopies = 1,
-  kL2Prefetches = 2,
-  kCopiesFromL2 = 3,
-  kAsyncPieces = 4,
-};
+enum class FenceTraffic : int32_t { kNone = 0, kCopies = 1, kL2Prefetches = 2, kCopiesFromL2 = 3 };
 
-// Traffic that lands in shared memory: bulk copies or cp.async pieces.
 MEGALITH_HOST_DEVICE inline bool fence_wait_copies(FenceTraffic t) {
-  return t == FenceTraffic::kCopies || t == FenceTraffic::kCopiesFromL2 ||
-         t == FenceTraffic::kAsyncPieces;
+  return t == FenceTraffic::kCopies || t == FenceTraffic::kCopiesFromL2;
 }
 
 // Copies land in shared memory, so a round's copies are at most this many bytes.

@@ -3,9 +3,7 @@
 // ring's producer does, and another then times the megakernel's release fence after a store,
 // and a load of a line already in L2. Traffic: none, bulk copies into shared memory (a ring
 // stage's 32 KB a copy), the same copies of lines asked of L2 first (untimed, given time to
-// arrive), the same bytes in 16-byte cp.async pieces from a warp's 32 lanes (the sm_80 ring's
-// way: does the fence wait for those as for the bulk copies?), or cp.async.bulk.prefetch.L2
-// requests (the ring's L2 request, 64 KB a request).
+// arrive), or cp.async.bulk.prefetch.L2 requests (the ring's L2 request, 64 KB a request).
 // Printed: SM cycles per fence and per load, the mean of 64 rounds and of the CTAs, on one SM
 // and on every SM (all streaming, as in a decode step), and when the copies landed (from the
 // fence's start, as their warp saw it: a fence about as long waits for them). Every launch
@@ -57,9 +55,6 @@ int run(int argc, char** /*argv*/) {
                         {FenceTraffic::kCopies, 32, "copies"},
                         {FenceTraffic::kCopies, 96, "copies"},
                         {FenceTraffic::kCopies, 192, "copies"},
-                        {FenceTraffic::kAsyncPieces, 8, "cp.async pieces"},
-                        {FenceTraffic::kAsyncPieces, 32, "cp.async pieces"},
-                        {FenceTraffic::kAsyncPieces, 96, "cp.async pieces"},
                         {FenceTraffic::kCopiesFromL2, 32, "copies from L2"},
                         {FenceTraffic::kCopiesFromL2, 96, "copies from L2"},
                         {FenceTraffic::kL2Prefetches, 32, "L2 prefetches"},
