@@ -1,7 +1,6 @@
 #include "probe/event_latency.h"
 
 #include "common/sync.cuh"
-#include "megakernel/watchdog.cuh"
 #include "probe/probe_common.cuh"
 
 namespace megalith::kernels {
@@ -70,8 +69,7 @@ __device__ bool tagged_round(const EventLatencyArgs& args, int r, float* row) {
     const float value = round_value(r, int(blockIdx.x), i);
     st_relaxed_gpu(vector + blockIdx.x * per + i, uint64_t(tag) << 32 | __float_as_uint(value));
   }
-  const MegakernelArgs no_launch{};
-  Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
+  ProbeSpin spin;
   bool expired = false;
   for (int base = 0; base < total && !expired; base += kLoadsInFlight * kThreads) {
     uint64_t v[kLoadsInFlight];
@@ -85,7 +83,7 @@ __device__ bool tagged_round(const EventLatencyArgs& args, int r, float* row) {
       const int k = base + j * kThreads + int(threadIdx.x);
       if (k >= total) continue;
       while (uint32_t(v[j] >> 32) != tag && !expired) {
-        expired = spin.poll() == SpinState::kExpired;
+        expired = spin.expired();
         v[j] = ld_relaxed_gpu(vector + k);
       }
       row[k] = __uint_as_float(uint32_t(v[j]));
@@ -139,8 +137,7 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
       const uint64_t* mine = args.counter + lane * EVENT_COUNTER_STRIDE;
       const bool polls = lane < args.counters;
       const bool relaxed = args.relaxed_poll != 0 || args.flags != 0;
-      const MegakernelArgs no_launch{};
-      Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
+      ProbeSpin spin;
       bool expired = false;  // the same on every lane
       for (;;) {
         bool done;
@@ -161,7 +158,7 @@ __global__ void __launch_bounds__(kThreads, 1) event_latency_kernel(const EventL
           done = seen >= target;
         }
         if (done) break;
-        expired = __any_sync(0xffffffffu, spin.poll() == SpinState::kExpired);
+        expired = __any_sync(0xffffffffu, spin.expired());
         if (expired) break;
       }
       if (relaxed) fence_acq_rel_gpu();

@@ -1,5 +1,6 @@
 // What the hand-off probes share with the megakernel's tasks: the input row's loads as a task's
-// load_row issues them, and the megakernel's signal and wait on one counter.
+// load_row issues them, the megakernel's signal and wait on one counter, and a wait that gives
+// up instead of hanging.
 //
 //   vector[cta * per + i] = round_value(r, cta, i);   // what readers check
 //   load_vectors<256, 4>(src4, count / 4, [&](int k, const float4& v) { row4[k] = v; });
@@ -39,16 +40,27 @@ __device__ __forceinline__ void load_vectors(const V* src, int count, Store stor
   }
 }
 
+// A probe's spinning wait: the megakernel's Spin, with no launch's abort flag to watch. A CTA
+// that never runs (the GPU shared with other work) would leave the rest spinning: after a
+// second without progress expired() turns true, so the launch ends with an error, not a hang.
+// (Spin keeps a reference to the launch's arguments; one in device memory, rather than a
+// member, keeps them out of the waiting thread's stack.)
+static __device__ const MegakernelArgs kProbeNoLaunch{};
+class ProbeSpin {
+ public:
+  __device__ bool expired() { return spin_.poll() == SpinState::kExpired; }
+
+ private:
+  Spin spin_{kProbeNoLaunch, 1000000000ull, /*watch_abort=*/false};
+};
+
 // One thread's release of `counter` (+1) and its wait with the megakernel's acquire polls
-// (wait_target's loop) until the counter reaches `target`. A CTA that never runs (the GPU shared
-// with other work) would leave the rest spinning: after a second without progress the wait
-// gives up and returns true, so the launch ends with an error instead of a hang.
+// (wait_target's loop) until the counter reaches `target`; true when the wait gave up.
 __device__ inline bool signal_and_wait(uint64_t* counter, uint64_t target) {
   red_release_gpu_add(counter, 1);
-  const MegakernelArgs no_launch{};
-  Spin spin(no_launch, 1000000000ull, /*watch_abort=*/false);
+  ProbeSpin spin;
   while (ld_acquire_gpu(counter) < target) {
-    if (spin.poll() == SpinState::kExpired) return true;
+    if (spin.expired()) return true;
   }
   return false;
 }
