@@ -9,9 +9,14 @@
 namespace megalith {
 
 TensorView Checkpoint::weight(const std::string& name) const {
+  const TensorView* w = find_weight(name);
+  MEGALITH_CHECK(w != nullptr, "no weight {}", name);
+  return *w;
+}
+
+const TensorView* Checkpoint::find_weight(const std::string& name) const {
   auto it = weights_.find(name);
-  MEGALITH_CHECK(it != weights_.end(), "no weight {}", name);
-  return it->second;
+  return it == weights_.end() ? nullptr : &it->second;
 }
 
 void Checkpoint::read_weights(const std::function<void(uint64_t, uint64_t)>& on_progress) const {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "megalith/model/checkpoint.h"
+
 namespace megalith {
 
 Status Executor::check_io_buffers(const TaskGraph& tg) {
@@ -21,6 +23,17 @@ Status Executor::check_io_buffers(const TaskGraph& tg) {
     }
   }
   return {};
+}
+
+StatusOr<TensorView> Executor::checkpoint_weight(const Checkpoint& ckpt, const BufferDesc& desc) {
+  const TensorView* w = ckpt.find_weight(desc.name);
+  if (!w) return not_found("the checkpoint has no weight '{}'", desc.name);
+  if (w->nbytes() != desc.bytes || elem_type(w->dtype) != desc.type) {
+    return invalid_argument("weight '{}' is {} bytes of {}, the task graph expects {} bytes of {}",
+                            desc.name, w->nbytes(), dtype_short_name(w->dtype), desc.bytes,
+                            elem_type_name(desc.type));
+  }
+  return *w;
 }
 
 void Executor::init_slots() {

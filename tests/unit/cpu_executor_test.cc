@@ -254,6 +254,27 @@ TEST(CpuExecutorErrors, DeadlockIsReportedNotHung) {
   }
 }
 
+TEST(CpuExecutorErrors, CheckpointsOfAnotherModelAreRefused) {
+  const Model& qwen3 = model(Architecture::kQwen3);
+  const Model& qwen3_f32 = model(Architecture::kQwen3, DType::kF32);
+  ModelConfig no_qk_norm = qwen3.ckpt->config();  // Llama: the same shapes, no q_norm or k_norm
+  no_qk_norm.arch = Architecture::kLlama;
+  no_qk_norm.qk_norm = false;
+  auto other = random_checkpoint(no_qk_norm, 3);
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  auto missing = CpuExecutor::create(compiled(qwen3, 2), **other, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound) << missing.status().message();
+  EXPECT_NE(missing.status().message().find("norm.weight"), std::string::npos)
+      << missing.status().message();
+  auto other_type = CpuExecutor::create(compiled(qwen3, 2), *qwen3_f32.ckpt, {});
+  ASSERT_FALSE(other_type.ok());
+  EXPECT_EQ(other_type.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(other_type.status().message().find("bytes of f32, the task graph expects"),
+            std::string::npos)
+      << other_type.status().message();
+}
+
 TEST(CpuExecutorErrors, BadRequestsAreErrors) {
   const Model& m = model(Architecture::kQwen2);
   auto exec = CpuExecutor::create(compiled(m, 2), *m.ckpt, {});

@@ -26,6 +26,9 @@ class Checkpoint {
   const std::filesystem::path& dir() const { return dir_; }
   // Aborts on a name that is not in model_weight_specs(): loading already proved they exist.
   TensorView weight(const std::string& name) const;
+  // The weight called `name`, or null where the architecture has none (a task graph compiled
+  // for another model names it).
+  const TensorView* find_weight(const std::string& name) const;
   TensorView lm_head() const;  // lm_head.weight, or the embeddings when tied
   // Reads every weight's pages of the mapped files once, so the first decode steps do not
   // wait on the disk; `on_progress(done, total)` in bytes.

@@ -18,8 +18,11 @@
 #include "megalith/abi/task_abi.h"
 #include "megalith/compiler/task_graph.h"
 #include "megalith/core/status.h"
+#include "megalith/core/tensor.h"
 
 namespace megalith {
+
+class Checkpoint;
 
 enum class SchedulingMode { kStatic, kDynamic };
 std::string_view scheduling_mode_name(SchedulingMode m);  // "static", "dynamic"
@@ -56,6 +59,9 @@ class Executor {
  protected:
   // Whether the task graph has the io buffers, each sized for its slots.
   static Status check_io_buffers(const TaskGraph& tg);
+  // The checkpoint's weight for weight buffer `desc`, an error where the checkpoint has none
+  // by that name or its bytes or element type are not the buffer's.
+  static StatusOr<TensorView> checkpoint_weight(const Checkpoint& ckpt, const BufferDesc& desc);
   // Sizes the slots' host state; the derived class calls it once its task graph is set.
   void init_slots();
   // Runs global steps [first_step, first_step + steps) with these control blocks (one per

@@ -354,16 +354,7 @@ Status CpuExecutor::bind(const Checkpoint& ckpt) {
   for (size_t b = 0; b < tg_.buffers.size(); ++b) {
     const BufferDesc& desc = tg_.buffers[b];
     if (desc.kind == BufferKind::kWeight) {
-      const std::vector<WeightSpec> specs = model_weight_specs(ckpt.config());
-      const bool known = std::any_of(specs.begin(), specs.end(),
-                                     [&](const WeightSpec& s) { return s.name == desc.name; });
-      if (!known) return not_found("the checkpoint has no weight '{}'", desc.name);
-      const TensorView w = ckpt.weight(desc.name);
-      if (w.nbytes() != desc.bytes || elem_type(w.dtype) != desc.type) {
-        return invalid_argument("weight '{}' is {} bytes of {}, the task graph expects {} bytes "
-                                "of {}", desc.name, w.nbytes(), dtype_short_name(w.dtype),
-                                desc.bytes, elem_type_name(desc.type));
-      }
+      MEGALITH_ASSIGN_OR_RETURN(const TensorView w, checkpoint_weight(ckpt, desc));
       base_[b] = static_cast<uint8_t*>(const_cast<void*>(w.data));
       continue;
     }

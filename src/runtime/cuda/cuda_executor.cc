@@ -81,7 +81,6 @@ bool CudaExecutor::bf16_decode_kernel() const {
 
 Status CudaExecutor::bind(const Checkpoint& ckpt,
                           const std::function<void(uint64_t, uint64_t)>& on_upload) {
-  const std::vector<WeightSpec> specs = model_weight_specs(ckpt.config());
   uint64_t total = 0, done = 0;
   for (const BufferDesc& desc : tg_.buffers) {
     if (desc.kind == BufferKind::kWeight) total += desc.bytes;
@@ -89,15 +88,7 @@ Status CudaExecutor::bind(const Checkpoint& ckpt,
   for (uint32_t b = 0; b < tg_.buffers.size(); ++b) {
     const BufferDesc& desc = tg_.buffers[b];
     if (desc.kind != BufferKind::kWeight) continue;
-    const bool known = std::any_of(specs.begin(), specs.end(),
-                                   [&](const WeightSpec& s) { return s.name == desc.name; });
-    if (!known) return not_found("the checkpoint has no weight '{}'", desc.name);
-    const TensorView w = ckpt.weight(desc.name);
-    if (w.nbytes() != desc.bytes || elem_type(w.dtype) != desc.type) {
-      return invalid_argument("weight '{}' is {} bytes of {}, the task graph expects {} bytes "
-                              "of {}", desc.name, w.nbytes(), dtype_short_name(w.dtype),
-                              desc.bytes, elem_type_name(desc.type));
-    }
+    MEGALITH_ASSIGN_OR_RETURN(const TensorView w, checkpoint_weight(ckpt, desc));
     MEGALITH_RETURN_IF_ERROR(program_->write(b, w.data, w.nbytes()).with_context(desc.name));
     done += desc.bytes;
     if (on_upload) on_upload(done, total);
